@@ -1,0 +1,357 @@
+//! Block import and fork choice.
+//!
+//! Pipeline for one block: cheap stateless checks (version, PoW, clock) → body checks (size,
+//! transactions root, stateless transaction rules, every signature through the parallel verifier)
+//! → under the writer lock: parent lookup, header context (height, difficulty, median time) →
+//! one redb write transaction that stores the block and, if its branch now has the most work,
+//! extends the tip or reorganises (revert to the common ancestor through undo data, apply the new
+//! branch, checking every state root). The transaction commits whole or not at all.
+//!
+//! Stateless checks run before the lock, so callers on several threads verify signatures in
+//! parallel while one of them writes.
+//!
+//! Fork choice: most cumulative work; a tie keeps the block seen first.
+
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use thiserror::Error;
+
+use super::consensus::{
+    BlockError, ChainParams, HeaderContext, MEDIAN_TIME_SPAN, check_body, check_header_context,
+    check_header_stateless, now_ms,
+};
+use super::genesis::Genesis;
+use super::types::{Block, BlockHeader, Hash};
+use crate::errors::PeerAction;
+use crate::state::{BlockMeta, BlockMetaReader, BlockStatus, ExecError, ReadView, StateDiff, Store, StoreError, WriteView};
+use crate::verify::{Path, Verifier};
+
+/// Default deepest reorg a node follows without operator action.
+pub const DEFAULT_MAX_REORG_DEPTH: u64 = 1_000;
+
+/// A block could not be imported.
+#[derive(Debug, Error)]
+pub enum ImportError {
+    /// The block breaks a consensus rule (or its parent is unknown).
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    /// Our own storage failed; the block is not at fault.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ImportError {
+    /// How the peer that sent the block is judged.
+    pub fn peer_action(&self) -> Option<PeerAction> {
+        match self {
+            ImportError::Block(e) => e.peer_action(),
+            ImportError::Store(_) => None,
+        }
+    }
+}
+
+/// The canonical tip, as cached in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tip {
+    /// Block hash.
+    pub hash: Hash,
+    /// Header.
+    pub header: BlockHeader,
+    /// Cumulative work.
+    pub total_work: u128,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// Already stored; nothing changed.
+    AlreadyKnown,
+    /// Stored on a side chain with no more work than the tip.
+    SideChain,
+    /// The canonical chain changed: `reverted` (tip first) were undone, `applied` (oldest first)
+    /// were applied. A plain extension has `reverted` empty and `applied` = [the block].
+    NewTip {
+        /// Blocks taken off the canonical chain.
+        reverted: Vec<Block>,
+        /// Blocks put on it.
+        applied: Vec<Block>,
+    },
+}
+
+/// Where the time of one import went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportTimings {
+    /// Stateless body checks including signatures.
+    pub verify: Duration,
+    /// Which verification path was taken.
+    pub verify_path: Option<Path>,
+    /// State execution and database writes.
+    pub apply: Duration,
+    /// The redb commit.
+    pub commit: Duration,
+}
+
+/// Timestamps of up to [`MEDIAN_TIME_SPAN`] blocks ending at `parent` (newest first), and the
+/// timestamp of `parent`'s own parent if it has one: the context a child of `parent` is checked in.
+fn ancestry<R: BlockMetaReader>(r: &R, parent: &BlockHeader) -> Result<(Vec<u64>, Option<u64>), StoreError> {
+    let mut times = Vec::with_capacity(MEDIAN_TIME_SPAN);
+    times.push(parent.timestamp_ms);
+    let mut cur = *parent;
+    let mut grandparent_ts = None;
+    while times.len() < MEDIAN_TIME_SPAN && cur.height > 0 {
+        let m = r
+            .block_meta(&cur.parent)?
+            .ok_or_else(|| StoreError::Corrupt(format!("ancestor {} missing", cur.parent)))?;
+        grandparent_ts.get_or_insert(m.header.timestamp_ms);
+        times.push(m.header.timestamp_ms);
+        cur = m.header;
+    }
+    Ok((times, grandparent_ts))
+}
+
+/// The chain: store, parameters and the single-writer import path.
+pub struct Chain {
+    store: Store,
+    params: ChainParams,
+    genesis: Genesis,
+    verifier: Verifier,
+    max_reorg_depth: u64,
+    writer: Mutex<()>,
+    tip: RwLock<Tip>,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain").field("tip", &*self.tip.read()).finish()
+    }
+}
+
+impl Chain {
+    /// A chain over `store`, which must have been opened for `genesis`.
+    pub fn new(store: Store, genesis: Genesis, verifier: Verifier, max_reorg_depth: u64) -> Result<Self, StoreError> {
+        let tip = {
+            let r = store.read()?;
+            let hash = r.tip_hash()?;
+            let meta = r.block_meta(&hash)?.ok_or_else(|| StoreError::Corrupt(format!("tip {hash} has no header")))?;
+            Tip { hash, header: meta.header, total_work: meta.total_work }
+        };
+        Ok(Chain {
+            params: genesis.params(),
+            genesis,
+            store,
+            verifier,
+            max_reorg_depth,
+            writer: Mutex::new(()),
+            tip: RwLock::new(tip),
+        })
+    }
+
+    /// Consensus parameters.
+    pub fn params(&self) -> &ChainParams {
+        &self.params
+    }
+
+    /// The genesis in use.
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// The verifier blocks are checked with.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// The canonical tip.
+    pub fn tip(&self) -> Tip {
+        *self.tip.read()
+    }
+
+    /// A read snapshot of the store.
+    pub fn read(&self) -> Result<ReadView, StoreError> {
+        self.store.read()
+    }
+
+    /// Stateless checks of a block: header (PoW, clock) and body (roots, signatures).
+    pub fn precheck(&self, block: &Block) -> Result<Path, BlockError> {
+        check_header_stateless(&block.header, now_ms())?;
+        check_body(&self.params, block, &self.verifier)
+    }
+
+    /// Imports one block. See the module docs for the pipeline.
+    pub fn import(&self, block: &Block) -> Result<(ImportOutcome, ImportTimings), ImportError> {
+        let mut timings = ImportTimings::default();
+        let hash = block.hash();
+        // Known blocks cost one lookup, before any verification.
+        if let Some(meta) = self.store.read()?.block_meta(&hash)? {
+            return match meta.status {
+                BlockStatus::Invalid => Err(BlockError::KnownInvalid(hash).into()),
+                _ => Ok((ImportOutcome::AlreadyKnown, timings)),
+            };
+        }
+        check_header_stateless(&block.header, now_ms())?;
+        let t = Instant::now();
+        timings.verify_path = Some(check_body(&self.params, block, &self.verifier)?);
+        timings.verify = t.elapsed();
+
+        let _writer = self.writer.lock();
+        let t = Instant::now();
+        let w = self.store.write()?;
+        if let Some(meta) = w.block_meta(&hash)? {
+            // Imported by another thread while we verified.
+            return match meta.status {
+                BlockStatus::Invalid => Err(BlockError::KnownInvalid(hash).into()),
+                _ => Ok((ImportOutcome::AlreadyKnown, timings)),
+            };
+        }
+        let parent = w.block_meta(&block.header.parent)?.ok_or(BlockError::UnknownParent(block.header.parent))?;
+        if parent.status == BlockStatus::Invalid {
+            drop(w);
+            self.mark_invalid(&[block.clone()])?;
+            return Err(BlockError::KnownInvalid(block.header.parent).into());
+        }
+        let (times, grandparent_ts) = ancestry(&w, &parent.header)?;
+        let ctx = HeaderContext { parent: &parent.header, grandparent_ts, recent_timestamps: &times };
+        check_header_context(&self.params, &block.header, &ctx)?;
+
+        let total_work = parent.total_work.saturating_add(u128::from(block.header.difficulty));
+        let meta = BlockMeta { header: block.header, total_work, status: BlockStatus::HeaderValid };
+        w.put_block(block, &meta)?;
+        let tip = self.tip();
+
+        let outcome = if total_work <= tip.total_work {
+            ImportOutcome::SideChain
+        } else if block.header.parent == tip.hash {
+            if let Err(e) = self.connect(&w, block) {
+                drop(w);
+                return self.fail(block, &[], e);
+            }
+            ImportOutcome::NewTip { reverted: Vec::new(), applied: vec![block.clone()] }
+        } else {
+            match self.reorg(&w, block, &tip)? {
+                Ok(outcome) => outcome,
+                Err((bad, rest, e)) => {
+                    drop(w);
+                    return self.fail(&bad, &rest, e);
+                }
+            }
+        };
+        timings.apply = t.elapsed();
+        let t = Instant::now();
+        w.commit()?;
+        timings.commit = t.elapsed();
+        if let ImportOutcome::NewTip { .. } = outcome {
+            *self.tip.write() = Tip { hash, header: block.header, total_work };
+        }
+        Ok((outcome, timings))
+    }
+
+    /// Executes `block` against the tip state in `w`, checks its state root and connects it.
+    fn connect(&self, w: &WriteView, block: &Block) -> Result<(), ImportError> {
+        let diff: StateDiff = w.execute(&self.params, block).map_err(|e| match e {
+            ExecError::Tx { index, error } => ImportError::Block(BlockError::InvalidTransaction { index, error }),
+            ExecError::Store(s) => ImportError::Store(s),
+        })?;
+        let lt = diff.apply_to(&w.lthash()?);
+        let computed = lt.root();
+        if computed != block.header.state_root {
+            return Err(BlockError::StateRootMismatch { header: block.header.state_root, computed }.into());
+        }
+        w.connect(block, &diff, &lt)?;
+        Ok(())
+    }
+
+    /// Switches the canonical chain to the branch ending in `block`. The outer `Result` is a
+    /// storage failure; the inner error names the branch block that failed and those after it.
+    #[allow(clippy::type_complexity)]
+    fn reorg(
+        &self,
+        w: &WriteView,
+        block: &Block,
+        tip: &Tip,
+    ) -> Result<Result<ImportOutcome, (Block, Vec<Block>, ImportError)>, ImportError> {
+        // Walk back from the new block to the canonical chain.
+        let mut branch = vec![block.clone()];
+        let mut cur = block.header;
+        loop {
+            let parent = cur.parent;
+            let pm = w.block_meta(&parent)?.ok_or_else(|| StoreError::Corrupt(format!("ancestor {parent} missing")))?;
+            if w.canonical_hash(pm.header.height)? == Some(parent) {
+                let depth = tip.header.height - pm.header.height;
+                if depth > self.max_reorg_depth {
+                    return Ok(Err((
+                        block.clone(),
+                        Vec::new(),
+                        BlockError::ReorgTooDeep { depth, limit: self.max_reorg_depth }.into(),
+                    )));
+                }
+                break;
+            }
+            if pm.status == BlockStatus::Invalid {
+                return Ok(Err((block.clone(), Vec::new(), BlockError::KnownInvalid(parent).into())));
+            }
+            let body = w.body(&parent)?.ok_or_else(|| StoreError::Corrupt(format!("no body for {parent}")))?;
+            branch.push(Block { header: pm.header, transactions: body });
+            cur = pm.header;
+        }
+        branch.reverse();
+        let fork_height = branch[0].header.height - 1;
+        let mut reverted = Vec::new();
+        while w.tip_hash()? != branch[0].header.parent {
+            let b = w.disconnect_tip()?;
+            debug_assert!(b.header.height > fork_height);
+            reverted.push(b);
+        }
+        for (i, b) in branch.iter().enumerate() {
+            match self.connect(w, b) {
+                Ok(()) => {}
+                Err(ImportError::Store(s)) => return Err(ImportError::Store(s)),
+                Err(e) => return Ok(Err((b.clone(), branch[i + 1..].to_vec(), e))),
+            }
+        }
+        tracing::info!(
+            depth = reverted.len(),
+            applied = branch.len(),
+            new_tip = %block.hash(),
+            "chain reorganisation"
+        );
+        Ok(Ok(ImportOutcome::NewTip { reverted, applied: branch }))
+    }
+
+    /// Records `bad` and its descendants `rest` as invalid in a fresh transaction (the failed one
+    /// was aborted) and returns the error.
+    fn fail(&self, bad: &Block, rest: &[Block], e: ImportError) -> Result<(ImportOutcome, ImportTimings), ImportError> {
+        if matches!(e, ImportError::Block(BlockError::ReorgTooDeep { .. })) {
+            return Err(e);
+        }
+        let mut all = vec![bad.clone()];
+        all.extend_from_slice(rest);
+        self.mark_invalid(&all)?;
+        Err(e)
+    }
+
+    fn mark_invalid(&self, blocks: &[Block]) -> Result<(), StoreError> {
+        let w = self.store.write()?;
+        for b in blocks {
+            let hash = b.hash();
+            if w.block_meta(&hash)?.is_none() {
+                w.put_block(b, &BlockMeta { header: b.header, total_work: 0, status: BlockStatus::Invalid })?;
+            } else {
+                w.set_status(&hash, BlockStatus::Invalid)?;
+            }
+        }
+        w.commit()
+    }
+
+    /// Difficulty and minimum timestamp (median time + 1) required of a child of the tip, plus
+    /// the tip itself. Used by the miner.
+    pub fn next_block_rules(&self) -> Result<(Tip, u64, u64), StoreError> {
+        let r = self.store.read()?;
+        let tip_hash = r.tip_hash()?;
+        let tip_meta = r.block_meta(&tip_hash)?.ok_or_else(|| StoreError::Corrupt("tip meta".into()))?;
+        let (times, grandparent_ts) = ancestry(&r, &tip_meta.header)?;
+        let difficulty = super::consensus::next_difficulty(&self.params, &tip_meta.header, grandparent_ts);
+        let min_ts = super::consensus::median_time(&times) + 1;
+        Ok((Tip { hash: tip_hash, header: tip_meta.header, total_work: tip_meta.total_work }, difficulty, min_ts))
+    }
+}

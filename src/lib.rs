@@ -1,0 +1,28 @@
+//! Vision Node: a proof-of-work, account-based blockchain node.
+//!
+//! Layers, top to bottom (see `docs/architecture.md`):
+//! - [`api`]: HTTP JSON API for wallets and operators;
+//! - [`node`]: wiring, the shared [`node::Core`] every producer of blocks and transactions goes
+//!   through, and graceful shutdown;
+//! - [`miner`]: block templates (cached) and proof-of-work search on dedicated threads;
+//! - [`mempool`]: the bounded transaction pool;
+//! - [`chain`]: types, encoding, consensus rules, import and fork choice;
+//! - [`verify`]: the signature rule and the parallel verifier;
+//! - [`state`]: the redb state machine.
+//!
+//! Nothing in `chain`, `state` or `mempool` knows about HTTP or the network; errors that can come
+//! from a peer carry a [`errors::PeerAction`] so the network layer can score the sender.
+
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod chain;
+pub mod config;
+pub mod errors;
+pub mod mempool;
+pub mod miner;
+pub mod node;
+pub mod state;
+pub mod util;
+pub mod verify;
+pub mod wallet;

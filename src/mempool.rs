@@ -1,0 +1,602 @@
+//! The transaction pool: bounded by count and bytes, ordered per sender by nonce and across
+//! senders by fee.
+//!
+//! # Invariants
+//! - For every sender, the pooled nonces form one gap-free run starting at the sender's nonce in
+//!   the tip state, and the sender's balance covers the amount plus fee of the whole run. So any
+//!   prefix of a sender's run is executable on top of the tip, in order.
+//! - `len() <= max_txs` and `bytes() <= max_bytes` at all times.
+//!
+//! When full, the lowest-fee transaction is evicted together with the same sender's later nonces
+//! (which would otherwise be left behind a gap), and a newcomer must pay more than the lowest fee
+//! in the pool: the entry fee rises as the pool fills with better-paying transactions. A pooled
+//! transaction can be replaced by one with the same sender and nonce paying at least
+//! [`REPLACEMENT_BUMP_PERCENT`] more.
+//!
+//! The pool does not check signatures or stateless rules: callers pass only transactions that
+//! passed those (see `node::Core::submit_transactions`).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use thiserror::Error;
+
+use crate::chain::consensus::TxError;
+use crate::chain::types::{Address, Block, Hash, Transaction};
+use crate::state::{Account, StoreError};
+
+/// Default cap on pooled transactions.
+pub const DEFAULT_MAX_TXS: usize = 100_000;
+/// Default cap on pooled bytes (encoded transactions).
+pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// A replacement must pay this much more than the transaction it replaces, in percent.
+pub const REPLACEMENT_BUMP_PERCENT: u128 = 10;
+/// Transactions older than this are dropped at the next new tip.
+pub const DEFAULT_TX_TTL: Duration = Duration::from_secs(3 * 3600);
+
+/// Why a transaction was not pooled.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MempoolError {
+    /// Already pooled.
+    #[error("transaction {0} is already in the mempool")]
+    AlreadyKnown(Hash),
+    /// Fails a nonce or balance rule against tip state plus pooled transactions.
+    #[error(transparent)]
+    Invalid(#[from] TxError),
+    /// The pool is full and the fee is not above the lowest pooled fee.
+    #[error("mempool is full; a fee of at least {min_fee} is needed to enter")]
+    Full {
+        /// Smallest fee that would enter now.
+        min_fee: u128,
+    },
+    /// Same sender and nonce as a pooled transaction, without a high enough fee.
+    #[error("replacement fee {got} too low; at least {min} needed to replace the pooled transaction")]
+    ReplacementUnderpriced {
+        /// Required fee.
+        min: u128,
+        /// Offered fee.
+        got: u128,
+    },
+    /// State could not be read.
+    #[error("state unavailable: {0}")]
+    Store(String),
+}
+
+impl From<StoreError> for MempoolError {
+    fn from(e: StoreError) -> Self {
+        MempoolError::Store(e.to_string())
+    }
+}
+
+/// Caps of the pool.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most transactions.
+    pub max_txs: usize,
+    /// Most bytes.
+    pub max_bytes: usize,
+    /// Age after which a transaction is dropped.
+    pub ttl: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_txs: DEFAULT_MAX_TXS, max_bytes: DEFAULT_MAX_BYTES, ttl: DEFAULT_TX_TTL }
+    }
+}
+
+struct Entry {
+    tx: Transaction,
+    seq: u64,
+    size: usize,
+    added: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_id: HashMap<Hash, Entry>,
+    /// Sender to nonce to id.
+    by_sender: HashMap<Address, BTreeMap<u64, Hash>>,
+    /// (fee, newest first, id): the first element is the eviction candidate.
+    by_fee: BTreeSet<(u128, Reverse<u64>, Hash)>,
+    /// Insertion order, for expiry.
+    by_seq: BTreeMap<u64, Hash>,
+    bytes: usize,
+    seq: u64,
+    version: u64,
+    evicted: u64,
+}
+
+/// Counters and gauges for metrics and the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Pooled transactions.
+    pub len: usize,
+    /// Pooled bytes.
+    pub bytes: usize,
+    /// Transactions evicted for space since start.
+    pub evicted: u64,
+    /// Smallest fee that enters right now.
+    pub min_fee_to_enter: u128,
+}
+
+/// The pool.
+pub struct Mempool {
+    inner: Mutex<Inner>,
+    limits: Limits,
+    min_fee: u128,
+}
+
+impl std::fmt::Debug for Mempool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mempool").field("stats", &self.stats()).finish()
+    }
+}
+
+impl Inner {
+    fn remove(&mut self, id: &Hash) -> Option<Entry> {
+        let e = self.by_id.remove(id)?;
+        self.by_fee.remove(&(e.tx.fee, Reverse(e.seq), *id));
+        self.by_seq.remove(&e.seq);
+        if let Some(q) = self.by_sender.get_mut(&e.tx.from) {
+            q.remove(&e.tx.nonce);
+            if q.is_empty() {
+                self.by_sender.remove(&e.tx.from);
+            }
+        }
+        self.bytes -= e.size;
+        self.version += 1;
+        Some(e)
+    }
+
+    /// Removes `id` and every later nonce of the same sender.
+    fn remove_with_descendants(&mut self, id: &Hash) -> usize {
+        let Some(e) = self.by_id.get(id) else { return 0 };
+        let (from, nonce) = (e.tx.from, e.tx.nonce);
+        let ids: Vec<Hash> = self
+            .by_sender
+            .get(&from)
+            .map(|q| q.range(nonce..).map(|(_, id)| *id).collect())
+            .unwrap_or_default();
+        ids.iter().filter(|id| self.remove(id).is_some()).count()
+    }
+
+    fn add(&mut self, tx: Transaction) -> Hash {
+        let id = tx.id();
+        self.seq += 1;
+        let size = tx.encoded_len();
+        self.by_fee.insert((tx.fee, Reverse(self.seq), id));
+        self.by_seq.insert(self.seq, id);
+        self.by_sender.entry(tx.from).or_default().insert(tx.nonce, id);
+        self.by_id.insert(id, Entry { tx, seq: self.seq, size, added: Instant::now() });
+        self.bytes += size;
+        self.version += 1;
+        id
+    }
+
+    /// Sum of amount + fee over a sender's pooled run, optionally leaving one nonce out.
+    fn spent(&self, from: &Address, except_nonce: Option<u64>) -> u128 {
+        self.by_sender
+            .get(from)
+            .map(|q| {
+                q.iter()
+                    .filter(|(n, _)| Some(**n) != except_nonce)
+                    .map(|(_, id)| self.by_id[id].tx.total_cost().unwrap_or(u128::MAX))
+                    .fold(0u128, |a, c| a.saturating_add(c))
+            })
+            .unwrap_or(0)
+    }
+
+    /// Drops what no longer fits the sender's tip state: used nonces, then anything after a gap
+    /// or beyond the balance.
+    fn revalidate_sender(&mut self, from: &Address, account: Account) {
+        let Some(q) = self.by_sender.get(from) else { return };
+        let entries: Vec<(u64, Hash)> = q.iter().map(|(n, id)| (*n, *id)).collect();
+        let mut expected = account.nonce;
+        let mut spent: u128 = 0;
+        let mut drop_rest = false;
+        for (nonce, id) in entries {
+            if nonce < account.nonce {
+                self.remove(&id);
+                continue;
+            }
+            if !drop_rest {
+                let cost = self.by_id[&id].tx.total_cost().unwrap_or(u128::MAX);
+                spent = spent.saturating_add(cost);
+                if nonce != expected || spent > account.balance {
+                    drop_rest = true;
+                }
+                expected += 1;
+            }
+            if drop_rest {
+                self.remove(&id);
+            }
+        }
+    }
+}
+
+impl Mempool {
+    /// An empty pool with the given caps; `min_fee` is the network's minimum fee.
+    pub fn new(limits: Limits, min_fee: u128) -> Self {
+        Mempool { inner: Mutex::new(Inner::default()), limits, min_fee }
+    }
+
+    /// The caps.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Pools `tx`, whose sender's tip state is `account`. The transaction must already have passed
+    /// the stateless rules and its signature check.
+    pub fn insert(&self, tx: Transaction, account: Account) -> Result<Hash, MempoolError> {
+        let id = tx.id();
+        let size = tx.encoded_len();
+        let cost = tx.total_cost().ok_or(TxError::CostOverflow)?;
+        let mut inner = self.inner.lock();
+        if inner.by_id.contains_key(&id) {
+            return Err(MempoolError::AlreadyKnown(id));
+        }
+        if tx.nonce < account.nonce {
+            return Err(TxError::NonceTooLow { expected: account.nonce, got: tx.nonce }.into());
+        }
+        let queue = inner.by_sender.get(&tx.from);
+        let next = queue.and_then(|q| q.keys().next_back()).map(|n| n + 1).unwrap_or(account.nonce);
+        let replaced = queue.and_then(|q| q.get(&tx.nonce)).copied();
+        if tx.nonce > next {
+            return Err(TxError::NonceGap { expected: next, got: tx.nonce }.into());
+        }
+        if let Some(old_id) = replaced {
+            let old_fee = inner.by_id[&old_id].tx.fee;
+            let min = old_fee.saturating_add((old_fee * REPLACEMENT_BUMP_PERCENT).div_ceil(100).max(1));
+            if tx.fee < min {
+                return Err(MempoolError::ReplacementUnderpriced { min, got: tx.fee });
+            }
+        }
+        let need = inner.spent(&tx.from, replaced.map(|_| tx.nonce)).saturating_add(cost);
+        if need > account.balance {
+            return Err(TxError::InsufficientBalance { need, have: account.balance }.into());
+        }
+        if let Some(old_id) = replaced {
+            inner.remove(&old_id);
+        }
+        // Make room: evict the cheapest (with its sender's later nonces) while full.
+        while inner.by_id.len() + 1 > self.limits.max_txs || inner.bytes + size > self.limits.max_bytes {
+            let Some(&(low_fee, _, low_id)) = inner.by_fee.iter().next() else {
+                return Err(MempoolError::Full { min_fee: self.min_fee });
+            };
+            let low_tx = inner.by_id[&low_id].tx;
+            let own_predecessor = low_tx.from == tx.from && low_tx.nonce < tx.nonce;
+            if tx.fee <= low_fee || own_predecessor {
+                return Err(MempoolError::Full { min_fee: low_fee.saturating_add(1) });
+            }
+            let n = inner.remove_with_descendants(&low_id);
+            inner.evicted += n as u64;
+        }
+        Ok(inner.add(tx))
+    }
+
+    /// Removes transactions included in `applied`, drops what the new state invalidates, and
+    /// returns transactions of `reverted` blocks (not re-included) to the pool.
+    /// `account` reads the new tip state.
+    pub fn on_new_tip(
+        &self,
+        reverted: &[Block],
+        applied: &[Block],
+        account: &dyn Fn(&Address) -> Result<Account, StoreError>,
+    ) -> Result<usize, StoreError> {
+        let included: HashSet<Hash> = applied.iter().flat_map(|b| b.transactions.iter().map(|t| t.id())).collect();
+        let mut touched: BTreeSet<Address> = BTreeSet::new();
+        for b in reverted.iter().chain(applied) {
+            touched.insert(b.header.miner);
+            for t in &b.transactions {
+                touched.insert(t.from);
+                touched.insert(t.transfer().0);
+            }
+        }
+        let mut returned: Vec<Transaction> = reverted
+            .iter()
+            .flat_map(|b| b.transactions.iter().copied())
+            .filter(|t| !included.contains(&t.id()))
+            .collect();
+        returned.sort_by_key(|t| (t.from, t.nonce));
+        {
+            let mut inner = self.inner.lock();
+            for id in &included {
+                inner.remove(id);
+            }
+        }
+        let mut back = 0;
+        for tx in returned {
+            let acc = account(&tx.from)?;
+            // A returned transaction may precede pooled ones of the same sender: put the sender's
+            // run aside and re-admit it in nonce order after the returned one.
+            let later = self.take_sender_from(&tx.from, tx.nonce);
+            if self.insert(tx, acc).is_ok() {
+                back += 1;
+            }
+            for t in later {
+                let _ = self.insert(t, acc);
+            }
+        }
+        let mut inner = self.inner.lock();
+        // Expire the oldest beyond the TTL.
+        while let Some(id) = inner.by_seq.values().next().copied() {
+            if inner.by_id[&id].added.elapsed() < self.limits.ttl {
+                break;
+            }
+            inner.remove_with_descendants(&id);
+        }
+        for addr in &touched {
+            if inner.by_sender.contains_key(addr) {
+                let acc = account(addr)?;
+                inner.revalidate_sender(addr, acc);
+            }
+        }
+        Ok(back)
+    }
+
+    /// Removes and returns the sender's pooled transactions with nonce >= `nonce`.
+    fn take_sender_from(&self, from: &Address, nonce: u64) -> Vec<Transaction> {
+        let mut inner = self.inner.lock();
+        let ids: Vec<Hash> = inner
+            .by_sender
+            .get(from)
+            .map(|q| q.range(nonce..).map(|(_, id)| *id).collect())
+            .unwrap_or_default();
+        ids.iter().filter_map(|id| inner.remove(id)).map(|e| e.tx).collect()
+    }
+
+    /// Up to `max_txs` transactions (and `max_bytes`), highest fee first across senders, each
+    /// sender's in nonce order.
+    pub fn select(&self, max_txs: usize, max_bytes: usize) -> Vec<Transaction> {
+        let inner = self.inner.lock();
+        // Heap of each sender's next transaction: (fee, oldest first, id).
+        let mut heap: BinaryHeap<(u128, Reverse<u64>, Hash)> = inner
+            .by_sender
+            .values()
+            .filter_map(|q| q.values().next())
+            .map(|id| {
+                let e = &inner.by_id[id];
+                (e.tx.fee, Reverse(e.seq), *id)
+            })
+            .collect();
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        while let Some((_, _, id)) = heap.pop() {
+            if out.len() >= max_txs {
+                break;
+            }
+            let e = &inner.by_id[&id];
+            if bytes + e.size > max_bytes {
+                continue; // this sender's later nonces cannot go in without it
+            }
+            bytes += e.size;
+            out.push(e.tx);
+            if let Some((_, next)) = inner.by_sender[&e.tx.from].range(e.tx.nonce + 1..).next() {
+                let n = &inner.by_id[next];
+                heap.push((n.tx.fee, Reverse(n.seq), *next));
+            }
+        }
+        out
+    }
+
+    /// Removes one transaction and the sender's later nonces (e.g. found unexecutable).
+    pub fn remove_with_descendants(&self, id: &Hash) -> usize {
+        self.inner.lock().remove_with_descendants(id)
+    }
+
+    /// A pooled transaction.
+    pub fn get(&self, id: &Hash) -> Option<Transaction> {
+        self.inner.lock().by_id.get(id).map(|e| e.tx)
+    }
+
+    /// True if pooled.
+    pub fn contains(&self, id: &Hash) -> bool {
+        self.inner.lock().by_id.contains_key(id)
+    }
+
+    /// The next nonce the sender should use, counting pooled transactions.
+    pub fn pending_nonce(&self, from: &Address, state_nonce: u64) -> u64 {
+        self.inner
+            .lock()
+            .by_sender
+            .get(from)
+            .and_then(|q| q.keys().next_back())
+            .map(|n| n + 1)
+            .unwrap_or(state_nonce)
+    }
+
+    /// Changes on every insert and removal (the miner's template cache key).
+    pub fn version(&self) -> u64 {
+        self.inner.lock().version
+    }
+
+    /// Number of pooled transactions.
+    pub fn len(&self) -> usize {
+        self.inner.lock().by_id.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        let inner = self.inner.lock();
+        let full = inner.by_id.len() >= self.limits.max_txs
+            || inner.bytes + crate::chain::types::TRANSFER_TX_LEN > self.limits.max_bytes;
+        let min_fee_to_enter = match inner.by_fee.iter().next() {
+            Some((fee, _, _)) if full => fee.saturating_add(1),
+            _ => self.min_fee,
+        };
+        Stats { len: inner.by_id.len(), bytes: inner.bytes, evicted: inner.evicted, min_fee_to_enter }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::types::TxKind;
+    use crate::wallet::Keypair;
+
+    fn tx(kp: &Keypair, nonce: u64, fee: u128, amount: u128) -> Transaction {
+        let mut t = Transaction {
+            chain_id: 1,
+            from: kp.address(),
+            nonce,
+            fee,
+            kind: TxKind::Transfer { to: Address([0xee; 32]), amount },
+            signature: [0; 64],
+        };
+        kp.sign_tx(&mut t);
+        t
+    }
+
+    fn rich() -> Account {
+        Account { balance: 1_000_000_000, nonce: 0 }
+    }
+
+    #[test]
+    fn nonce_rules() {
+        let pool = Mempool::new(Limits::default(), 1);
+        let a = Keypair::from_seed(&[1; 32]);
+        let acc = Account { balance: 1_000_000, nonce: 5 };
+        assert_eq!(
+            pool.insert(tx(&a, 4, 10, 1), acc),
+            Err(MempoolError::Invalid(TxError::NonceTooLow { expected: 5, got: 4 }))
+        );
+        assert_eq!(
+            pool.insert(tx(&a, 6, 10, 1), acc),
+            Err(MempoolError::Invalid(TxError::NonceGap { expected: 5, got: 6 }))
+        );
+        pool.insert(tx(&a, 5, 10, 1), acc).unwrap();
+        pool.insert(tx(&a, 6, 10, 1), acc).unwrap();
+        assert_eq!(pool.pending_nonce(&a.address(), 5), 7);
+        assert!(matches!(pool.insert(tx(&a, 6, 10, 1), acc), Err(MempoolError::AlreadyKnown(_))));
+    }
+
+    #[test]
+    fn balance_counts_pooled_spending() {
+        let pool = Mempool::new(Limits::default(), 1);
+        let a = Keypair::from_seed(&[1; 32]);
+        let acc = Account { balance: 250, nonce: 0 };
+        pool.insert(tx(&a, 0, 10, 100), acc).unwrap();
+        pool.insert(tx(&a, 1, 10, 100), acc).unwrap();
+        assert_eq!(
+            pool.insert(tx(&a, 2, 10, 100), acc),
+            Err(MempoolError::Invalid(TxError::InsufficientBalance { need: 330, have: 250 }))
+        );
+    }
+
+    #[test]
+    fn replacement_needs_a_bump() {
+        let pool = Mempool::new(Limits::default(), 1);
+        let a = Keypair::from_seed(&[1; 32]);
+        pool.insert(tx(&a, 0, 100, 1), rich()).unwrap();
+        assert_eq!(
+            pool.insert(tx(&a, 0, 105, 1), rich()),
+            Err(MempoolError::ReplacementUnderpriced { min: 110, got: 105 })
+        );
+        let id = pool.insert(tx(&a, 0, 110, 1), rich()).unwrap();
+        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.get(&id).unwrap().fee, 110);
+    }
+
+    #[test]
+    fn full_pool_evicts_lowest_fee_and_entry_fee_rises() {
+        let limits = Limits { max_txs: 3, ..Limits::default() };
+        let pool = Mempool::new(limits, 1);
+        let ks: Vec<Keypair> = (0..5).map(|i| Keypair::from_seed(&[i; 32])).collect();
+        pool.insert(tx(&ks[0], 0, 10, 1), rich()).unwrap();
+        pool.insert(tx(&ks[1], 0, 20, 1), rich()).unwrap();
+        pool.insert(tx(&ks[2], 0, 30, 1), rich()).unwrap();
+        assert_eq!(pool.stats().min_fee_to_enter, 11);
+        assert_eq!(pool.insert(tx(&ks[3], 0, 10, 1), rich()), Err(MempoolError::Full { min_fee: 11 }));
+        pool.insert(tx(&ks[3], 0, 40, 1), rich()).unwrap();
+        assert_eq!(pool.len(), 3);
+        assert_eq!(pool.stats().evicted, 1);
+        assert_eq!(pool.stats().min_fee_to_enter, 21);
+        assert_eq!(pool.pending_nonce(&ks[0].address(), 0), 0, "the 10-fee one was evicted");
+    }
+
+    #[test]
+    fn eviction_takes_later_nonces_along() {
+        let limits = Limits { max_txs: 3, ..Limits::default() };
+        let pool = Mempool::new(limits, 1);
+        let a = Keypair::from_seed(&[1; 32]);
+        let b = Keypair::from_seed(&[2; 32]);
+        pool.insert(tx(&a, 0, 5, 1), rich()).unwrap();
+        pool.insert(tx(&a, 1, 50, 1), rich()).unwrap();
+        pool.insert(tx(&a, 2, 50, 1), rich()).unwrap();
+        pool.insert(tx(&b, 0, 10, 1), rich()).unwrap();
+        // a's nonce 0 (fee 5) went, and with it nonces 1 and 2: no gaps remain.
+        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.pending_nonce(&a.address(), 0), 0);
+    }
+
+    #[test]
+    fn byte_cap_is_respected() {
+        let size = crate::chain::types::TRANSFER_TX_LEN;
+        let limits = Limits { max_bytes: size * 2, ..Limits::default() };
+        let pool = Mempool::new(limits, 1);
+        for i in 0..10u8 {
+            let _ = pool.insert(tx(&Keypair::from_seed(&[i; 32]), 0, 10 + i as u128, 1), rich());
+            assert!(pool.stats().bytes <= size * 2);
+        }
+        assert_eq!(pool.len(), 2);
+    }
+
+    #[test]
+    fn select_orders_by_fee_and_nonce() {
+        let pool = Mempool::new(Limits::default(), 1);
+        let a = Keypair::from_seed(&[1; 32]);
+        let b = Keypair::from_seed(&[2; 32]);
+        pool.insert(tx(&a, 0, 10, 1), rich()).unwrap();
+        pool.insert(tx(&a, 1, 100, 1), rich()).unwrap();
+        pool.insert(tx(&b, 0, 50, 1), rich()).unwrap();
+        let sel = pool.select(10, usize::MAX);
+        let order: Vec<(Address, u64)> = sel.iter().map(|t| (t.from, t.nonce)).collect();
+        assert_eq!(order, vec![(b.address(), 0), (a.address(), 0), (a.address(), 1)]);
+        assert_eq!(pool.select(2, usize::MAX).len(), 2);
+    }
+
+    #[test]
+    fn new_tip_removes_included_and_returns_reverted() {
+        let pool = Mempool::new(Limits::default(), 1);
+        let a = Keypair::from_seed(&[1; 32]);
+        let t0 = tx(&a, 0, 10, 1);
+        let t1 = tx(&a, 1, 10, 1);
+        pool.insert(t0, rich()).unwrap();
+        pool.insert(t1, rich()).unwrap();
+        let g = crate::chain::genesis::Genesis::devnet().block();
+        let block = Block { header: g.header, transactions: vec![t0] };
+        let after = Account { balance: rich().balance - 11, nonce: 1 };
+        pool.on_new_tip(&[], std::slice::from_ref(&block), &|_| Ok(after)).unwrap();
+        assert!(!pool.contains(&t0.id()));
+        assert!(pool.contains(&t1.id()));
+        // Revert it: t0 comes back, before t1.
+        let back = pool.on_new_tip(std::slice::from_ref(&block), &[], &|_| Ok(rich())).unwrap();
+        assert_eq!(back, 1);
+        assert!(pool.contains(&t0.id()) && pool.contains(&t1.id()));
+        assert_eq!(pool.select(10, usize::MAX), vec![t0, t1]);
+    }
+
+    #[test]
+    fn new_tip_drops_what_became_unaffordable() {
+        let pool = Mempool::new(Limits::default(), 1);
+        let a = Keypair::from_seed(&[1; 32]);
+        pool.insert(tx(&a, 0, 10, 100), rich()).unwrap();
+        pool.insert(tx(&a, 1, 10, 100), rich()).unwrap();
+        let g = crate::chain::genesis::Genesis::devnet().block();
+        let other = Block { header: g.header, transactions: vec![tx(&Keypair::from_seed(&[9; 32]), 0, 1, 1)] };
+        // a now has only enough for one: the second is dropped.
+        let poor = Account { balance: 150, nonce: 0 };
+        let mut touched = other.clone();
+        touched.header.miner = a.address();
+        pool.on_new_tip(&[], &[touched], &|_| Ok(poor)).unwrap();
+        assert_eq!(pool.len(), 1);
+    }
+}

@@ -1,0 +1,837 @@
+//! The redb state machine: accounts, blocks, undo data and indexes, changed only through one write
+//! transaction per block import or reorg.
+//!
+//! - [`execute`] is the state transition function: it runs a block's transactions against any
+//!   [`AccountReader`] and returns a [`StateDiff`] (old and new value of every account touched), or
+//!   the first transaction that breaks a rule. Import, the miner's template builder and `db check`
+//!   all use it, so they cannot disagree.
+//! - [`Store`] owns the database; [`WriteView`] wraps one write transaction and offers the few
+//!   operations a block import needs ([`WriteView::connect`], [`WriteView::disconnect`]); nothing is
+//!   visible to readers until [`WriteView::commit`], and dropping a `WriteView` aborts it. So a crash
+//!   at any instant leaves the old tip or the new one, never a mix.
+//!
+//! The table layouts and invariants are in [`schema`].
+
+pub mod lthash;
+pub mod schema;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use thiserror::Error;
+
+use crate::chain::consensus::{ChainParams, TxError};
+use crate::chain::encoding::{Reader, Writer};
+use crate::chain::genesis::Genesis;
+use crate::chain::types::{Address, Block, BlockHeader, HEADER_LEN, Hash, Transaction};
+use lthash::LtHash;
+use schema::*;
+
+/// A storage failure. None of these is a peer's fault.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StoreError {
+    /// redb reported an error.
+    #[error("database error: {0}")]
+    Db(String),
+    /// The database belongs to another network.
+    #[error(
+        "the data directory holds chain {stored}, but the genesis in use is {configured}; use another --data-dir or the matching --genesis"
+    )]
+    GenesisMismatch {
+        /// Genesis hash in the database.
+        stored: Hash,
+        /// Genesis hash configured.
+        configured: Hash,
+    },
+    /// Stored bytes do not decode: the database is damaged.
+    #[error("database is corrupt: {0}; restore from a backup or resync into an empty --data-dir")]
+    Corrupt(String),
+    /// The schema is from another version of the node.
+    #[error("database schema version {found} is not supported (this node uses {SCHEMA_VERSION})")]
+    Schema {
+        /// Version found.
+        found: u32,
+    },
+    /// Another process holds the database.
+    #[error("the database is in use by another process (is a node already running on this --data-dir?)")]
+    Locked,
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(e.to_string()) }
+        }
+    )*};
+}
+db_err!(
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError
+);
+
+impl From<redb::DatabaseError> for StoreError {
+    fn from(e: redb::DatabaseError) -> Self {
+        match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
+            other => StoreError::Db(other.to_string()),
+        }
+    }
+}
+
+/// An account's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Account {
+    /// Base units held.
+    pub balance: u128,
+    /// Number of transactions sent (the next nonce to use).
+    pub nonce: u64,
+}
+
+impl Account {
+    /// Stored form.
+    pub fn to_bytes(&self) -> [u8; 24] {
+        let mut b = [0u8; 24];
+        b[..16].copy_from_slice(&self.balance.to_le_bytes());
+        b[16..].copy_from_slice(&self.nonce.to_le_bytes());
+        b
+    }
+    /// From the stored form.
+    pub fn from_bytes(b: &[u8; 24]) -> Self {
+        let mut bal = [0u8; 16];
+        bal.copy_from_slice(&b[..16]);
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&b[16..]);
+        Account {
+            balance: u128::from_le_bytes(bal),
+            nonce: u64::from_le_bytes(n),
+        }
+    }
+    /// True for the empty account (absent from the state).
+    pub fn is_empty(&self) -> bool {
+        self.balance == 0 && self.nonce == 0
+    }
+}
+
+/// Anything accounts can be read from.
+pub trait AccountReader {
+    /// The account's state (empty if absent).
+    fn account(&self, address: &Address) -> Result<Account, StoreError>;
+}
+
+fn read_account<T: ReadableTable<&'static [u8; 32], &'static [u8; 24]>>(
+    t: &T,
+    address: &Address,
+) -> Result<Account, StoreError> {
+    Ok(t.get(address.as_bytes())?.map(|g| Account::from_bytes(g.value())).unwrap_or_default())
+}
+
+impl AccountReader for redb::ReadOnlyTable<&'static [u8; 32], &'static [u8; 24]> {
+    fn account(&self, address: &Address) -> Result<Account, StoreError> {
+        read_account(self, address)
+    }
+}
+
+impl AccountReader for redb::Table<'_, &'static [u8; 32], &'static [u8; 24]> {
+    fn account(&self, address: &Address) -> Result<Account, StoreError> {
+        read_account(self, address)
+    }
+}
+
+impl AccountReader for std::collections::HashMap<Address, Account> {
+    fn account(&self, address: &Address) -> Result<Account, StoreError> {
+        Ok(self.get(address).copied().unwrap_or_default())
+    }
+}
+
+/// What a block did to the state: every touched account's value before and after.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateDiff {
+    /// Address to (before, after).
+    pub changes: BTreeMap<Address, (Account, Account)>,
+    /// Fees collected.
+    pub fees: u128,
+}
+
+impl StateDiff {
+    /// The accumulator after applying this diff to `base`.
+    pub fn apply_to(&self, base: &LtHash) -> LtHash {
+        let mut lt = base.clone();
+        for (addr, (old, new)) in &self.changes {
+            if old != new {
+                lt.remove(addr, old.balance, old.nonce);
+                lt.insert(addr, new.balance, new.nonce);
+            }
+        }
+        lt
+    }
+}
+
+/// A transaction failed during execution.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ExecError {
+    /// Transaction `index` breaks a rule (index == number of transactions: the miner's credit).
+    #[error("transaction {index}: {error}")]
+    Tx {
+        /// Position in the block.
+        index: usize,
+        /// The rule.
+        error: TxError,
+    },
+    /// The state could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Overlay<'a, R: AccountReader> {
+    base: &'a R,
+    diff: StateDiff,
+}
+
+impl<R: AccountReader> Overlay<'_, R> {
+    fn get(&mut self, a: &Address) -> Result<Account, StoreError> {
+        if let Some((_, new)) = self.diff.changes.get(a) {
+            return Ok(*new);
+        }
+        let acc = self.base.account(a)?;
+        self.diff.changes.insert(*a, (acc, acc));
+        Ok(acc)
+    }
+    fn set(&mut self, a: &Address, acc: Account) {
+        if let Some(entry) = self.diff.changes.get_mut(a) {
+            entry.1 = acc;
+        }
+    }
+}
+
+/// Applies one transaction's nonce and balance rules to the overlay.
+fn execute_tx<R: AccountReader>(o: &mut Overlay<'_, R>, tx: &Transaction) -> Result<u128, ExecError> {
+    let wrap = |error| ExecError::Tx { index: 0, error };
+    let mut sender = o.get(&tx.from)?;
+    if tx.nonce < sender.nonce {
+        return Err(wrap(TxError::NonceTooLow { expected: sender.nonce, got: tx.nonce }));
+    }
+    if tx.nonce > sender.nonce {
+        return Err(wrap(TxError::NonceGap { expected: sender.nonce, got: tx.nonce }));
+    }
+    let cost = tx.total_cost().ok_or(wrap(TxError::CostOverflow))?;
+    if sender.balance < cost {
+        return Err(wrap(TxError::InsufficientBalance { need: cost, have: sender.balance }));
+    }
+    sender.balance -= cost;
+    sender.nonce += 1;
+    o.set(&tx.from, sender);
+    let (to, amount) = tx.transfer();
+    let mut recipient = o.get(&to)?;
+    recipient.balance = recipient.balance.checked_add(amount).ok_or(wrap(TxError::BalanceOverflow))?;
+    o.set(&to, recipient);
+    Ok(tx.fee)
+}
+
+/// The state transition function: runs `txs` in order on top of `base`, then credits the block
+/// reward plus fees to `miner`.
+pub fn execute<R: AccountReader>(
+    base: &R,
+    params: &ChainParams,
+    txs: &[Transaction],
+    miner: &Address,
+) -> Result<StateDiff, ExecError> {
+    let mut o = Overlay { base, diff: StateDiff::default() };
+    let mut fees: u128 = 0;
+    for (index, tx) in txs.iter().enumerate() {
+        let fee = execute_tx(&mut o, tx).map_err(|e| match e {
+            ExecError::Tx { error, .. } => ExecError::Tx { index, error },
+            other => other,
+        })?;
+        fees = fees.checked_add(fee).ok_or(ExecError::Tx { index, error: TxError::BalanceOverflow })?;
+    }
+    let overflow = ExecError::Tx { index: txs.len(), error: TxError::BalanceOverflow };
+    let mut m = o.get(miner)?;
+    let credit = params.block_reward.checked_add(fees).ok_or(overflow.clone())?;
+    m.balance = m.balance.checked_add(credit).ok_or(overflow)?;
+    o.set(miner, m);
+    o.diff.fees = fees;
+    Ok(o.diff)
+}
+
+/// Whether a stored block has been found valid, invalid, or not yet fully checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BlockStatus {
+    /// Header, PoW, signatures and stateless rules checked; state rules not yet (side chain).
+    HeaderValid = 0,
+    /// Applied to the state at least once: fully valid.
+    Connected = 1,
+    /// Found invalid; never to be applied.
+    Invalid = 2,
+}
+
+/// A stored block's header, total work and status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockMeta {
+    /// The header.
+    pub header: BlockHeader,
+    /// Cumulative work from genesis through this block.
+    pub total_work: u128,
+    /// Validation status.
+    pub status: BlockStatus,
+}
+
+impl BlockMeta {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(HEADER_LEN + 17);
+        self.header.write(&mut w);
+        w.u128(self.total_work);
+        w.u8(self.status as u8);
+        w.finish()
+    }
+    fn decode(b: &[u8]) -> Result<Self, StoreError> {
+        let mut r = Reader::new(b);
+        let parse = |r: &mut Reader<'_>| -> Result<Self, crate::chain::encoding::DecodeError> {
+            let header = BlockHeader::read(r)?;
+            let total_work = r.u128()?;
+            let status = match r.u8()? {
+                0 => BlockStatus::HeaderValid,
+                1 => BlockStatus::Connected,
+                _ => BlockStatus::Invalid,
+            };
+            Ok(BlockMeta { header, total_work, status })
+        };
+        let m = parse(&mut r).map_err(|e| StoreError::Corrupt(format!("block meta: {e}")))?;
+        r.finish().map_err(|e| StoreError::Corrupt(format!("block meta: {e}")))?;
+        Ok(m)
+    }
+}
+
+/// Anything stored block headers can be looked up in (read and write views).
+pub trait BlockMetaReader {
+    /// A stored block's header, work and status.
+    fn block_meta(&self, hash: &Hash) -> Result<Option<BlockMeta>, StoreError>;
+}
+
+impl BlockMetaReader for ReadView {
+    fn block_meta(&self, hash: &Hash) -> Result<Option<BlockMeta>, StoreError> {
+        ReadView::block_meta(self, hash)
+    }
+}
+
+impl BlockMetaReader for WriteView {
+    fn block_meta(&self, hash: &Hash) -> Result<Option<BlockMeta>, StoreError> {
+        WriteView::block_meta(self, hash)
+    }
+}
+
+/// The database.
+pub struct Store {
+    db: Database,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+/// Name of the database file inside the data directory.
+pub const DB_FILE: &str = "chain.redb";
+
+impl Store {
+    /// Opens (or creates) the database in `dir` for the network of `genesis`.
+    pub fn open(dir: &Path, genesis: &Genesis) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(format!("cannot create {}: {e}", dir.display())))?;
+        let db = Database::create(dir.join(DB_FILE))?;
+        Self::init(db, genesis)
+    }
+
+    /// A store in memory (tests and simulations).
+    pub fn in_memory(genesis: &Genesis) -> Result<Self, StoreError> {
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
+        Self::init(db, genesis)
+    }
+
+    fn init(db: Database, genesis: &Genesis) -> Result<Self, StoreError> {
+        let store = Store { db };
+        let configured = genesis.hash();
+        {
+            let r = store.read()?;
+            if let Some(stored) = r.genesis_hash()? {
+                if stored != configured {
+                    return Err(StoreError::GenesisMismatch { stored, configured });
+                }
+                let v = r.schema_version()?;
+                if v != SCHEMA_VERSION {
+                    return Err(StoreError::Schema { found: v });
+                }
+                return Ok(store);
+            }
+        }
+        let block = genesis.block();
+        let hash = block.hash();
+        let w = store.write()?;
+        {
+            let mut meta = w.txn.open_table(META)?;
+            meta.insert(META_SCHEMA, SCHEMA_VERSION.to_le_bytes().as_slice())?;
+            meta.insert(META_GENESIS, hash.0.as_slice())?;
+            meta.insert(META_TIP, hash.0.as_slice())?;
+            meta.insert(META_LTHASH, genesis.lthash().to_bytes().as_slice())?;
+            let mut accounts = w.txn.open_table(ACCOUNTS)?;
+            for a in &genesis.allocations {
+                let acc = Account { balance: a.balance, nonce: 0 };
+                if !acc.is_empty() {
+                    accounts.insert(a.address.as_bytes(), &acc.to_bytes())?;
+                }
+            }
+            w.txn.open_table(CANON)?.insert(0u64, &hash.0)?;
+        }
+        w.put_block(
+            &block,
+            &BlockMeta { header: block.header, total_work: u128::from(block.header.difficulty), status: BlockStatus::Connected },
+        )?;
+        // Create the remaining tables so read transactions never meet a missing table.
+        w.txn.open_table(UNDO)?;
+        w.txn.open_table(TX_INDEX)?;
+        w.txn.open_table(ACCOUNT_TXS)?;
+        w.commit()?;
+        Ok(store)
+    }
+
+    /// A consistent snapshot for reading.
+    pub fn read(&self) -> Result<ReadView, StoreError> {
+        Ok(ReadView { txn: self.db.begin_read()? })
+    }
+
+    /// The one write transaction (blocks while another is open).
+    pub fn write(&self) -> Result<WriteView, StoreError> {
+        Ok(WriteView { txn: self.db.begin_write()? })
+    }
+}
+
+/// Reads shared by read and write views.
+macro_rules! read_methods {
+    () => {
+        /// Genesis hash stored at creation.
+        pub fn genesis_hash(&self) -> Result<Option<Hash>, StoreError> {
+            let t = match self.txn.open_table(META) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            Ok(t.get(META_GENESIS)?.map(|g| to_hash(g.value())).transpose()?)
+        }
+
+        /// Schema version stored at creation.
+        pub fn schema_version(&self) -> Result<u32, StoreError> {
+            let t = self.txn.open_table(META)?;
+            let g = t.get(META_SCHEMA)?.ok_or_else(|| StoreError::Corrupt("no schema version".into()))?;
+            let b: [u8; 4] = g.value().try_into().map_err(|_| StoreError::Corrupt("schema version".into()))?;
+            Ok(u32::from_le_bytes(b))
+        }
+
+        /// Canonical tip hash.
+        pub fn tip_hash(&self) -> Result<Hash, StoreError> {
+            let t = self.txn.open_table(META)?;
+            let g = t.get(META_TIP)?.ok_or_else(|| StoreError::Corrupt("no tip".into()))?;
+            to_hash(g.value())
+        }
+
+        /// LtHash accumulator of the tip state.
+        pub fn lthash(&self) -> Result<LtHash, StoreError> {
+            let t = self.txn.open_table(META)?;
+            let g = t.get(META_LTHASH)?.ok_or_else(|| StoreError::Corrupt("no lthash".into()))?;
+            LtHash::from_bytes(g.value()).ok_or_else(|| StoreError::Corrupt("lthash length".into()))
+        }
+
+        /// A stored block's header, work and status.
+        pub fn block_meta(&self, hash: &Hash) -> Result<Option<BlockMeta>, StoreError> {
+            let t = self.txn.open_table(BLOCKS)?;
+            t.get(&hash.0)?.map(|g| BlockMeta::decode(g.value())).transpose()
+        }
+
+        /// A stored block's transactions.
+        pub fn body(&self, hash: &Hash) -> Result<Option<Vec<Transaction>>, StoreError> {
+            let t = self.txn.open_table(BODIES)?;
+            let Some(g) = t.get(&hash.0)? else { return Ok(None) };
+            let mut r = Reader::new(g.value());
+            let txs = Block::read_body(&mut r).map_err(|e| StoreError::Corrupt(format!("body of {hash}: {e}")))?;
+            Ok(Some(txs))
+        }
+
+        /// A whole stored block.
+        pub fn block(&self, hash: &Hash) -> Result<Option<Block>, StoreError> {
+            let Some(meta) = self.block_meta(hash)? else { return Ok(None) };
+            let transactions = self.body(hash)?.ok_or_else(|| StoreError::Corrupt(format!("no body for {hash}")))?;
+            Ok(Some(Block { header: meta.header, transactions }))
+        }
+
+        /// Hash of the canonical block at `height`.
+        pub fn canonical_hash(&self, height: u64) -> Result<Option<Hash>, StoreError> {
+            let t = self.txn.open_table(CANON)?;
+            Ok(t.get(height)?.map(|g| Hash(*g.value())))
+        }
+
+        /// An account's state at the tip.
+        pub fn account(&self, address: &Address) -> Result<Account, StoreError> {
+            read_account(&self.txn.open_table(ACCOUNTS)?, address)
+        }
+
+        /// Block hash and index of a canonical transaction.
+        pub fn tx_location(&self, id: &Hash) -> Result<Option<(Hash, u32)>, StoreError> {
+            let t = self.txn.open_table(TX_INDEX)?;
+            Ok(t.get(&id.0)?.map(|g| {
+                let v = g.value();
+                let mut h = [0u8; 32];
+                h.copy_from_slice(&v[..32]);
+                let mut i = [0u8; 4];
+                i.copy_from_slice(&v[32..]);
+                (Hash(h), u32::from_le_bytes(i))
+            }))
+        }
+
+        /// Up to `limit` canonical transactions of `address`, newest first, strictly below
+        /// `(before_height, before_index)` when given. Returns (height, index, tx id).
+        pub fn account_txs(
+            &self,
+            address: &Address,
+            limit: usize,
+            before: Option<(u64, u32)>,
+        ) -> Result<Vec<(u64, u32, Hash)>, StoreError> {
+            let t = self.txn.open_table(ACCOUNT_TXS)?;
+            let lo = account_tx_key(address.as_bytes(), 0, 0);
+            let hi = match before {
+                Some((h, i)) => account_tx_key(address.as_bytes(), h, i),
+                None => {
+                    let mut k = account_tx_key(address.as_bytes(), u64::MAX, u32::MAX);
+                    k[43] = 0xff;
+                    k
+                }
+            };
+            let mut out = Vec::new();
+            let range = if before.is_some() { t.range::<&[u8; 44]>(&lo..&hi)? } else { t.range::<&[u8; 44]>(&lo..=&hi)? };
+            for item in range.rev() {
+                let (k, v) = item?;
+                let k = k.value();
+                let mut h = [0u8; 8];
+                h.copy_from_slice(&k[32..40]);
+                let mut i = [0u8; 4];
+                i.copy_from_slice(&k[40..]);
+                out.push((u64::from_be_bytes(h), u32::from_be_bytes(i), Hash(*v.value())));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        }
+    };
+}
+
+fn to_hash(b: &[u8]) -> Result<Hash, StoreError> {
+    let a: [u8; 32] = b.try_into().map_err(|_| StoreError::Corrupt("hash length".into()))?;
+    Ok(Hash(a))
+}
+
+/// A read snapshot.
+pub struct ReadView {
+    txn: ReadTransaction,
+}
+
+impl ReadView {
+    read_methods!();
+
+    /// The open accounts table, as an [`AccountReader`] for [`execute`].
+    pub fn accounts(&self) -> Result<impl AccountReader + '_, StoreError> {
+        Ok(self.txn.open_table(ACCOUNTS)?)
+    }
+
+    /// Every account, in address order (for `db check`).
+    pub fn all_accounts(&self) -> Result<Vec<(Address, Account)>, StoreError> {
+        let t = self.txn.open_table(ACCOUNTS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            out.push((Address(*k.value()), Account::from_bytes(v.value())));
+        }
+        Ok(out)
+    }
+}
+
+/// The one write transaction. Dropping it without [`WriteView::commit`] aborts everything in it.
+pub struct WriteView {
+    txn: WriteTransaction,
+}
+
+impl WriteView {
+    read_methods!();
+
+    /// Stores a block (header, work, status and body) without touching the state.
+    pub fn put_block(&self, block: &Block, meta: &BlockMeta) -> Result<(), StoreError> {
+        let hash = block.hash();
+        self.txn.open_table(BLOCKS)?.insert(&hash.0, meta.encode().as_slice())?;
+        let mut w = Writer::default();
+        Block::write_body(&block.transactions, &mut w);
+        self.txn.open_table(BODIES)?.insert(&hash.0, w.finish().as_slice())?;
+        Ok(())
+    }
+
+    /// Changes a stored block's status.
+    pub fn set_status(&self, hash: &Hash, status: BlockStatus) -> Result<(), StoreError> {
+        if let Some(mut meta) = self.block_meta(hash)? {
+            meta.status = status;
+            self.txn.open_table(BLOCKS)?.insert(&hash.0, meta.encode().as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Runs [`execute`] for `block` against the tip state inside this transaction.
+    pub fn execute(&self, params: &ChainParams, block: &Block) -> Result<StateDiff, ExecError> {
+        let accounts = self.txn.open_table(ACCOUNTS).map_err(StoreError::from)?;
+        execute(&accounts, params, &block.transactions, &block.header.miner)
+    }
+
+    /// Makes `block` (a child of the tip, whose `diff` was computed against the tip state and whose
+    /// state root was checked) the new tip: writes accounts, undo data, indexes, canon and meta.
+    pub fn connect(&self, block: &Block, diff: &StateDiff, new_lthash: &LtHash) -> Result<(), StoreError> {
+        let hash = block.hash();
+        let height = block.header.height;
+        let prev = self.lthash()?;
+        // Undo: previous accumulator, then every touched account's previous value.
+        let mut undo = Writer::with_capacity(lthash::LTHASH_BYTES + 4 + diff.changes.len() * 56);
+        undo.bytes(&prev.to_bytes());
+        undo.u32(diff.changes.len() as u32);
+        {
+            let mut accounts = self.txn.open_table(ACCOUNTS)?;
+            for (addr, (old, new)) in &diff.changes {
+                undo.bytes(addr.as_bytes());
+                undo.u128(old.balance);
+                undo.u64(old.nonce);
+                if new.is_empty() {
+                    accounts.remove(addr.as_bytes())?;
+                } else {
+                    accounts.insert(addr.as_bytes(), &new.to_bytes())?;
+                }
+            }
+        }
+        self.txn.open_table(UNDO)?.insert(&hash.0, undo.finish().as_slice())?;
+        {
+            let mut idx = self.txn.open_table(TX_INDEX)?;
+            let mut by_acct = self.txn.open_table(ACCOUNT_TXS)?;
+            for (i, tx) in block.transactions.iter().enumerate() {
+                let id = tx.id();
+                let mut loc = [0u8; 36];
+                loc[..32].copy_from_slice(&hash.0);
+                loc[32..].copy_from_slice(&(i as u32).to_le_bytes());
+                idx.insert(&id.0, &loc)?;
+                by_acct.insert(&account_tx_key(tx.from.as_bytes(), height, i as u32), &id.0)?;
+                let (to, _) = tx.transfer();
+                if to != tx.from {
+                    by_acct.insert(&account_tx_key(to.as_bytes(), height, i as u32), &id.0)?;
+                }
+            }
+        }
+        self.txn.open_table(CANON)?.insert(height, &hash.0)?;
+        let mut meta = self.txn.open_table(META)?;
+        meta.insert(META_TIP, hash.0.as_slice())?;
+        meta.insert(META_LTHASH, new_lthash.to_bytes().as_slice())?;
+        drop(meta);
+        self.set_status(&hash, BlockStatus::Connected)
+    }
+
+    /// Reverts the tip block through its undo data; its parent becomes the tip. Returns the
+    /// reverted block.
+    pub fn disconnect_tip(&self) -> Result<Block, StoreError> {
+        let hash = self.tip_hash()?;
+        let block = self.block(&hash)?.ok_or_else(|| StoreError::Corrupt(format!("tip {hash} not stored")))?;
+        if block.header.height == 0 {
+            return Err(StoreError::Corrupt("asked to revert genesis".into()));
+        }
+        let undo_bytes = {
+            let t = self.txn.open_table(UNDO)?;
+            let g = t.get(&hash.0)?.ok_or_else(|| StoreError::Corrupt(format!("no undo data for {hash}")))?;
+            g.value().to_vec()
+        };
+        let corrupt = |e: crate::chain::encoding::DecodeError| StoreError::Corrupt(format!("undo of {hash}: {e}"));
+        let mut r = Reader::new(&undo_bytes);
+        let prev = LtHash::from_bytes(r.take(lthash::LTHASH_BYTES).map_err(corrupt)?)
+            .ok_or_else(|| StoreError::Corrupt("undo lthash".into()))?;
+        let n = r.u32().map_err(corrupt)?;
+        {
+            let mut accounts = self.txn.open_table(ACCOUNTS)?;
+            for _ in 0..n {
+                let addr: [u8; 32] = r.array().map_err(corrupt)?;
+                let old = Account { balance: r.u128().map_err(corrupt)?, nonce: r.u64().map_err(corrupt)? };
+                if old.is_empty() {
+                    accounts.remove(&addr)?;
+                } else {
+                    accounts.insert(&addr, &old.to_bytes())?;
+                }
+            }
+        }
+        r.finish().map_err(corrupt)?;
+        {
+            let mut idx = self.txn.open_table(TX_INDEX)?;
+            let mut by_acct = self.txn.open_table(ACCOUNT_TXS)?;
+            let height = block.header.height;
+            for (i, tx) in block.transactions.iter().enumerate() {
+                idx.remove(&tx.id().0)?;
+                by_acct.remove(&account_tx_key(tx.from.as_bytes(), height, i as u32))?;
+                let (to, _) = tx.transfer();
+                by_acct.remove(&account_tx_key(to.as_bytes(), height, i as u32))?;
+            }
+        }
+        self.txn.open_table(UNDO)?.remove(&hash.0)?;
+        self.txn.open_table(CANON)?.remove(block.header.height)?;
+        let mut meta = self.txn.open_table(META)?;
+        meta.insert(META_TIP, block.header.parent.0.as_slice())?;
+        meta.insert(META_LTHASH, prev.to_bytes().as_slice())?;
+        Ok(block)
+    }
+
+    /// Commits: everything in this transaction becomes visible and durable at once.
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.txn.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::types::TxKind;
+
+    fn params() -> ChainParams {
+        Genesis::devnet().params()
+    }
+
+    fn transfer(from: &crate::wallet::Keypair, to: Address, amount: u128, fee: u128, nonce: u64) -> Transaction {
+        let mut tx = Transaction {
+            chain_id: 1337,
+            from: from.address(),
+            nonce,
+            fee,
+            kind: TxKind::Transfer { to, amount },
+            signature: [0; 64],
+        };
+        from.sign_tx(&mut tx);
+        tx
+    }
+
+    #[test]
+    fn execute_applies_nonce_balance_and_rewards() {
+        let p = params();
+        let alice = crate::wallet::Keypair::from_seed(&[1; 32]);
+        let bob = Address([2; 32]);
+        let miner = Address([3; 32]);
+        let mut state = std::collections::HashMap::new();
+        state.insert(alice.address(), Account { balance: 10_000, nonce: 0 });
+        let txs = [transfer(&alice, bob, 100, 1_000, 0), transfer(&alice, bob, 50, 1_000, 1)];
+        let diff = execute(&state, &p, &txs, &miner).unwrap();
+        assert_eq!(diff.changes[&alice.address()].1, Account { balance: 10_000 - 2_150, nonce: 2 });
+        assert_eq!(diff.changes[&bob].1, Account { balance: 150, nonce: 0 });
+        assert_eq!(diff.changes[&miner].1.balance, p.block_reward + 2_000);
+        assert_eq!(diff.fees, 2_000);
+    }
+
+    #[test]
+    fn execute_rejects_each_stateful_rule() {
+        let p = params();
+        let alice = crate::wallet::Keypair::from_seed(&[1; 32]);
+        let bob = Address([2; 32]);
+        let miner = Address([3; 32]);
+        let mut state = std::collections::HashMap::new();
+        state.insert(alice.address(), Account { balance: 5_000, nonce: 3 });
+        let run = |txs: &[Transaction]| execute(&state, &p, txs, &miner).unwrap_err();
+        assert_eq!(
+            run(&[transfer(&alice, bob, 1, 1_000, 2)]),
+            ExecError::Tx { index: 0, error: TxError::NonceTooLow { expected: 3, got: 2 } }
+        );
+        assert_eq!(
+            run(&[transfer(&alice, bob, 1, 1_000, 4)]),
+            ExecError::Tx { index: 0, error: TxError::NonceGap { expected: 3, got: 4 } }
+        );
+        assert_eq!(
+            run(&[transfer(&alice, bob, 4_001, 1_000, 3)]),
+            ExecError::Tx { index: 0, error: TxError::InsufficientBalance { need: 5_001, have: 5_000 } }
+        );
+        // The second spends what the first left: 5_000 - 3_000 = 2_000 < 2_500.
+        assert_eq!(
+            run(&[transfer(&alice, bob, 2_000, 1_000, 3), transfer(&alice, bob, 1_500, 1_000, 4)]),
+            ExecError::Tx { index: 1, error: TxError::InsufficientBalance { need: 2_500, have: 2_000 } }
+        );
+        let mut rich = std::collections::HashMap::new();
+        rich.insert(alice.address(), Account { balance: u128::MAX, nonce: 0 });
+        rich.insert(bob, Account { balance: u128::MAX, nonce: 0 });
+        assert_eq!(
+            execute(&rich, &p, &[transfer(&alice, bob, 1, 1_000, 0)], &miner).unwrap_err(),
+            ExecError::Tx { index: 0, error: TxError::BalanceOverflow }
+        );
+    }
+
+    #[test]
+    fn connect_then_disconnect_restores_everything() {
+        let g = Genesis::devnet();
+        let p = g.params();
+        let store = Store::in_memory(&g).unwrap();
+        let alice = crate::chain::genesis::dev_keypair(0);
+        let bob = Address([9; 32]);
+        let genesis = g.block();
+        let txs = vec![transfer(&alice, bob, 77, 1_000, 0)];
+        let mut block = Block {
+            header: BlockHeader {
+                height: 1,
+                parent: genesis.hash(),
+                tx_root: crate::chain::types::tx_root(&txs),
+                ..genesis.header
+            },
+            transactions: txs,
+        };
+        let before_root = store.read().unwrap().lthash().unwrap().root();
+        let w = store.write().unwrap();
+        let diff = w.execute(&p, &block).unwrap();
+        let lt = diff.apply_to(&w.lthash().unwrap());
+        block.header.state_root = lt.root();
+        w.put_block(&block, &BlockMeta { header: block.header, total_work: 2, status: BlockStatus::HeaderValid }).unwrap();
+        w.connect(&block, &diff, &lt).unwrap();
+        w.commit().unwrap();
+        let r = store.read().unwrap();
+        assert_eq!(r.tip_hash().unwrap(), block.hash());
+        assert_eq!(r.account(&bob).unwrap().balance, 77);
+        assert_eq!(r.tx_location(&block.transactions[0].id()).unwrap(), Some((block.hash(), 0)));
+        assert_eq!(r.account_txs(&bob, 10, None).unwrap().len(), 1);
+        assert_eq!(r.lthash().unwrap().root(), block.header.state_root);
+        drop(r);
+
+        let w = store.write().unwrap();
+        let reverted = w.disconnect_tip().unwrap();
+        assert_eq!(reverted, block);
+        w.commit().unwrap();
+        let r = store.read().unwrap();
+        assert_eq!(r.tip_hash().unwrap(), genesis.hash());
+        assert_eq!(r.account(&bob).unwrap(), Account::default());
+        assert_eq!(r.account(&alice.address()).unwrap().balance, crate::chain::genesis::DEV_BALANCE);
+        assert_eq!(r.tx_location(&block.transactions[0].id()).unwrap(), None);
+        assert!(r.account_txs(&bob, 10, None).unwrap().is_empty());
+        assert_eq!(r.lthash().unwrap().root(), before_root);
+        assert_eq!(r.canonical_hash(1).unwrap(), None);
+    }
+
+    #[test]
+    fn an_aborted_write_leaves_nothing() {
+        let g = Genesis::devnet();
+        let store = Store::in_memory(&g).unwrap();
+        let w = store.write().unwrap();
+        w.txn.open_table(ACCOUNTS).unwrap().insert(&[5; 32], &Account { balance: 1, nonce: 1 }.to_bytes()).unwrap();
+        drop(w);
+        assert_eq!(store.read().unwrap().account(&Address([5; 32])).unwrap(), Account::default());
+    }
+
+    #[test]
+    fn another_genesis_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Genesis::devnet();
+        drop(Store::open(dir.path(), &g).unwrap());
+        let mut other = g.clone();
+        other.chain_id = 5;
+        assert!(matches!(Store::open(dir.path(), &other), Err(StoreError::GenesisMismatch { .. })));
+    }
+}

@@ -1,0 +1,62 @@
+//! The redb schema: every table, declared once, versioned in its name.
+//!
+//! A table's name ends in `-N`; a change to a table's key or value layout gets a new name (and a
+//! migration), never a silent reinterpretation of old bytes. Layouts:
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `meta-1` | name | see the `META_*` keys |
+//! | `blocks-1` | block hash | header (161 B) ‖ total work (u128 LE) ‖ status (u8) |
+//! | `bodies-1` | block hash | body encoding (count ‖ length-prefixed transactions) |
+//! | `canon-1` | height | block hash on the canonical chain |
+//! | `accounts-1` | address | balance (u128 LE) ‖ nonce (u64 LE); absent = empty |
+//! | `undo-1` | block hash | previous LtHash (2048 B) ‖ count (u32) ‖ (address ‖ balance ‖ nonce)* |
+//! | `tx-index-1` | tx id | block hash ‖ index in block (u32 LE) |
+//! | `account-txs-1` | address ‖ height (u64 BE) ‖ index (u32 BE) | tx id |
+//!
+//! # Invariants (hold after every committed write transaction)
+//! - `meta.tip` is the hash at `canon[max height]`, and `canon` has an entry for every height from
+//!   0 to the tip's height, each the parent of the next.
+//! - `accounts` and `meta.lthash` are the state after applying `canon[1..=tip]` to the genesis
+//!   allocations; `root(meta.lthash) == header(tip).state_root`.
+//! - `undo[h]` exists for every canonical block `h` above genesis and reverts exactly that block.
+//! - `tx-index` and `account-txs` list exactly the transactions of canonical blocks.
+
+use redb::TableDefinition;
+
+/// Singleton values, by name.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta-1");
+/// Every stored block's header, total work and status.
+pub const BLOCKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blocks-1");
+/// Every stored block's transactions.
+pub const BODIES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("bodies-1");
+/// Canonical chain: height to hash.
+pub const CANON: TableDefinition<u64, &[u8; 32]> = TableDefinition::new("canon-1");
+/// Account state.
+pub const ACCOUNTS: TableDefinition<&[u8; 32], &[u8; 24]> = TableDefinition::new("accounts-1");
+/// Undo data of canonical blocks.
+pub const UNDO: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("undo-1");
+/// Where each canonical transaction is.
+pub const TX_INDEX: TableDefinition<&[u8; 32], &[u8; 36]> = TableDefinition::new("tx-index-1");
+/// Each account's canonical transactions, in chain order.
+pub const ACCOUNT_TXS: TableDefinition<&[u8; 44], &[u8; 32]> = TableDefinition::new("account-txs-1");
+
+/// Schema version; bumped with any table layout change.
+pub const SCHEMA_VERSION: u32 = 1;
+/// `meta` key: schema version (u32 LE).
+pub const META_SCHEMA: &str = "schema_version";
+/// `meta` key: genesis hash.
+pub const META_GENESIS: &str = "genesis_hash";
+/// `meta` key: canonical tip hash.
+pub const META_TIP: &str = "tip";
+/// `meta` key: LtHash accumulator of the tip state.
+pub const META_LTHASH: &str = "lthash";
+
+/// Key of an `account-txs` entry.
+pub fn account_tx_key(address: &[u8; 32], height: u64, index: u32) -> [u8; 44] {
+    let mut k = [0u8; 44];
+    k[..32].copy_from_slice(address);
+    k[32..40].copy_from_slice(&height.to_be_bytes());
+    k[40..].copy_from_slice(&index.to_be_bytes());
+    k
+}
