@@ -1,1 +1,291 @@
-fn main(){}
+//! `vision-node`: the command-line entry point. See `vision-node --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use vision_node::chain::genesis::{Allocation, Genesis};
+use vision_node::chain::types::Address;
+use vision_node::config::{LogFormat, RunArgs, default_data_dir};
+use vision_node::node::Node;
+use vision_node::state::Store;
+use vision_node::verify::Verifier;
+use vision_node::wallet::{Client, Keypair};
+
+/// Default API URL the wallet talks to.
+const DEFAULT_API_URL: &str = "http://127.0.0.1:7070";
+
+#[derive(Parser)]
+#[command(name = "vision-node", version, about = "Vision Node: a proof-of-work, account-based blockchain node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node (with no flags: a mining devnet node with its API on 127.0.0.1:7070).
+    Run(RunArgs),
+    /// Keys and transfers.
+    #[command(subcommand)]
+    Wallet(WalletCmd),
+    /// Database tools.
+    #[command(subcommand)]
+    Db(DbCmd),
+    /// Genesis files.
+    #[command(subcommand)]
+    Genesis(GenesisCmd),
+}
+
+#[derive(Subcommand)]
+enum WalletCmd {
+    /// Create a key file.
+    New {
+        /// Where to write it (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a key file's address.
+    Address {
+        /// The key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Print an account's balance and nonce.
+    Balance {
+        /// The account.
+        address: Address,
+        /// Node API URL.
+        #[arg(long, env = "VISION_API", default_value = DEFAULT_API_URL)]
+        api: String,
+    },
+    /// Sign and submit a transfer; prints the transaction id.
+    Send {
+        /// Sender's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Recipient.
+        #[arg(long)]
+        to: Address,
+        /// Base units to send.
+        #[arg(long)]
+        amount: u128,
+        /// Fee in base units [default: the network minimum].
+        #[arg(long)]
+        fee: Option<u128>,
+        /// Node API URL.
+        #[arg(long, env = "VISION_API", default_value = DEFAULT_API_URL)]
+        api: String,
+        /// Wait until the transfer is included in a block.
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        wait_timeout: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCmd {
+    /// Replay the stored chain from genesis and compare every state root and the account table.
+    Check {
+        /// Data directory (the node must be stopped).
+        #[arg(long, env = "VISION_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Genesis file [default: the embedded devnet].
+        #[arg(long, env = "VISION_GENESIS")]
+        genesis: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GenesisCmd {
+    /// Write a genesis file.
+    New {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+        /// Chain id.
+        #[arg(long)]
+        chain_id: u32,
+        /// Funded account, ADDRESS=BASE_UNITS (repeatable).
+        #[arg(long = "alloc", value_name = "ADDRESS=AMOUNT")]
+        allocations: Vec<String>,
+        /// Target block time in milliseconds.
+        #[arg(long, default_value_t = 5_000)]
+        target_block_time_ms: u64,
+        /// Difficulty of the first block.
+        #[arg(long, default_value_t = 1 << 20)]
+        initial_difficulty: u64,
+        /// Block reward in base units.
+        #[arg(long, default_value_t = 50_000_000_000)]
+        block_reward: u128,
+        /// Minimum fee in base units.
+        #[arg(long, default_value_t = 1_000)]
+        min_fee: u128,
+        /// Genesis timestamp in ms [default: now].
+        #[arg(long)]
+        timestamp_ms: Option<u64>,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+type CmdResult = Result<(), Box<dyn std::error::Error>>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Wallet(cmd) => wallet(cmd),
+        Command::Db(cmd) => db(cmd),
+        Command::Genesis(cmd) => genesis(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> CmdResult {
+    let config = args.resolve()?;
+    init_logs(config.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("vision-rt").build()?;
+    rt.block_on(async move {
+        tracing::info!(data_dir = %config.data_dir.display(), "starting vision-node {}", env!("CARGO_PKG_VERSION"));
+        let node = Node::builder().config(config.node).start().await?;
+        wait_for_signal().await?;
+        tracing::info!("shutting down");
+        node.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}
+
+fn wallet(cmd: WalletCmd) -> CmdResult {
+    match cmd {
+        WalletCmd::New { out } => {
+            let kp = Keypair::generate()?;
+            kp.save(&out)?;
+            println!("{}", kp.address());
+        }
+        WalletCmd::Address { key } => println!("{}", Keypair::load(&key)?.address()),
+        WalletCmd::Balance { address, api } => {
+            let a = Client::new(&api).account(&address)?;
+            println!("address: {}\nbalance: {}\nnonce: {}\npending_nonce: {}", a.address, a.balance, a.nonce, a.pending_nonce);
+        }
+        WalletCmd::Send { key, to, amount, fee, api, wait, wait_timeout } => {
+            let key = Keypair::load(&key)?;
+            let client = Client::new(&api);
+            let fee = fee.unwrap_or(Genesis::devnet().min_fee);
+            let tx = client.send(&key, to, amount, fee)?;
+            let id = tx.id();
+            println!("{id}");
+            if wait {
+                let deadline = Instant::now() + Duration::from_secs(wait_timeout);
+                loop {
+                    let s = client.tx(&id)?;
+                    if s.status == "included" {
+                        eprintln!("included in block {} at height {}", s.block_hash.unwrap_or_default(), s.height.unwrap_or(0));
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        return Err(format!("transaction {id} not included after {wait_timeout} s").into());
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn db(cmd: DbCmd) -> CmdResult {
+    match cmd {
+        DbCmd::Check { data_dir, genesis } => {
+            let dir = data_dir.unwrap_or_else(default_data_dir);
+            let genesis = match genesis {
+                Some(p) => Genesis::load(&p)?,
+                None => Genesis::devnet(),
+            };
+            if !dir.join(vision_node::state::DB_FILE).exists() {
+                return Err(format!("no database in {}", dir.display()).into());
+            }
+            let store = Store::open(&dir, &genesis)?;
+            let report = vision_node::chain::check::check(&store, &genesis, &Verifier::default())?;
+            println!(
+                "ok: height {} tip {} ({} transactions replayed, {} accounts match)",
+                report.height, report.tip, report.transactions, report.accounts
+            );
+        }
+    }
+    Ok(())
+}
+
+fn genesis(cmd: GenesisCmd) -> CmdResult {
+    match cmd {
+        GenesisCmd::New {
+            out,
+            chain_id,
+            allocations,
+            target_block_time_ms,
+            initial_difficulty,
+            block_reward,
+            min_fee,
+            timestamp_ms,
+        } => {
+            let allocations = allocations
+                .iter()
+                .map(|s| {
+                    let (a, b) = s.split_once('=').ok_or_else(|| format!("--alloc {s:?} must be ADDRESS=AMOUNT"))?;
+                    Ok(Allocation {
+                        address: a.parse().map_err(|e| format!("--alloc {s:?}: {e}"))?,
+                        balance: b.parse().map_err(|e| format!("--alloc {s:?}: amount: {e}"))?,
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let g = Genesis {
+                chain_id,
+                timestamp_ms: timestamp_ms.unwrap_or_else(vision_node::chain::consensus::now_ms),
+                initial_difficulty,
+                target_block_time_ms,
+                block_reward,
+                min_fee,
+                allocations,
+            };
+            if out.exists() {
+                return Err(format!("{} already exists; choose another --out", out.display()).into());
+            }
+            g.save(&out)?;
+            println!("{}", g.hash());
+        }
+    }
+    Ok(())
+}

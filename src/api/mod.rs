@@ -1,0 +1,401 @@
+//! The HTTP JSON API (axum).
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/v1/status` | chain id, genesis hash, height, tip hash, total work, mempool size |
+//! | GET | `/v1/blocks/{height or hash}` | a canonical block by height, or any stored block by hash |
+//! | GET | `/v1/accounts/{address}` | balance, nonce, and the next nonce counting pooled transactions |
+//! | GET | `/v1/accounts/{address}/txs?limit=N&before=H:I` | the account's transactions, newest first |
+//! | POST | `/v1/txs` | `{"tx": "<hex of the canonical encoding>"}`: submit a signed transaction |
+//! | GET | `/v1/txs/{id}` | a transaction: `pending` in the pool or `included` in a block |
+//!
+//! Amounts and work are decimal strings (JSON numbers lose precision above 2^53). Every error is
+//! `{"error": {"code": "<stable code>", "message": "<what to do>"}}` with a 4xx status for bad
+//! input (codes listed in `docs/api.md`) and 5xx only for faults of the node itself.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::chain::consensus::TxError;
+use crate::chain::types::{Address, Block, Hash, Transaction};
+use crate::mempool::MempoolError;
+use crate::node::{Core, SubmitError};
+use crate::state::StoreError;
+
+/// Most transactions `/v1/accounts/{address}/txs` returns at once.
+pub const MAX_TXS_PAGE: usize = 500;
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+/// Body of an error response.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Code and message of an error.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { error: ErrorDetail { code: self.code.to_string(), message: self.message } };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "storage error while serving the API");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        use StatusCode as S;
+        let msg = e.to_string();
+        let (status, code) = match &e {
+            SubmitError::Signature(_) => (S::BAD_REQUEST, "invalid_signature"),
+            SubmitError::Rule(t) | SubmitError::Mempool(MempoolError::Invalid(t)) => match t {
+                TxError::WrongChainId { .. } => (S::BAD_REQUEST, "wrong_chain_id"),
+                TxError::FeeTooLow { .. } => (S::UNPROCESSABLE_ENTITY, "fee_too_low"),
+                TxError::CostOverflow | TxError::BalanceOverflow => (S::BAD_REQUEST, "overflow"),
+                TxError::BadSignature(_) => (S::BAD_REQUEST, "invalid_signature"),
+                TxError::NonceTooLow { .. } => (S::CONFLICT, "nonce_too_low"),
+                TxError::NonceGap { .. } => (S::CONFLICT, "nonce_gap"),
+                TxError::InsufficientBalance { .. } => (S::UNPROCESSABLE_ENTITY, "insufficient_balance"),
+            },
+            SubmitError::Mempool(MempoolError::AlreadyKnown(_)) => (S::CONFLICT, "already_known"),
+            SubmitError::Mempool(MempoolError::ReplacementUnderpriced { .. }) => (S::CONFLICT, "replacement_underpriced"),
+            SubmitError::Mempool(MempoolError::Full { .. }) => (S::SERVICE_UNAVAILABLE, "mempool_full"),
+            SubmitError::Mempool(MempoolError::Store(_)) => (S::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::new(status, code, msg)
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+fn parse_address(s: &str) -> Result<Address, ApiError> {
+    s.parse().map_err(|e: crate::chain::types::AddressError| ApiError::bad_request("invalid_address", e.to_string()))
+}
+
+fn parse_hash(s: &str) -> Result<Hash, ApiError> {
+    s.parse().map_err(|e: crate::chain::types::ParseHashError| ApiError::bad_request("invalid_hash", e.to_string()))
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    /// Chain id.
+    pub chain_id: u32,
+    /// Genesis hash (network identity).
+    pub genesis_hash: Hash,
+    /// Tip height.
+    pub height: u64,
+    /// Tip hash.
+    pub tip_hash: Hash,
+    /// Cumulative work of the tip (decimal).
+    pub total_work: String,
+    /// Pooled transactions.
+    pub mempool_size: usize,
+    /// Pooled bytes.
+    pub mempool_bytes: usize,
+}
+
+/// A transaction as JSON.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TxJson {
+    /// Transaction id.
+    pub hash: Hash,
+    /// Chain id.
+    pub chain_id: u32,
+    /// Sender.
+    pub from: Address,
+    /// Recipient.
+    pub to: Address,
+    /// Amount (decimal base units).
+    pub amount: String,
+    /// Fee (decimal base units).
+    pub fee: String,
+    /// Nonce.
+    pub nonce: u64,
+    /// Signature (hex).
+    pub signature: String,
+}
+
+impl From<&Transaction> for TxJson {
+    fn from(t: &Transaction) -> Self {
+        let (to, amount) = t.transfer();
+        TxJson {
+            hash: t.id(),
+            chain_id: t.chain_id,
+            from: t.from,
+            to,
+            amount: amount.to_string(),
+            fee: t.fee.to_string(),
+            nonce: t.nonce,
+            signature: hex::encode(t.signature),
+        }
+    }
+}
+
+/// A block as JSON.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BlockJson {
+    /// Block hash.
+    pub hash: Hash,
+    /// Height.
+    pub height: u64,
+    /// Parent hash.
+    pub parent: Hash,
+    /// Timestamp (ms).
+    pub timestamp_ms: u64,
+    /// Difficulty.
+    pub difficulty: u64,
+    /// PoW nonce.
+    pub nonce: u64,
+    /// Miner.
+    pub miner: Address,
+    /// Transactions root.
+    pub tx_root: Hash,
+    /// State root.
+    pub state_root: Hash,
+    /// Cumulative work (decimal).
+    pub total_work: String,
+    /// Whether it is on the canonical chain.
+    pub canonical: bool,
+    /// Transactions.
+    pub transactions: Vec<TxJson>,
+}
+
+/// `GET /v1/accounts/{address}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccountJson {
+    /// The address.
+    pub address: Address,
+    /// Balance (decimal base units).
+    pub balance: String,
+    /// Nonce in the tip state.
+    pub nonce: u64,
+    /// Next nonce to use, counting pooled transactions.
+    pub pending_nonce: u64,
+}
+
+/// One entry of `GET /v1/accounts/{address}/txs`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccountTxJson {
+    /// Height of the block.
+    pub height: u64,
+    /// Index in the block.
+    pub index: u32,
+    /// The transaction.
+    pub tx: TxJson,
+}
+
+/// `POST /v1/txs` body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SubmitTx {
+    /// Hex of the canonical encoding.
+    pub tx: String,
+}
+
+/// `POST /v1/txs` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Submitted {
+    /// Transaction id.
+    pub hash: Hash,
+}
+
+/// `GET /v1/txs/{id}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TxStatus {
+    /// `pending` or `included`.
+    pub status: String,
+    /// Block hash when included.
+    pub block_hash: Option<Hash>,
+    /// Block height when included.
+    pub height: Option<u64>,
+    /// Index in the block when included.
+    pub index: Option<u32>,
+    /// The transaction.
+    pub tx: TxJson,
+}
+
+/// The API's routes over `core`.
+pub fn router(core: Arc<Core>) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/blocks/{id}", get(block))
+        .route("/v1/accounts/{address}", get(account))
+        .route("/v1/accounts/{address}/txs", get(account_txs))
+        .route("/v1/txs", post(submit))
+        .route("/v1/txs/{id}", get(tx_status))
+        .fallback(|| async { ApiError::not_found("no such endpoint; see docs/api.md") })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(core)
+}
+
+async fn status(State(core): State<Arc<Core>>) -> ApiResult<Status> {
+    let tip = core.chain.tip();
+    let stats = core.mempool.stats();
+    Ok(Json(Status {
+        chain_id: core.chain.params().chain_id,
+        genesis_hash: core.chain.params().genesis_hash,
+        height: tip.header.height,
+        tip_hash: tip.hash,
+        total_work: tip.total_work.to_string(),
+        mempool_size: stats.len,
+        mempool_bytes: stats.bytes,
+    }))
+}
+
+fn block_json(core: &Core, block: &Block) -> Result<BlockJson, ApiError> {
+    let r = core.chain.read()?;
+    let hash = block.hash();
+    let meta = r.block_meta(&hash)?.ok_or_else(|| ApiError::not_found(format!("block {hash} not found")))?;
+    let canonical = r.canonical_hash(block.header.height)? == Some(hash);
+    let h = block.header;
+    Ok(BlockJson {
+        hash,
+        height: h.height,
+        parent: h.parent,
+        timestamp_ms: h.timestamp_ms,
+        difficulty: h.difficulty,
+        nonce: h.nonce,
+        miner: h.miner,
+        tx_root: h.tx_root,
+        state_root: h.state_root,
+        total_work: meta.total_work.to_string(),
+        canonical,
+        transactions: block.transactions.iter().map(TxJson::from).collect(),
+    })
+}
+
+async fn block(State(core): State<Arc<Core>>, Path(id): Path<String>) -> ApiResult<BlockJson> {
+    let r = core.chain.read()?;
+    let hash = if id.len() == 64 || id.starts_with("0x") {
+        parse_hash(&id)?
+    } else {
+        let height: u64 = id.parse().map_err(|_| {
+            ApiError::bad_request("invalid_block_id", format!("{id:?} is neither a height nor a 64-hex-digit block hash"))
+        })?;
+        r.canonical_hash(height)?
+            .ok_or_else(|| ApiError::not_found(format!("no canonical block at height {height}")))?
+    };
+    let block = r.block(&hash)?.ok_or_else(|| ApiError::not_found(format!("block {hash} not found")))?;
+    Ok(Json(block_json(&core, &block)?))
+}
+
+async fn account(State(core): State<Arc<Core>>, Path(address): Path<String>) -> ApiResult<AccountJson> {
+    let address = parse_address(&address)?;
+    let acc = core.chain.read()?.account(&address)?;
+    Ok(Json(AccountJson {
+        address,
+        balance: acc.balance.to_string(),
+        nonce: acc.nonce,
+        pending_nonce: core.mempool.pending_nonce(&address, acc.nonce),
+    }))
+}
+
+/// Query of `GET /v1/accounts/{address}/txs`.
+#[derive(Debug, Deserialize)]
+pub struct TxsQuery {
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+async fn account_txs(
+    State(core): State<Arc<Core>>,
+    Path(address): Path<String>,
+    Query(q): Query<TxsQuery>,
+) -> ApiResult<Vec<AccountTxJson>> {
+    let address = parse_address(&address)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_TXS_PAGE);
+    let before = match q.before {
+        None => None,
+        Some(s) => {
+            let bad = || ApiError::bad_request("invalid_cursor", format!("before={s:?} must be HEIGHT:INDEX"));
+            let (h, i) = s.split_once(':').ok_or_else(bad)?;
+            Some((h.parse().map_err(|_| bad())?, i.parse().map_err(|_| bad())?))
+        }
+    };
+    let r = core.chain.read()?;
+    let mut out = Vec::new();
+    for (height, index, id) in r.account_txs(&address, limit, before)? {
+        let Some((block_hash, _)) = r.tx_location(&id)? else { continue };
+        let Some(body) = r.body(&block_hash)? else { continue };
+        if let Some(tx) = body.get(index as usize) {
+            out.push(AccountTxJson { height, index, tx: TxJson::from(tx) });
+        }
+    }
+    Ok(Json(out))
+}
+
+async fn submit(State(core): State<Arc<Core>>, body: Bytes) -> Result<(StatusCode, Json<Submitted>), ApiError> {
+    let req: SubmitTx = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("body must be {{\"tx\": \"<hex>\"}}: {e}")))?;
+    let bytes = hex::decode(req.tx.trim().trim_start_matches("0x"))
+        .map_err(|e| ApiError::bad_request("invalid_hex", format!("tx is not valid hex: {e}")))?;
+    let tx = Transaction::decode(&bytes)
+        .map_err(|e| ApiError::bad_request("invalid_transaction", format!("tx does not decode: {e}")))?;
+    let hash = tokio::task::spawn_blocking(move || core.submit_transaction(tx))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    Ok((StatusCode::ACCEPTED, Json(Submitted { hash })))
+}
+
+async fn tx_status(State(core): State<Arc<Core>>, Path(id): Path<String>) -> ApiResult<TxStatus> {
+    let id = parse_hash(&id)?;
+    if let Some(tx) = core.mempool.get(&id) {
+        return Ok(Json(TxStatus { status: "pending".into(), block_hash: None, height: None, index: None, tx: (&tx).into() }));
+    }
+    let r = core.chain.read()?;
+    let (block_hash, index) = r.tx_location(&id)?.ok_or_else(|| ApiError::not_found(format!("transaction {id} not found")))?;
+    let block = r.block(&block_hash)?.ok_or_else(|| ApiError::not_found(format!("block {block_hash} not found")))?;
+    let tx = block
+        .transactions
+        .get(index as usize)
+        .ok_or_else(|| ApiError::from(StoreError::Corrupt(format!("tx index points past block {block_hash}"))))?;
+    Ok(Json(TxStatus {
+        status: "included".into(),
+        block_hash: Some(block_hash),
+        height: Some(block.header.height),
+        index: Some(index),
+        tx: tx.into(),
+    }))
+}

@@ -178,8 +178,14 @@ impl Chain {
         check_body(&self.params, block, &self.verifier)
     }
 
-    /// Imports one block. See the module docs for the pipeline.
-    pub fn import(&self, block: &Block) -> Result<(ImportOutcome, ImportTimings), ImportError> {
+    /// Imports one block. See the module docs for the pipeline. `on_commit` runs after a
+    /// successful commit while the writer lock is still held, so that whatever follows the tip
+    /// (the mempool) sees tip changes in order.
+    pub fn import(
+        &self,
+        block: &Block,
+        on_commit: impl FnOnce(&ImportOutcome),
+    ) -> Result<(ImportOutcome, ImportTimings), ImportError> {
         let mut timings = ImportTimings::default();
         let hash = block.hash();
         // Known blocks cost one lookup, before any verification.
@@ -243,6 +249,7 @@ impl Chain {
         if let ImportOutcome::NewTip { .. } = outcome {
             *self.tip.write() = Tip { hash, header: block.header, total_work };
         }
+        on_commit(&outcome);
         Ok((outcome, timings))
     }
 
@@ -343,13 +350,12 @@ impl Chain {
         w.commit()
     }
 
-    /// Difficulty and minimum timestamp (median time + 1) required of a child of the tip, plus
-    /// the tip itself. Used by the miner.
-    pub fn next_block_rules(&self) -> Result<(Tip, u64, u64), StoreError> {
-        let r = self.store.read()?;
+    /// Difficulty and minimum timestamp (median time + 1) required of a child of the tip in the
+    /// snapshot `r`, plus that tip. Used by the miner.
+    pub fn next_block_rules(&self, r: &ReadView) -> Result<(Tip, u64, u64), StoreError> {
         let tip_hash = r.tip_hash()?;
         let tip_meta = r.block_meta(&tip_hash)?.ok_or_else(|| StoreError::Corrupt("tip meta".into()))?;
-        let (times, grandparent_ts) = ancestry(&r, &tip_meta.header)?;
+        let (times, grandparent_ts) = ancestry(r, &tip_meta.header)?;
         let difficulty = super::consensus::next_difficulty(&self.params, &tip_meta.header, grandparent_ts);
         let min_ts = super::consensus::median_time(&times) + 1;
         Ok((Tip { hash: tip_hash, header: tip_meta.header, total_work: tip_meta.total_work }, difficulty, min_ts))

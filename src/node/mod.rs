@@ -1,0 +1,394 @@
+//! Wiring: the shared [`Core`] through which every block and transaction enters, the [`Node`]
+//! that owns the database, miner and API server, and graceful shutdown.
+//!
+//! Build a node in-process with [`Node::builder`] (tests, simulations) or from the CLI (`run`).
+//! Shutdown order: stop accepting API requests, stop the miner (an import in flight completes),
+//! then drop the chain, which closes the database. Every committed block survives; nothing is
+//! half-applied because each import is one redb transaction.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use thiserror::Error;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::chain::consensus::{TxError, check_tx_stateless};
+use crate::chain::genesis::Genesis;
+use crate::chain::import::DEFAULT_MAX_REORG_DEPTH;
+use crate::chain::types::{Address, Block, Hash, Transaction};
+use crate::chain::{Chain, ImportError, ImportOutcome};
+use crate::errors::PeerAction;
+use crate::mempool::{Limits, Mempool, MempoolError};
+use crate::miner::{DEFAULT_MAX_BLOCK_TXS, Miner, MinerConfig, TemplateCache};
+use crate::state::{Store, StoreError};
+use crate::verify::{InvalidSignature, Verifier};
+
+/// Capacity of the event broadcast channel; a subscriber that falls further behind loses the
+/// oldest events (and is told how many) instead of growing memory.
+pub const EVENT_CHANNEL_CAP: usize = 1024;
+
+/// Where a block came from (for logs and metrics; peers are identified by the network layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockSource {
+    /// Our own miner.
+    Miner,
+    /// Submitted through the API.
+    Api,
+    /// Received from the network.
+    Network,
+}
+
+/// Something that happened to the chain or the pool.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The canonical tip changed.
+    NewHead {
+        /// New tip hash.
+        hash: Hash,
+        /// New tip height.
+        height: u64,
+        /// Blocks reverted to get there (0 for a plain extension).
+        reverted: usize,
+        /// The blocks applied, oldest first.
+        applied: Arc<Vec<Block>>,
+    },
+    /// A transaction entered the pool.
+    TxPooled(Transaction),
+}
+
+/// Why a submitted transaction was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SubmitError {
+    /// A stateless rule.
+    #[error(transparent)]
+    Rule(#[from] TxError),
+    /// The signature.
+    #[error("invalid signature: {}", .0.error)]
+    Signature(InvalidSignature),
+    /// The pool refused it.
+    #[error(transparent)]
+    Mempool(#[from] MempoolError),
+}
+
+impl SubmitError {
+    /// How a peer that relayed this transaction is judged.
+    pub fn peer_action(&self) -> Option<PeerAction> {
+        match self {
+            SubmitError::Rule(e) => e.peer_action(),
+            SubmitError::Signature(_) => Some(PeerAction::MidTolerance),
+            SubmitError::Mempool(MempoolError::Invalid(e)) => e.peer_action(),
+            SubmitError::Mempool(_) => None,
+        }
+    }
+}
+
+/// The chain, the pool and the template cache, shared by the miner, the API and the network.
+pub struct Core {
+    /// The chain.
+    pub chain: Chain,
+    /// The transaction pool.
+    pub mempool: Mempool,
+    /// The miner's template cache.
+    pub templates: TemplateCache,
+    events: broadcast::Sender<Event>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").field("chain", &self.chain).finish()
+    }
+}
+
+impl Core {
+    /// A core over an opened chain.
+    pub fn new(chain: Chain, limits: Limits) -> Self {
+        let mempool = Mempool::new(limits, chain.params().min_fee);
+        let (events, _) = broadcast::channel(EVENT_CHANNEL_CAP);
+        Core { chain, mempool, templates: TemplateCache::default(), events }
+    }
+
+    /// Subscribes to events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Imports a block; on a new tip updates the pool (in tip order) and announces it.
+    pub fn import_block(&self, block: &Block, source: BlockSource) -> Result<ImportOutcome, ImportError> {
+        let start = Instant::now();
+        let mut pool_err = None;
+        let (outcome, timings) = self.chain.import(block, |outcome| {
+            if let ImportOutcome::NewTip { reverted, applied } = outcome {
+                let read = |a: &Address| -> Result<crate::state::Account, StoreError> { self.chain.read()?.account(a) };
+                if let Err(e) = self.mempool.on_new_tip(reverted, applied, &read) {
+                    pool_err = Some(e);
+                }
+            }
+        })?;
+        if let Some(e) = pool_err {
+            tracing::error!(error = %e, "mempool could not follow the new tip");
+        }
+        if let ImportOutcome::NewTip { reverted, applied } = &outcome {
+            let h = block.header;
+            tracing::info!(
+                height = h.height,
+                hash = %block.hash().short(),
+                txs = block.transactions.len(),
+                ?source,
+                reverted = reverted.len(),
+                verify_ms = timings.verify.as_secs_f64() * 1e3,
+                apply_ms = timings.apply.as_secs_f64() * 1e3,
+                commit_ms = timings.commit.as_secs_f64() * 1e3,
+                total_ms = start.elapsed().as_secs_f64() * 1e3,
+                "imported block"
+            );
+            let _ = self.events.send(Event::NewHead {
+                hash: block.hash(),
+                height: h.height,
+                reverted: reverted.len(),
+                applied: Arc::new(applied.clone()),
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// Checks and pools a batch of transactions: stateless rules, then all signatures through the
+    /// parallel verifier at once, then the pool. One result per transaction, in order.
+    pub fn submit_transactions(&self, txs: &[Transaction]) -> Vec<Result<Hash, SubmitError>> {
+        let params = self.chain.params();
+        let mut results: Vec<Result<Hash, SubmitError>> = txs
+            .iter()
+            .map(|t| check_tx_stateless(params, t).map(|_| t.id()).map_err(SubmitError::from))
+            .collect();
+        let to_verify: Vec<usize> = (0..txs.len()).filter(|i| results[*i].is_ok()).collect();
+        let mut batch: Vec<Transaction> = to_verify.iter().map(|i| txs[*i]).collect();
+        let mut offset = 0;
+        // Verify; on a failure mark the culprit and re-verify the rest after it.
+        while offset < batch.len() {
+            match self.chain.verifier().verify_txs(&batch[offset..]) {
+                Ok(_) => break,
+                Err(bad) => {
+                    let i = to_verify[offset + bad.index];
+                    results[i] = Err(SubmitError::Signature(InvalidSignature { index: i, error: bad.error }));
+                    offset += bad.index + 1;
+                }
+            }
+        }
+        batch.clear();
+        let Ok(r) = self.chain.read() else {
+            return results
+                .into_iter()
+                .map(|r| r.and(Err(MempoolError::Store("cannot read state".into()).into())))
+                .collect();
+        };
+        for (i, tx) in txs.iter().enumerate() {
+            if results[i].is_err() {
+                continue;
+            }
+            results[i] = r
+                .account(&tx.from)
+                .map_err(|e| SubmitError::Mempool(e.into()))
+                .and_then(|acc| self.mempool.insert(*tx, acc).map_err(SubmitError::from));
+            if results[i].is_ok() {
+                let _ = self.events.send(Event::TxPooled(*tx));
+            }
+        }
+        results
+    }
+
+    /// Checks and pools one transaction.
+    pub fn submit_transaction(&self, tx: Transaction) -> Result<Hash, SubmitError> {
+        self.submit_transactions(std::slice::from_ref(&tx))
+            .pop()
+            .unwrap_or(Err(SubmitError::Mempool(MempoolError::Store("no result".into()))))
+    }
+}
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Data directory (`None`: in-memory database).
+    pub data_dir: Option<PathBuf>,
+    /// Genesis.
+    pub genesis: Genesis,
+    /// Mining, if on.
+    pub miner: Option<MinerConfig>,
+    /// API listen address (`None`: no API server).
+    pub api_addr: Option<SocketAddr>,
+    /// Deepest reorg followed.
+    pub max_reorg_depth: u64,
+    /// Pool caps.
+    pub mempool: Limits,
+    /// Signatures at which the verifier goes parallel.
+    pub verify_threshold: usize,
+}
+
+impl NodeConfig {
+    /// Devnet defaults: in-memory, no mining, no API.
+    pub fn devnet() -> Self {
+        NodeConfig {
+            data_dir: None,
+            genesis: Genesis::devnet(),
+            miner: None,
+            api_addr: None,
+            max_reorg_depth: DEFAULT_MAX_REORG_DEPTH,
+            mempool: Limits::default(),
+            verify_threshold: crate::verify::DEFAULT_PARALLEL_THRESHOLD,
+        }
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    /// The database.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A socket or thread.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Builds a [`Node`] step by step.
+#[derive(Debug, Clone)]
+pub struct NodeBuilder {
+    config: NodeConfig,
+}
+
+impl NodeBuilder {
+    /// Uses a data directory instead of memory.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.data_dir = Some(dir.into());
+        self
+    }
+    /// Uses another genesis.
+    pub fn genesis(mut self, genesis: Genesis) -> Self {
+        self.config.genesis = genesis;
+        self
+    }
+    /// Mines with one thread to `address`.
+    pub fn mine(mut self, address: Address, threads: usize) -> Self {
+        self.config.miner = Some(MinerConfig { address, threads, max_block_txs: DEFAULT_MAX_BLOCK_TXS });
+        self
+    }
+    /// Serves the API on `addr` (port 0 picks one; see [`Node::api_addr`]).
+    pub fn api(mut self, addr: SocketAddr) -> Self {
+        self.config.api_addr = Some(addr);
+        self
+    }
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: NodeConfig) -> Self {
+        self.config = config;
+        self
+    }
+    /// Opens the database and starts the miner and API server.
+    pub async fn start(self) -> Result<Node, NodeError> {
+        Node::start(self.config).await
+    }
+}
+
+/// A running node.
+pub struct Node {
+    core: Arc<Core>,
+    miner: Option<Miner>,
+    api_addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Node {
+    /// A builder on devnet defaults.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder { config: NodeConfig::devnet() }
+    }
+
+    /// Opens the chain described by `config` and returns its core (no miner, no API).
+    pub fn open_core(config: &NodeConfig) -> Result<Core, StoreError> {
+        let store = match &config.data_dir {
+            Some(dir) => Store::open(dir, &config.genesis)?,
+            None => Store::in_memory(&config.genesis)?,
+        };
+        let chain = Chain::new(
+            store,
+            config.genesis.clone(),
+            Verifier::new(config.verify_threshold),
+            config.max_reorg_depth,
+        )?;
+        Ok(Core::new(chain, config.mempool))
+    }
+
+    async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let core = Arc::new(tokio::task::block_in_place(|| Self::open_core(&config))?);
+        let tip = core.chain.tip();
+        tracing::info!(
+            genesis = %core.chain.params().genesis_hash,
+            chain_id = core.chain.params().chain_id,
+            height = tip.header.height,
+            tip = %tip.hash,
+            "chain opened"
+        );
+        let shutdown = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut api_addr = None;
+        if let Some(addr) = config.api_addr {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| NodeError::Io {
+                context: format!("cannot listen on {addr} for the API; choose another --api-addr"),
+                source,
+            })?;
+            let local = listener.local_addr().map_err(|source| NodeError::Io { context: "api address".into(), source })?;
+            api_addr = Some(local);
+            tracing::info!(addr = %local, "API listening");
+            let app = crate::api::router(core.clone());
+            let token = shutdown.clone();
+            tasks.spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "API server failed");
+                }
+            });
+        }
+        let miner = match config.miner {
+            Some(mc) => {
+                tracing::info!(address = %mc.address, threads = mc.threads, "mining");
+                Some(Miner::start(core.clone(), mc).map_err(|source| NodeError::Io {
+                    context: "cannot start miner threads".into(),
+                    source,
+                })?)
+            }
+            None => None,
+        };
+        Ok(Node { core, miner, api_addr, shutdown, tasks })
+    }
+
+    /// The shared core.
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Where the API listens, if it does.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api_addr
+    }
+
+    /// Stops the API, then the miner (an import in flight completes), then closes the database.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(std::time::Duration::from_secs(10), drain).await.is_err() {
+            tracing::warn!("API tasks did not stop within 10 s; aborting them");
+            self.tasks.abort_all();
+        }
+        if let Some(mut m) = self.miner.take() {
+            tokio::task::block_in_place(|| m.stop());
+        }
+        let tip = self.core.chain.tip();
+        tracing::info!(height = tip.header.height, tip = %tip.hash, "node stopped");
+    }
+}
