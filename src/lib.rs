@@ -23,6 +23,7 @@ pub mod mempool;
 pub mod miner;
 pub mod node;
 pub mod state;
+pub mod testkit;
 pub mod util;
 pub mod verify;
 pub mod wallet;

@@ -47,9 +47,22 @@ pub fn build_template(
     miner: Address,
     max_txs: usize,
 ) -> Result<Template, StoreError> {
+    let txs = mempool.select(max_txs, MAX_BLOCK_BYTES - HEADER_LEN - 4);
+    template_from(chain, txs, miner, |bad| {
+        mempool.remove_with_descendants(&bad.id());
+    })
+}
+
+/// Builds a template on the current tip with the given transactions, in order. A transaction that
+/// fails execution is passed to `on_bad` and left out with the same sender's later nonces.
+pub fn template_from(
+    chain: &Chain,
+    mut txs: Vec<Transaction>,
+    miner: Address,
+    mut on_bad: impl FnMut(&Transaction),
+) -> Result<Template, StoreError> {
     let r = chain.read()?;
     let (tip, difficulty, min_ts) = chain.next_block_rules(&r)?;
-    let mut txs = mempool.select(max_txs, MAX_BLOCK_BYTES - HEADER_LEN - 4);
     let accounts = r.accounts()?;
     let diff = loop {
         match execute(&accounts, chain.params(), &txs, &miner) {
@@ -57,7 +70,7 @@ pub fn build_template(
             Err(ExecError::Store(e)) => return Err(e),
             Err(ExecError::Tx { index, .. }) if index < txs.len() => {
                 let bad = txs[index];
-                mempool.remove_with_descendants(&bad.id());
+                on_bad(&bad);
                 txs.retain(|t| !(t.from == bad.from && t.nonce >= bad.nonce));
             }
             Err(ExecError::Tx { .. }) => {
@@ -96,10 +109,11 @@ pub fn search(header: &mut BlockHeader, start: u64, count: u64) -> bool {
     false
 }
 
-/// Solves a template completely (tests, benchmarks and simulations at low difficulty).
-pub fn solve(template: &Template) -> Block {
+/// Solves a template completely with the timestamp `timestamp_ms` (raised to the template's
+/// minimum). For tests, benchmarks and simulations at low difficulty.
+pub fn solve(template: &Template, timestamp_ms: u64) -> Block {
     let mut header = template.header;
-    header.timestamp_ms = header.timestamp_ms.max(now_ms());
+    header.timestamp_ms = header.timestamp_ms.max(timestamp_ms);
     let mut start = 0;
     while !search(&mut header, start, ROUND_HASHES) {
         start += ROUND_HASHES;

@@ -1,0 +1,5 @@
+//! Integration tests: one binary, one module per area. Tests that start the real `vision-node`
+//! binary use `CARGO_BIN_EXE_vision-node`, temp dirs and port 0 / free ports on loopback, and wait
+//! on conditions with timeouts, never on fixed sleeps.
+
+mod common;
