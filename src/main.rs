@@ -71,7 +71,7 @@ enum WalletCmd {
         /// Base units to send.
         #[arg(long)]
         amount: u128,
-        /// Fee in base units [default: the network minimum].
+        /// Fee in base units [default: the node's current entry fee].
         #[arg(long)]
         fee: Option<u128>,
         /// Node API URL.
@@ -133,7 +133,8 @@ enum GenesisCmd {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Pretty => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -204,7 +205,6 @@ fn wallet(cmd: WalletCmd) -> CmdResult {
         WalletCmd::Send { key, to, amount, fee, api, wait, wait_timeout } => {
             let key = Keypair::load(&key)?;
             let client = Client::new(&api);
-            let fee = fee.unwrap_or(Genesis::devnet().min_fee);
             let tx = client.send(&key, to, amount, fee)?;
             let id = tx.id();
             println!("{id}");

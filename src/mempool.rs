@@ -307,18 +307,23 @@ impl Mempool {
                 inner.remove(id);
             }
         }
+        // Per sender: returned transactions may precede pooled ones, so the sender's pooled run
+        // from the first returned nonce is put aside and everything re-admitted in nonce order.
         let mut back = 0;
-        for tx in returned {
-            let acc = account(&tx.from)?;
-            // A returned transaction may precede pooled ones of the same sender: put the sender's
-            // run aside and re-admit it in nonce order after the returned one.
-            let later = self.take_sender_from(&tx.from, tx.nonce);
-            if self.insert(tx, acc).is_ok() {
-                back += 1;
+        let mut i = 0;
+        while i < returned.len() {
+            let from = returned[i].from;
+            let end = returned[i..].iter().position(|t| t.from != from).map_or(returned.len(), |n| i + n);
+            let acc = account(&from)?;
+            let mut run: Vec<(Transaction, bool)> = returned[i..end].iter().map(|t| (*t, true)).collect();
+            run.extend(self.take_sender_from(&from, returned[i].nonce).into_iter().map(|t| (t, false)));
+            run.sort_by_key(|(t, _)| t.nonce);
+            for (tx, was_returned) in run {
+                if self.insert(tx, acc).is_ok() && was_returned {
+                    back += 1;
+                }
             }
-            for t in later {
-                let _ = self.insert(t, acc);
-            }
+            i = end;
         }
         let mut inner = self.inner.lock();
         // Expire the oldest beyond the TTL.

@@ -279,9 +279,16 @@ impl Client {
     }
 
     /// Builds, signs and submits a transfer with the sender's next nonce (counting its pooled
-    /// transactions). Returns the transaction.
-    pub fn send(&self, key: &Keypair, to: Address, amount: u128, fee: u128) -> Result<Transaction, ClientError> {
+    /// transactions). `fee: None` pays the node's current entry fee. Returns the transaction.
+    pub fn send(&self, key: &Keypair, to: Address, amount: u128, fee: Option<u128>) -> Result<Transaction, ClientError> {
         let status = self.status()?;
+        let fee = match fee {
+            Some(f) => f,
+            None => status.min_fee_to_enter.parse().map_err(|_| ClientError::Protocol {
+                url: self.base.clone(),
+                message: format!("min_fee_to_enter {:?} is not a number", status.min_fee_to_enter),
+            })?,
+        };
         let acct = self.account(&key.address())?;
         let mut tx = Transaction {
             chain_id: status.chain_id,

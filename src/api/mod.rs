@@ -135,6 +135,10 @@ pub struct Status {
     pub mempool_size: usize,
     /// Pooled bytes.
     pub mempool_bytes: usize,
+    /// Smallest fee the network accepts (decimal base units).
+    pub min_fee: String,
+    /// Smallest fee that enters the mempool right now (rises when it is full).
+    pub min_fee_to_enter: String,
 }
 
 /// A transaction as JSON.
@@ -281,6 +285,8 @@ async fn status(State(core): State<Arc<Core>>) -> ApiResult<Status> {
         total_work: tip.total_work.to_string(),
         mempool_size: stats.len,
         mempool_bytes: stats.bytes,
+        min_fee: core.chain.params().min_fee.to_string(),
+        min_fee_to_enter: stats.min_fee_to_enter.to_string(),
     }))
 }
 

@@ -167,6 +167,11 @@ impl Chain {
         *self.tip.read()
     }
 
+    /// The underlying store (for `db check` and tools).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// A read snapshot of the store.
     pub fn read(&self) -> Result<ReadView, StoreError> {
         self.store.read()

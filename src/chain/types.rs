@@ -181,6 +181,14 @@ impl FromStr for Address {
                 input: s.to_string(),
                 len: bytes.len(),
             })?;
+        // BIP-173/350: the 4 bits left over after the 32nd byte must be zero. Without this check
+        // 16 different strings (with valid checksums) would name the same address.
+        checked
+            .validate_segwit_padding()
+            .map_err(|e| AddressError::Invalid {
+                input: s.to_string(),
+                reason: e.to_string(),
+            })?;
         Ok(Address(arr))
     }
 }

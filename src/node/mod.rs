@@ -138,10 +138,10 @@ impl Core {
                 txs = block.transactions.len(),
                 ?source,
                 reverted = reverted.len(),
-                verify_ms = timings.verify.as_secs_f64() * 1e3,
-                apply_ms = timings.apply.as_secs_f64() * 1e3,
-                commit_ms = timings.commit.as_secs_f64() * 1e3,
-                total_ms = start.elapsed().as_secs_f64() * 1e3,
+                verify_us = timings.verify.as_micros() as u64,
+                apply_us = timings.apply.as_micros() as u64,
+                commit_us = timings.commit.as_micros() as u64,
+                total_us = start.elapsed().as_micros() as u64,
                 "imported block"
             );
             let _ = self.events.send(Event::NewHead {

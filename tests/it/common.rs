@@ -17,3 +17,124 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// Path of the node binary cargo built for this test run.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_vision-node")
+}
+
+/// Runs a `vision-node` subcommand to completion.
+pub fn cli(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("run vision-node")
+}
+
+/// Runs a subcommand that must succeed and returns its trimmed stdout.
+pub fn cli_ok(args: &[&str]) -> String {
+    let out = cli(args);
+    assert!(
+        out.status.success(),
+        "vision-node {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8").trim().to_string()
+}
+
+/// A `vision-node run` process with its JSON log lines collected.
+pub struct NodeProcess {
+    pub child: Child,
+    pub logs: Arc<Mutex<Vec<serde_json::Value>>>,
+    pub data_dir: PathBuf,
+    pub api: String,
+}
+
+impl NodeProcess {
+    /// Starts `vision-node run` with JSON logs and an API on a free loopback port, plus `extra`
+    /// flags, and waits until the API is up.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> NodeProcess {
+        let mut cmd = Command::new(bin());
+        cmd.arg("run")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--api-addr", "127.0.0.1:0", "--log-format", "json"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn vision-node run");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str(&line) {
+                    Ok(v) => sink.lock().unwrap().push(v),
+                    Err(_) => eprintln!("node: {line}"),
+                }
+            }
+        });
+        let mut node = NodeProcess { child, logs, data_dir: data_dir.to_path_buf(), api: String::new() };
+        let addr = wait_for("the API to listen", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                panic!("node exited early with {status}: {:?}", node.logs.lock().unwrap());
+            }
+            node.log_field("API listening", "addr")
+        });
+        node.api = format!("http://{addr}");
+        node
+    }
+
+    /// The first log line with `message`, its field `field` as a string.
+    pub fn log_field(&self, message: &str, field: &str) -> Option<String> {
+        let logs = self.logs.lock().unwrap();
+        logs.iter().find(|v| v["fields"]["message"] == message).and_then(|v| v["fields"][field].as_str().map(str::to_string))
+    }
+
+    /// A client of this node's API.
+    pub fn client(&self) -> vision_node::wallet::Client {
+        vision_node::wallet::Client::new(&self.api)
+    }
+
+    /// Current height through the API (None while unreachable).
+    pub fn height(&self) -> Option<u64> {
+        self.client().status().ok().map(|s| s.height)
+    }
+
+    /// Waits until the node's height reaches `h`.
+    pub fn wait_height(&self, h: u64, timeout: Duration) -> u64 {
+        wait_for(&format!("height {h}"), timeout, || self.height().filter(|x| *x >= h))
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
+    pub fn terminate(mut self) -> bool {
+        let pid = self.child.id() as i32;
+        // SAFETY: plain syscall on a pid we own.
+        unsafe { libc_kill(pid, 15) };
+        let status = wait_for("node to exit after SIGTERM", Duration::from_secs(30), || self.child.try_wait().ok().flatten());
+        status.success()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}

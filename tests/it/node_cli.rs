@@ -1,0 +1,119 @@
+//! The single-node story, through the real binary: a custom genesis from `genesis new`, a mining
+//! node from `run`, a transfer with `wallet send --wait`, balances through `wallet balance` and the
+//! API, a SIGKILL while mining, `db check` on the killed database, a restart that keeps its height,
+//! a graceful SIGTERM, and `db check` again.
+
+use std::time::Duration;
+
+use crate::common::{NodeProcess, cli, cli_ok};
+
+#[test]
+fn mine_send_kill_restart_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let alice = cli_ok(&["wallet", "new", "--out", &p("alice.json")]);
+    let bob = cli_ok(&["wallet", "new", "--out", &p("bob.json")]);
+    assert_eq!(cli_ok(&["wallet", "address", "--key", &p("alice.json")]), alice);
+    assert!(alice.starts_with("vis1") && bob.starts_with("vis1") && alice != bob);
+    // Never overwrite a key.
+    assert!(!cli(&["wallet", "new", "--out", &p("alice.json")]).status.success());
+
+    let alloc = format!("{alice}=1000000000");
+    let genesis_hash = cli_ok(&[
+        "genesis", "new", "--out", &p("genesis.toml"), "--chain-id", "99", "--alloc", &alloc,
+        "--target-block-time-ms", "300", "--initial-difficulty", "2000", "--min-fee", "500",
+    ]);
+    assert_eq!(genesis_hash.len(), 64);
+    let data = dir.path().join("data");
+    let node = NodeProcess::start(&data, &["--genesis", &p("genesis.toml"), "--mine-threads", "1"]);
+    let status = node.client().status().unwrap();
+    assert_eq!(status.chain_id, 99);
+    assert_eq!(status.genesis_hash.to_string(), genesis_hash);
+    node.wait_height(3, Duration::from_secs(60));
+
+    let txid = cli_ok(&[
+        "wallet", "send", "--key", &p("alice.json"), "--to", &bob, "--amount", "12345", "--api", &node.api,
+        "--wait", "--wait-timeout", "60",
+    ]);
+    let bal = cli_ok(&["wallet", "balance", &bob, "--api", &node.api]);
+    assert!(bal.contains("balance: 12345"), "{bal}");
+    let bal = cli_ok(&["wallet", "balance", &alice, "--api", &node.api]);
+    assert!(bal.contains(&format!("balance: {}", 1_000_000_000u64 - 12_345 - 500)), "{bal}");
+    assert!(bal.contains("nonce: 1"), "{bal}");
+    let client = node.client();
+    let st = client.tx(&txid.parse().unwrap()).unwrap();
+    assert_eq!(st.status, "included");
+    let included_at = st.height.unwrap();
+    let txs: Vec<vision_node::api::AccountTxJson> = client.get(&format!("/v1/accounts/{bob}/txs")).unwrap();
+    assert_eq!(txs.len(), 1);
+    assert_eq!(txs[0].tx.hash.to_string(), txid);
+    assert_eq!(txs[0].height, included_at);
+
+    // SIGKILL while mining.
+    let before = node.wait_height(included_at + 3, Duration::from_secs(60));
+    node.kill9();
+    let check = cli_ok(&["db", "check", "--data-dir", data.to_str().unwrap(), "--genesis", &p("genesis.toml")]);
+    let checked: u64 = check.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(checked >= before, "db check height {checked} < {before} seen before the kill: {check}");
+
+    let node = NodeProcess::start(&data, &["--genesis", &p("genesis.toml")]);
+    let after = node.height().unwrap();
+    assert!(after >= before, "restarted at {after}, below {before}");
+    let bal = node.client().account(&bob.parse().unwrap()).unwrap();
+    assert_eq!(bal.balance, "12345");
+    node.wait_height(after + 2, Duration::from_secs(60));
+    let last = node.height().unwrap();
+    assert!(node.terminate(), "node did not exit cleanly on SIGTERM");
+    let check = cli_ok(&["db", "check", "--data-dir", data.to_str().unwrap(), "--genesis", &p("genesis.toml")]);
+    let checked: u64 = check.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(checked >= last, "{check}");
+    // The database of another network is refused with a clear error.
+    let out = cli(&["db", "check", "--data-dir", data.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--genesis"));
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(&dir.path().join("data"), &["--mine", "false"]);
+    let client = node.client();
+    let err = |path: &str| match client.get::<serde_json::Value>(path) {
+        Err(vision_node::wallet::ClientError::Api { status, code, .. }) => (status, code),
+        other => panic!("{path}: expected an API error, got {other:?}"),
+    };
+    assert_eq!(err("/v1/accounts/vis1qqqq"), (400, "invalid_address".into()));
+    assert_eq!(err("/v1/txs/zz"), (400, "invalid_hash".into()));
+    assert_eq!(err("/v1/blocks/abc"), (400, "invalid_block_id".into()));
+    assert_eq!(err("/v1/blocks/999999"), (404, "not_found".into()));
+    assert_eq!(err("/v1/nothing"), (404, "not_found".into()));
+    let post = |body: serde_json::Value| match client.post::<_, serde_json::Value>("/v1/txs", &body) {
+        Err(vision_node::wallet::ClientError::Api { status, code, .. }) => (status, code),
+        other => panic!("expected an API error, got {other:?}"),
+    };
+    assert_eq!(post(serde_json::json!({"tx": "xyz"})), (400, "invalid_hex".into()));
+    assert_eq!(post(serde_json::json!({"tx": "00"})), (400, "invalid_transaction".into()));
+    assert_eq!(post(serde_json::json!({"nope": 1})), (400, "invalid_json".into()));
+
+    let dev = vision_node::chain::genesis::dev_keypair(1);
+    let to = vision_node::chain::genesis::dev_keypair(2).address();
+    let chain_id = client.status().unwrap().chain_id;
+    let mk = |nonce, amount, fee| vision_node::testkit::transfer(&dev, to, amount, fee, nonce, chain_id);
+    let submit = |tx: &vision_node::chain::types::Transaction| match client.submit(tx) {
+        Err(vision_node::wallet::ClientError::Api { status, code, .. }) => (status, code),
+        other => panic!("expected an API error, got {other:?}"),
+    };
+    let mut bad_sig = mk(0, 1, 1_000);
+    bad_sig.signature[10] ^= 1;
+    assert_eq!(submit(&bad_sig), (400, "invalid_signature".into()));
+    assert_eq!(submit(&mk(5, 1, 1_000)), (409, "nonce_gap".into()));
+    assert_eq!(submit(&mk(0, u128::MAX / 2, 1_000)), (422, "insufficient_balance".into()));
+    assert_eq!(submit(&mk(0, 1, 1)), (422, "fee_too_low".into()));
+    let ok = mk(0, 1, 1_000);
+    client.submit(&ok).unwrap();
+    assert_eq!(submit(&ok), (409, "already_known".into()));
+    assert_eq!(client.tx(&ok.id()).unwrap().status, "pending");
+    let wrong_chain = vision_node::testkit::transfer(&dev, to, 1, 1_000, 1, chain_id + 1);
+    assert_eq!(submit(&wrong_chain), (400, "wrong_chain_id".into()));
+    assert!(node.terminate());
+}
