@@ -200,7 +200,10 @@ fn wallet(cmd: WalletCmd) -> CmdResult {
         WalletCmd::Address { key } => println!("{}", Keypair::load(&key)?.address()),
         WalletCmd::Balance { address, api } => {
             let a = Client::new(&api).account(&address)?;
-            println!("address: {}\nbalance: {}\nnonce: {}\npending_nonce: {}", a.address, a.balance, a.nonce, a.pending_nonce);
+            println!(
+                "address: {}\nbalance: {}\nnonce: {}\npending_nonce: {}",
+                a.address, a.balance, a.nonce, a.pending_nonce
+            );
         }
         WalletCmd::Send { key, to, amount, fee, api, wait, wait_timeout } => {
             let key = Keypair::load(&key)?;
@@ -213,7 +216,11 @@ fn wallet(cmd: WalletCmd) -> CmdResult {
                 loop {
                     let s = client.tx(&id)?;
                     if s.status == "included" {
-                        eprintln!("included in block {} at height {}", s.block_hash.unwrap_or_default(), s.height.unwrap_or(0));
+                        eprintln!(
+                            "included in block {} at height {}",
+                            s.block_hash.unwrap_or_default(),
+                            s.height.unwrap_or(0)
+                        );
                         break;
                     }
                     if Instant::now() > deadline {

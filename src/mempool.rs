@@ -155,11 +155,8 @@ impl Inner {
     fn remove_with_descendants(&mut self, id: &Hash) -> usize {
         let Some(e) = self.by_id.get(id) else { return 0 };
         let (from, nonce) = (e.tx.from, e.tx.nonce);
-        let ids: Vec<Hash> = self
-            .by_sender
-            .get(&from)
-            .map(|q| q.range(nonce..).map(|(_, id)| *id).collect())
-            .unwrap_or_default();
+        let ids: Vec<Hash> =
+            self.by_sender.get(&from).map(|q| q.range(nonce..).map(|(_, id)| *id).collect()).unwrap_or_default();
         ids.iter().filter(|id| self.remove(id).is_some()).count()
     }
 
@@ -345,11 +342,8 @@ impl Mempool {
     /// Removes and returns the sender's pooled transactions with nonce >= `nonce`.
     fn take_sender_from(&self, from: &Address, nonce: u64) -> Vec<Transaction> {
         let mut inner = self.inner.lock();
-        let ids: Vec<Hash> = inner
-            .by_sender
-            .get(from)
-            .map(|q| q.range(nonce..).map(|(_, id)| *id).collect())
-            .unwrap_or_default();
+        let ids: Vec<Hash> =
+            inner.by_sender.get(from).map(|q| q.range(nonce..).map(|(_, id)| *id).collect()).unwrap_or_default();
         ids.iter().filter_map(|id| inner.remove(id)).map(|e| e.tx).collect()
     }
 
@@ -404,13 +398,7 @@ impl Mempool {
 
     /// The next nonce the sender should use, counting pooled transactions.
     pub fn pending_nonce(&self, from: &Address, state_nonce: u64) -> u64 {
-        self.inner
-            .lock()
-            .by_sender
-            .get(from)
-            .and_then(|q| q.keys().next_back())
-            .map(|n| n + 1)
-            .unwrap_or(state_nonce)
+        self.inner.lock().by_sender.get(from).and_then(|q| q.keys().next_back()).map(|n| n + 1).unwrap_or(state_nonce)
     }
 
     /// Changes on every insert and removal (the miner's template cache key).

@@ -131,7 +131,13 @@ pub struct TemplateCache {
 
 impl TemplateCache {
     /// The cached template if the tip and mempool are unchanged, else a fresh one.
-    pub fn get(&self, chain: &Chain, mempool: &Mempool, miner: Address, max_txs: usize) -> Result<Template, StoreError> {
+    pub fn get(
+        &self,
+        chain: &Chain,
+        mempool: &Mempool,
+        miner: Address,
+        max_txs: usize,
+    ) -> Result<Template, StoreError> {
         let key = (chain.tip().hash, mempool.version());
         let mut slot = self.slot.lock();
         if let Some((k, t)) = slot.as_ref()

@@ -40,7 +40,14 @@ pub fn genesis_with_accounts(n: u32, balance: u128) -> (Genesis, Vec<Keypair>) {
 
 /// A signed transfer.
 pub fn transfer(from: &Keypair, to: Address, amount: u128, fee: u128, nonce: u64, chain_id: u32) -> Transaction {
-    let mut tx = Transaction { chain_id, from: from.address(), nonce, fee, kind: TxKind::Transfer { to, amount }, signature: [0; 64] };
+    let mut tx = Transaction {
+        chain_id,
+        from: from.address(),
+        nonce,
+        fee,
+        kind: TxKind::Transfer { to, amount },
+        signature: [0; 64],
+    };
     from.sign_tx(&mut tx);
     tx
 }

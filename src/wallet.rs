@@ -58,9 +58,7 @@ struct KeyFile {
 impl Keypair {
     /// The key pair whose secret key is `seed`.
     pub fn from_seed(seed: &[u8; 32]) -> Self {
-        Keypair {
-            signing: SigningKey::from_bytes(seed),
-        }
+        Keypair { signing: SigningKey::from_bytes(seed) }
     }
 
     /// A fresh key pair from OS randomness.
@@ -113,9 +111,7 @@ impl Keypair {
                 KeyError::Io { path: p.clone(), source }
             }
         })?;
-        f.write_all(body.as_bytes())
-            .and_then(|_| f.write_all(b"\n"))
-            .map_err(|source| KeyError::Io { path: p, source })
+        f.write_all(body.as_bytes()).and_then(|_| f.write_all(b"\n")).map_err(|source| KeyError::Io { path: p, source })
     }
 
     /// Reads a key file and checks that its address matches its secret key.
@@ -124,20 +120,15 @@ impl Keypair {
         let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: p.clone(), source })?;
         let kf: KeyFile =
             serde_json::from_str(&text).map_err(|e| KeyError::Invalid { path: p.clone(), message: e.to_string() })?;
-        let bytes = hex::decode(kf.secret_key.trim()).map_err(|e| KeyError::Invalid {
-            path: p.clone(),
-            message: format!("secret_key is not hex: {e}"),
-        })?;
+        let bytes = hex::decode(kf.secret_key.trim())
+            .map_err(|e| KeyError::Invalid { path: p.clone(), message: format!("secret_key is not hex: {e}") })?;
         let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| KeyError::Invalid {
             path: p.clone(),
             message: format!("secret_key must be 32 bytes, got {}", bytes.len()),
         })?;
         let kp = Keypair::from_seed(&seed);
         if kp.address() != kf.address {
-            return Err(KeyError::Invalid {
-                path: p,
-                message: "address does not belong to secret_key".into(),
-            });
+            return Err(KeyError::Invalid { path: p, message: "address does not belong to secret_key".into() });
         }
         Ok(kp)
     }
@@ -280,7 +271,13 @@ impl Client {
 
     /// Builds, signs and submits a transfer with the sender's next nonce (counting its pooled
     /// transactions). `fee: None` pays the node's current entry fee. Returns the transaction.
-    pub fn send(&self, key: &Keypair, to: Address, amount: u128, fee: Option<u128>) -> Result<Transaction, ClientError> {
+    pub fn send(
+        &self,
+        key: &Keypair,
+        to: Address,
+        amount: u128,
+        fee: Option<u128>,
+    ) -> Result<Transaction, ClientError> {
         let status = self.status()?;
         let fee = match fee {
             Some(f) => f,

@@ -100,7 +100,9 @@ impl From<SubmitError> for ApiError {
                 TxError::InsufficientBalance { .. } => (S::UNPROCESSABLE_ENTITY, "insufficient_balance"),
             },
             SubmitError::Mempool(MempoolError::AlreadyKnown(_)) => (S::CONFLICT, "already_known"),
-            SubmitError::Mempool(MempoolError::ReplacementUnderpriced { .. }) => (S::CONFLICT, "replacement_underpriced"),
+            SubmitError::Mempool(MempoolError::ReplacementUnderpriced { .. }) => {
+                (S::CONFLICT, "replacement_underpriced")
+            }
             SubmitError::Mempool(MempoolError::Full { .. }) => (S::SERVICE_UNAVAILABLE, "mempool_full"),
             SubmitError::Mempool(MempoolError::Store(_)) => (S::INTERNAL_SERVER_ERROR, "internal"),
         };
@@ -318,7 +320,10 @@ async fn block(State(core): State<Arc<Core>>, Path(id): Path<String>) -> ApiResu
         parse_hash(&id)?
     } else {
         let height: u64 = id.parse().map_err(|_| {
-            ApiError::bad_request("invalid_block_id", format!("{id:?} is neither a height nor a 64-hex-digit block hash"))
+            ApiError::bad_request(
+                "invalid_block_id",
+                format!("{id:?} is neither a height nor a 64-hex-digit block hash"),
+            )
         })?;
         r.canonical_hash(height)?
             .ok_or_else(|| ApiError::not_found(format!("no canonical block at height {height}")))?
@@ -388,10 +393,17 @@ async fn submit(State(core): State<Arc<Core>>, body: Bytes) -> Result<(StatusCod
 async fn tx_status(State(core): State<Arc<Core>>, Path(id): Path<String>) -> ApiResult<TxStatus> {
     let id = parse_hash(&id)?;
     if let Some(tx) = core.mempool.get(&id) {
-        return Ok(Json(TxStatus { status: "pending".into(), block_hash: None, height: None, index: None, tx: (&tx).into() }));
+        return Ok(Json(TxStatus {
+            status: "pending".into(),
+            block_hash: None,
+            height: None,
+            index: None,
+            tx: (&tx).into(),
+        }));
     }
     let r = core.chain.read()?;
-    let (block_hash, index) = r.tx_location(&id)?.ok_or_else(|| ApiError::not_found(format!("transaction {id} not found")))?;
+    let (block_hash, index) =
+        r.tx_location(&id)?.ok_or_else(|| ApiError::not_found(format!("transaction {id} not found")))?;
     let block = r.block(&block_hash)?.ok_or_else(|| ApiError::not_found(format!("block {block_hash} not found")))?;
     let tx = block
         .transactions

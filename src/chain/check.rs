@@ -60,11 +60,8 @@ pub fn check(store: &Store, genesis: &Genesis, verifier: &Verifier) -> Result<Ch
     if r.canonical_hash(0)? != Some(g.hash()) {
         return Err(mismatch(0, "canonical block 0 is not the genesis block"));
     }
-    let mut state: HashMap<_, Account> = genesis
-        .allocations
-        .iter()
-        .map(|a| (a.address, Account { balance: a.balance, nonce: 0 }))
-        .collect();
+    let mut state: HashMap<_, Account> =
+        genesis.allocations.iter().map(|a| (a.address, Account { balance: a.balance, nonce: 0 })).collect();
     let mut lt = genesis.lthash();
     let mut recent: VecDeque<u64> = VecDeque::from([g.header.timestamp_ms]);
     let mut parent = g.header;
@@ -91,7 +88,10 @@ pub fn check(store: &Store, genesis: &Genesis, verifier: &Verifier) -> Result<Ch
             .map_err(|e| mismatch(height, e.to_string()))?;
         lt = diff.apply_to(&lt);
         if lt.root() != block.header.state_root {
-            return Err(mismatch(height, format!("state root {} but replay gives {}", block.header.state_root, lt.root())));
+            return Err(mismatch(
+                height,
+                format!("state root {} but replay gives {}", block.header.state_root, lt.root()),
+            ));
         }
         for (addr, (_, new)) in diff.changes {
             state.insert(addr, new);
@@ -110,7 +110,10 @@ pub fn check(store: &Store, genesis: &Genesis, verifier: &Verifier) -> Result<Ch
     }
     for (addr, acc) in &stored {
         if state.get(addr) != Some(acc) {
-            return Err(mismatch(parent.height, format!("account {addr} is {acc:?}, replay says {:?}", state.get(addr))));
+            return Err(mismatch(
+                parent.height,
+                format!("account {addr} is {acc:?}, replay says {:?}", state.get(addr)),
+            ));
         }
     }
     let stored_lt: LtHash = r.lthash()?;

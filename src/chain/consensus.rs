@@ -276,15 +276,10 @@ pub fn check_header_stateless(header: &BlockHeader, now_ms: u64) -> Result<(), B
         return Err(BlockError::DifficultyTooLow(header.difficulty));
     }
     if !meets_difficulty(&header.hash(), header.difficulty) {
-        return Err(BlockError::InsufficientWork {
-            difficulty: header.difficulty,
-        });
+        return Err(BlockError::InsufficientWork { difficulty: header.difficulty });
     }
     if header.timestamp_ms > now_ms.saturating_add(MAX_FUTURE_DRIFT_MS) {
-        return Err(BlockError::TimestampInFuture {
-            timestamp_ms: header.timestamp_ms,
-            now_ms,
-        });
+        return Err(BlockError::TimestampInFuture { timestamp_ms: header.timestamp_ms, now_ms });
     }
     Ok(())
 }
@@ -300,26 +295,21 @@ pub struct HeaderContext<'a> {
 }
 
 /// Header checks against the parent: height, difficulty, median time.
-pub fn check_header_context(params: &ChainParams, header: &BlockHeader, ctx: &HeaderContext<'_>) -> Result<(), BlockError> {
+pub fn check_header_context(
+    params: &ChainParams,
+    header: &BlockHeader,
+    ctx: &HeaderContext<'_>,
+) -> Result<(), BlockError> {
     if header.height != ctx.parent.height + 1 {
-        return Err(BlockError::WrongHeight {
-            parent: ctx.parent.height,
-            got: header.height,
-        });
+        return Err(BlockError::WrongHeight { parent: ctx.parent.height, got: header.height });
     }
     let expected = next_difficulty(params, ctx.parent, ctx.grandparent_ts);
     if header.difficulty != expected {
-        return Err(BlockError::WrongDifficulty {
-            expected,
-            got: header.difficulty,
-        });
+        return Err(BlockError::WrongDifficulty { expected, got: header.difficulty });
     }
     let median_ms = median_time(ctx.recent_timestamps);
     if header.timestamp_ms <= median_ms {
-        return Err(BlockError::TimestampTooOld {
-            timestamp_ms: header.timestamp_ms,
-            median_ms,
-        });
+        return Err(BlockError::TimestampTooOld { timestamp_ms: header.timestamp_ms, median_ms });
     }
     Ok(())
 }
@@ -327,16 +317,10 @@ pub fn check_header_context(params: &ChainParams, header: &BlockHeader, ctx: &He
 /// Stateless transaction checks (everything but signature, nonce and balance).
 pub fn check_tx_stateless(params: &ChainParams, tx: &Transaction) -> Result<(), TxError> {
     if tx.chain_id != params.chain_id {
-        return Err(TxError::WrongChainId {
-            expected: params.chain_id,
-            got: tx.chain_id,
-        });
+        return Err(TxError::WrongChainId { expected: params.chain_id, got: tx.chain_id });
     }
     if tx.fee < params.min_fee {
-        return Err(TxError::FeeTooLow {
-            min: params.min_fee,
-            got: tx.fee,
-        });
+        return Err(TxError::FeeTooLow { min: params.min_fee, got: tx.fee });
     }
     if tx.total_cost().is_none() {
         return Err(TxError::CostOverflow);
@@ -370,10 +354,7 @@ pub fn check_body(params: &ChainParams, block: &Block, verifier: &Verifier) -> R
 
 /// Milliseconds since the Unix epoch by the local clock.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -67,9 +67,7 @@ pub struct Writer {
 impl Writer {
     /// A writer with room for `capacity` bytes.
     pub fn with_capacity(capacity: usize) -> Self {
-        Self {
-            buf: Vec::with_capacity(capacity),
-        }
+        Self { buf: Vec::with_capacity(capacity) }
     }
     /// Appends one byte.
     pub fn u8(&mut self, v: u8) {
@@ -132,10 +130,7 @@ impl<'a> Reader<'a> {
     /// Takes the next `n` bytes.
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.remaining() < n {
-            return Err(DecodeError::UnexpectedEnd {
-                offset: self.pos,
-                needed: n - self.remaining(),
-            });
+            return Err(DecodeError::UnexpectedEnd { offset: self.pos, needed: n - self.remaining() });
         }
         let out = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -179,13 +174,7 @@ mod tests {
     #[test]
     fn reader_never_reads_past_the_end() {
         let mut r = Reader::new(&[1, 2, 3]);
-        assert_eq!(
-            r.u32(),
-            Err(DecodeError::UnexpectedEnd {
-                offset: 0,
-                needed: 1
-            })
-        );
+        assert_eq!(r.u32(), Err(DecodeError::UnexpectedEnd { offset: 0, needed: 1 }));
         assert_eq!(r.u8(), Ok(1));
         assert_eq!(r.finish(), Err(DecodeError::TrailingBytes(2)));
     }

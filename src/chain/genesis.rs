@@ -102,10 +102,7 @@ impl Genesis {
             block_reward: 50 * UNITS_PER_VIS,
             min_fee: 1_000,
             allocations: (0..DEV_ACCOUNTS)
-                .map(|i| Allocation {
-                    address: dev_keypair(i).address(),
-                    balance: DEV_BALANCE,
-                })
+                .map(|i| Allocation { address: dev_keypair(i).address(), balance: DEV_BALANCE })
                 .collect(),
         }
     }
@@ -200,14 +197,10 @@ impl Genesis {
 
     /// Reads and validates a genesis file.
     pub fn load(path: &Path) -> Result<Self, GenesisError> {
-        let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let g: Genesis = toml::from_str(&text).map_err(|e| GenesisError::Parse {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| GenesisError::Io { path: path.display().to_string(), source })?;
+        let g: Genesis = toml::from_str(&text)
+            .map_err(|e| GenesisError::Parse { path: path.display().to_string(), message: e.to_string() })?;
         g.validate()?;
         Ok(g)
     }
@@ -216,10 +209,7 @@ impl Genesis {
     pub fn save(&self, path: &Path) -> Result<(), GenesisError> {
         self.validate()?;
         let text = toml::to_string_pretty(self).map_err(|e| GenesisError::Invalid(e.to_string()))?;
-        std::fs::write(path, text).map_err(|source| GenesisError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        std::fs::write(path, text).map_err(|source| GenesisError::Io { path: path.display().to_string(), source })
     }
 }
 

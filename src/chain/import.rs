@@ -18,13 +18,15 @@ use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 
 use super::consensus::{
-    BlockError, ChainParams, HeaderContext, MEDIAN_TIME_SPAN, check_body, check_header_context,
-    check_header_stateless, now_ms,
+    BlockError, ChainParams, HeaderContext, MEDIAN_TIME_SPAN, check_body, check_header_context, check_header_stateless,
+    now_ms,
 };
 use super::genesis::Genesis;
 use super::types::{Block, BlockHeader, Hash};
 use crate::errors::PeerAction;
-use crate::state::{BlockMeta, BlockMetaReader, BlockStatus, ExecError, ReadView, StateDiff, Store, StoreError, WriteView};
+use crate::state::{
+    BlockMeta, BlockMetaReader, BlockStatus, ExecError, ReadView, StateDiff, Store, StoreError, WriteView,
+};
 use crate::verify::{Path, Verifier};
 
 /// Default deepest reorg a node follows without operator action.

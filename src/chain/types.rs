@@ -86,10 +86,7 @@ impl FromStr for Hash {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.strip_prefix("0x").unwrap_or(s);
         let bytes = hex::decode(s).map_err(|e| ParseHashError::Hex(e.to_string()))?;
-        let arr: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| ParseHashError::Length(bytes.len()))?;
+        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| ParseHashError::Length(bytes.len()))?;
         Ok(Hash(arr))
     }
 }
@@ -163,32 +160,21 @@ impl fmt::Debug for Address {
 impl FromStr for Address {
     type Err = AddressError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let checked = CheckedHrpstring::new::<Bech32m>(s).map_err(|e| AddressError::Invalid {
-            input: s.to_string(),
-            reason: e.to_string(),
-        })?;
+        let checked = CheckedHrpstring::new::<Bech32m>(s)
+            .map_err(|e| AddressError::Invalid { input: s.to_string(), reason: e.to_string() })?;
         if checked.hrp().to_lowercase() != ADDRESS_HRP {
-            return Err(AddressError::WrongPrefix {
-                input: s.to_string(),
-                hrp: checked.hrp().to_string(),
-            });
+            return Err(AddressError::WrongPrefix { input: s.to_string(), hrp: checked.hrp().to_string() });
         }
         let bytes: Vec<u8> = checked.byte_iter().collect();
         let arr: [u8; 32] = bytes
             .as_slice()
             .try_into()
-            .map_err(|_| AddressError::WrongLength {
-                input: s.to_string(),
-                len: bytes.len(),
-            })?;
+            .map_err(|_| AddressError::WrongLength { input: s.to_string(), len: bytes.len() })?;
         // BIP-173/350: the 4 bits left over after the 32nd byte must be zero. Without this check
         // 16 different strings (with valid checksums) would name the same address.
         checked
             .validate_segwit_padding()
-            .map_err(|e| AddressError::Invalid {
-                input: s.to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| AddressError::Invalid { input: s.to_string(), reason: e.to_string() })?;
         Ok(Address(arr))
     }
 }
@@ -291,10 +277,7 @@ impl Transaction {
     pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let version = r.u8()?;
         if version != ENCODING_VERSION {
-            return Err(DecodeError::UnknownVersion {
-                what: "transaction",
-                version,
-            });
+            return Err(DecodeError::UnknownVersion { what: "transaction", version });
         }
         let tag = r.u8()?;
         if tag != TX_KIND_TRANSFER {
@@ -307,14 +290,7 @@ impl Transaction {
         let to = Address(r.array()?);
         let amount = r.u128()?;
         let signature = r.array()?;
-        Ok(Transaction {
-            chain_id,
-            from,
-            nonce,
-            fee,
-            kind: TxKind::Transfer { to, amount },
-            signature,
-        })
+        Ok(Transaction { chain_id, from, nonce, fee, kind: TxKind::Transfer { to, amount }, signature })
     }
 
     /// Decodes exactly one transaction; trailing bytes are an error.
@@ -401,10 +377,7 @@ impl BlockHeader {
     pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let version = r.u8()?;
         if version != ENCODING_VERSION {
-            return Err(DecodeError::UnknownVersion {
-                what: "block header",
-                version,
-            });
+            return Err(DecodeError::UnknownVersion { what: "block header", version });
         }
         Ok(BlockHeader {
             version,
@@ -483,10 +456,7 @@ impl Block {
         // Each transaction takes at least its 4-byte prefix plus one byte; a count that cannot
         // fit in what is left is refused before allocating.
         if count > r.remaining() / 5 {
-            return Err(DecodeError::UnexpectedEnd {
-                offset: r.position(),
-                needed: count * 5 - r.remaining(),
-            });
+            return Err(DecodeError::UnexpectedEnd { offset: r.position(), needed: count * 5 - r.remaining() });
         }
         let mut txs = Vec::with_capacity(count);
         for _ in 0..count {
@@ -503,11 +473,7 @@ impl Block {
             let tx = Transaction::read(&mut inner)?;
             let actual = inner.position();
             if actual != len {
-                return Err(DecodeError::LengthMismatch {
-                    what: "transaction",
-                    declared: len,
-                    actual,
-                });
+                return Err(DecodeError::LengthMismatch { what: "transaction", declared: len, actual });
             }
             txs.push(tx);
         }
@@ -527,10 +493,7 @@ impl Block {
         let header = BlockHeader::read(&mut r)?;
         let transactions = Self::read_body(&mut r)?;
         r.finish()?;
-        Ok(Block {
-            header,
-            transactions,
-        })
+        Ok(Block { header, transactions })
     }
 }
 

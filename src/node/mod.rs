@@ -158,10 +158,8 @@ impl Core {
     /// parallel verifier at once, then the pool. One result per transaction, in order.
     pub fn submit_transactions(&self, txs: &[Transaction]) -> Vec<Result<Hash, SubmitError>> {
         let params = self.chain.params();
-        let mut results: Vec<Result<Hash, SubmitError>> = txs
-            .iter()
-            .map(|t| check_tx_stateless(params, t).map(|_| t.id()).map_err(SubmitError::from))
-            .collect();
+        let mut results: Vec<Result<Hash, SubmitError>> =
+            txs.iter().map(|t| check_tx_stateless(params, t).map(|_| t.id()).map_err(SubmitError::from)).collect();
         let to_verify: Vec<usize> = (0..txs.len()).filter(|i| results[*i].is_ok()).collect();
         let mut batch: Vec<Transaction> = to_verify.iter().map(|i| txs[*i]).collect();
         let mut offset = 0;
@@ -315,12 +313,8 @@ impl Node {
             Some(dir) => Store::open(dir, &config.genesis)?,
             None => Store::in_memory(&config.genesis)?,
         };
-        let chain = Chain::new(
-            store,
-            config.genesis.clone(),
-            Verifier::new(config.verify_threshold),
-            config.max_reorg_depth,
-        )?;
+        let chain =
+            Chain::new(store, config.genesis.clone(), Verifier::new(config.verify_threshold), config.max_reorg_depth)?;
         Ok(Core::new(chain, config.mempool))
     }
 
@@ -342,7 +336,8 @@ impl Node {
                 context: format!("cannot listen on {addr} for the API; choose another --api-addr"),
                 source,
             })?;
-            let local = listener.local_addr().map_err(|source| NodeError::Io { context: "api address".into(), source })?;
+            let local =
+                listener.local_addr().map_err(|source| NodeError::Io { context: "api address".into(), source })?;
             api_addr = Some(local);
             tracing::info!(addr = %local, "API listening");
             let app = crate::api::router(core.clone());
@@ -357,10 +352,10 @@ impl Node {
         let miner = match config.miner {
             Some(mc) => {
                 tracing::info!(address = %mc.address, threads = mc.threads, "mining");
-                Some(Miner::start(core.clone(), mc).map_err(|source| NodeError::Io {
-                    context: "cannot start miner threads".into(),
-                    source,
-                })?)
+                Some(
+                    Miner::start(core.clone(), mc)
+                        .map_err(|source| NodeError::Io { context: "cannot start miner threads".into(), source })?,
+                )
             }
             None => None,
         };

@@ -65,12 +65,7 @@ macro_rules! db_err {
         }
     )*};
 }
-db_err!(
-    redb::StorageError,
-    redb::TableError,
-    redb::TransactionError,
-    redb::CommitError
-);
+db_err!(redb::StorageError, redb::TableError, redb::TransactionError, redb::CommitError);
 
 impl From<redb::DatabaseError> for StoreError {
     fn from(e: redb::DatabaseError) -> Self {
@@ -104,10 +99,7 @@ impl Account {
         bal.copy_from_slice(&b[..16]);
         let mut n = [0u8; 8];
         n.copy_from_slice(&b[16..]);
-        Account {
-            balance: u128::from_le_bytes(bal),
-            nonce: u64::from_le_bytes(n),
-        }
+        Account { balance: u128::from_le_bytes(bal), nonce: u64::from_le_bytes(n) }
     }
     /// True for the empty account (absent from the state).
     pub fn is_empty(&self) -> bool {
@@ -387,7 +379,11 @@ impl Store {
         }
         w.put_block(
             &block,
-            &BlockMeta { header: block.header, total_work: u128::from(block.header.difficulty), status: BlockStatus::Connected },
+            &BlockMeta {
+                header: block.header,
+                total_work: u128::from(block.header.difficulty),
+                status: BlockStatus::Connected,
+            },
         )?;
         // Create the remaining tables so read transactions never meet a missing table.
         w.txn.open_table(UNDO)?;
@@ -508,7 +504,8 @@ macro_rules! read_methods {
                 }
             };
             let mut out = Vec::new();
-            let range = if before.is_some() { t.range::<&[u8; 44]>(&lo..&hi)? } else { t.range::<&[u8; 44]>(&lo..=&hi)? };
+            let range =
+                if before.is_some() { t.range::<&[u8; 44]>(&lo..&hi)? } else { t.range::<&[u8; 44]>(&lo..=&hi)? };
             for item in range.rev() {
                 let (k, v) = item?;
                 let k = k.value();
@@ -790,7 +787,8 @@ mod tests {
         let diff = w.execute(&p, &block).unwrap();
         let lt = diff.apply_to(&w.lthash().unwrap());
         block.header.state_root = lt.root();
-        w.put_block(&block, &BlockMeta { header: block.header, total_work: 2, status: BlockStatus::HeaderValid }).unwrap();
+        w.put_block(&block, &BlockMeta { header: block.header, total_work: 2, status: BlockStatus::HeaderValid })
+            .unwrap();
         w.connect(&block, &diff, &lt).unwrap();
         w.commit().unwrap();
         let r = store.read().unwrap();

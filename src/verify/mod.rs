@@ -88,8 +88,7 @@ fn decompress(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
 pub fn prepare(key: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> Result<Prepared, SignatureError> {
     let mut s_bytes = [0u8; 32];
     s_bytes.copy_from_slice(&sig[32..]);
-    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))
-        .ok_or(SignatureError::NonCanonicalScalar)?;
+    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)).ok_or(SignatureError::NonCanonicalScalar)?;
     let a = decompress(key).ok_or(SignatureError::InvalidKey)?;
     if a.is_small_order() {
         return Err(SignatureError::WeakKey);
@@ -114,11 +113,7 @@ impl Prepared {
     /// The cofactored equation for this one signature.
     pub fn check(&self) -> Result<(), SignatureError> {
         let sb_minus_ka = EdwardsPoint::vartime_double_scalar_mul_basepoint(&self.k, &(-self.a), &self.s);
-        if (sb_minus_ka - self.r).mul_by_cofactor().is_identity() {
-            Ok(())
-        } else {
-            Err(SignatureError::Mismatch)
-        }
+        if (sb_minus_ka - self.r).mul_by_cofactor().is_identity() { Ok(()) } else { Err(SignatureError::Mismatch) }
     }
 }
 
@@ -155,15 +150,11 @@ pub fn check_batch(items: &[Prepared]) -> bool {
         })
         .collect();
     let b_coeff: Scalar = items.iter().zip(&zs).map(|(p, z)| z * p.s).sum();
-    let scalars = std::iter::once(-b_coeff)
-        .chain(zs.iter().copied())
-        .chain(items.iter().zip(&zs).map(|(p, z)| z * p.k));
-    let points = std::iter::once(ED25519_BASEPOINT_POINT)
-        .chain(items.iter().map(|p| p.r))
-        .chain(items.iter().map(|p| p.a));
-    EdwardsPoint::vartime_multiscalar_mul(scalars, points)
-        .mul_by_cofactor()
-        .is_identity()
+    let scalars =
+        std::iter::once(-b_coeff).chain(zs.iter().copied()).chain(items.iter().zip(&zs).map(|(p, z)| z * p.k));
+    let points =
+        std::iter::once(ED25519_BASEPOINT_POINT).chain(items.iter().map(|p| p.r)).chain(items.iter().map(|p| p.a));
+    EdwardsPoint::vartime_multiscalar_mul(scalars, points).mul_by_cofactor().is_identity()
 }
 
 /// The first invalid signature in a list, by index.
@@ -194,9 +185,7 @@ pub struct Verifier {
 
 impl Default for Verifier {
     fn default() -> Self {
-        Self {
-            threshold: DEFAULT_PARALLEL_THRESHOLD,
-        }
+        Self { threshold: DEFAULT_PARALLEL_THRESHOLD }
     }
 }
 
@@ -212,8 +201,7 @@ fn verify_chunk(txs: &[Transaction], offset: usize) -> Result<(), InvalidSignatu
     }
     // The batch failed: find the culprit one by one.
     for (i, p) in prepared.iter().enumerate() {
-        p.check()
-            .map_err(|error| InvalidSignature { index: offset + i, error })?;
+        p.check().map_err(|error| InvalidSignature { index: offset + i, error })?;
     }
     // Unreachable unless the batch's randomness was unlucky at 2^-128; every one verified.
     Ok(())
@@ -227,11 +215,7 @@ impl Verifier {
 
     /// Which path a list of `n` signatures takes.
     pub fn path_for(&self, n: usize) -> Path {
-        if n < self.threshold.max(1) {
-            Path::Sequential
-        } else {
-            Path::Parallel
-        }
+        if n < self.threshold.max(1) { Path::Sequential } else { Path::Parallel }
     }
 
     /// Verifies every transaction's signature; on failure names the lowest failing index.
@@ -246,11 +230,8 @@ impl Verifier {
             Path::Parallel => {
                 let threads = rayon::current_num_threads().max(1);
                 let chunk = txs.len().div_ceil(threads * 2).max(MIN_CHUNK);
-                let failures: Vec<InvalidSignature> = txs
-                    .par_chunks(chunk)
-                    .enumerate()
-                    .filter_map(|(ci, c)| verify_chunk(c, ci * chunk).err())
-                    .collect();
+                let failures: Vec<InvalidSignature> =
+                    txs.par_chunks(chunk).enumerate().filter_map(|(ci, c)| verify_chunk(c, ci * chunk).err()).collect();
                 match failures.into_iter().min_by_key(|f| f.index) {
                     Some(f) => Err(f),
                     None => Ok(Path::Parallel),
@@ -275,10 +256,7 @@ mod tests {
                     from: kp.address(),
                     nonce: i as u64,
                     fee: 10,
-                    kind: TxKind::Transfer {
-                        to: Address([9; 32]),
-                        amount: 1,
-                    },
+                    kind: TxKind::Transfer { to: Address([9; 32]), amount: 1 },
                     signature: [0; 64],
                 };
                 kp.sign_tx(&mut tx);

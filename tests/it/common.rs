@@ -93,7 +93,9 @@ impl NodeProcess {
     /// The first log line with `message`, its field `field` as a string.
     pub fn log_field(&self, message: &str, field: &str) -> Option<String> {
         let logs = self.logs.lock().unwrap();
-        logs.iter().find(|v| v["fields"]["message"] == message).and_then(|v| v["fields"][field].as_str().map(str::to_string))
+        logs.iter()
+            .find(|v| v["fields"]["message"] == message)
+            .and_then(|v| v["fields"][field].as_str().map(str::to_string))
     }
 
     /// A client of this node's API.
@@ -122,7 +124,8 @@ impl NodeProcess {
         let pid = self.child.id() as i32;
         // SAFETY: plain syscall on a pid we own.
         unsafe { libc_kill(pid, 15) };
-        let status = wait_for("node to exit after SIGTERM", Duration::from_secs(30), || self.child.try_wait().ok().flatten());
+        let status =
+            wait_for("node to exit after SIGTERM", Duration::from_secs(30), || self.child.try_wait().ok().flatten());
         status.success()
     }
 }

@@ -20,8 +20,20 @@ fn mine_send_kill_restart_check() {
 
     let alloc = format!("{alice}=1000000000");
     let genesis_hash = cli_ok(&[
-        "genesis", "new", "--out", &p("genesis.toml"), "--chain-id", "99", "--alloc", &alloc,
-        "--target-block-time-ms", "300", "--initial-difficulty", "2000", "--min-fee", "500",
+        "genesis",
+        "new",
+        "--out",
+        &p("genesis.toml"),
+        "--chain-id",
+        "99",
+        "--alloc",
+        &alloc,
+        "--target-block-time-ms",
+        "300",
+        "--initial-difficulty",
+        "2000",
+        "--min-fee",
+        "500",
     ]);
     assert_eq!(genesis_hash.len(), 64);
     let data = dir.path().join("data");
@@ -32,8 +44,19 @@ fn mine_send_kill_restart_check() {
     node.wait_height(3, Duration::from_secs(60));
 
     let txid = cli_ok(&[
-        "wallet", "send", "--key", &p("alice.json"), "--to", &bob, "--amount", "12345", "--api", &node.api,
-        "--wait", "--wait-timeout", "60",
+        "wallet",
+        "send",
+        "--key",
+        &p("alice.json"),
+        "--to",
+        &bob,
+        "--amount",
+        "12345",
+        "--api",
+        &node.api,
+        "--wait",
+        "--wait-timeout",
+        "60",
     ]);
     let bal = cli_ok(&["wallet", "balance", &bob, "--api", &node.api]);
     assert!(bal.contains("balance: 12345"), "{bal}");

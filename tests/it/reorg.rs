@@ -26,7 +26,12 @@ fn core(genesis: &Genesis, dir: Option<&std::path::Path>, max_reorg_depth: u64) 
 }
 
 /// Mines `n` blocks on `core`, block i carrying `txs(i)`, importing each; returns them.
-fn extend(core: &Core, n: usize, miner: Address, mut txs: impl FnMut(usize) -> Vec<vision_node::chain::Transaction>) -> Vec<Block> {
+fn extend(
+    core: &Core,
+    n: usize,
+    miner: Address,
+    mut txs: impl FnMut(usize) -> Vec<vision_node::chain::Transaction>,
+) -> Vec<Block> {
     (0..n)
         .map(|i| {
             let b = next_block(&core.chain, txs(i), miner).unwrap();
@@ -54,7 +59,9 @@ fn setup(b_len: usize) -> Setup {
     let (genesis, keys) = genesis_with_accounts(4, 1_000_000_000);
     let a = core(&genesis, None, 100);
     let b = core(&genesis, None, 100);
-    let prefix = extend(&a, 2, Address([0xaa; 32]), |i| vec![transfer(&keys[3], Address([3; 32]), 10, 5, i as u64, TEST_CHAIN_ID)]);
+    let prefix = extend(&a, 2, Address([0xaa; 32]), |i| {
+        vec![transfer(&keys[3], Address([3; 32]), 10, 5, i as u64, TEST_CHAIN_ID)]
+    });
     import_all(&b, &prefix);
     let shared = transfer(&keys[2], Address([2; 32]), 7, 5, 0, TEST_CHAIN_ID);
     let branch_a = extend(&a, 3, Address([0xa1; 32]), |i| {
@@ -133,7 +140,9 @@ fn heavier_branch_wins_and_losers_return_to_the_mempool() {
     drop((zr, wr));
 
     // The reorged database replays cleanly from genesis.
-    let report = vision_node::chain::check::check(z.chain.store(), &s.genesis, &vision_node::verify::Verifier::default()).unwrap();
+    let report =
+        vision_node::chain::check::check(z.chain.store(), &s.genesis, &vision_node::verify::Verifier::default())
+            .unwrap();
     assert_eq!(report.height, 2 + 5 + 1);
 }
 
