@@ -22,6 +22,12 @@ use crate::node::NodeConfig;
 
 /// Default API address: localhost only.
 pub const DEFAULT_API_ADDR: &str = "127.0.0.1:7070";
+/// Default admin API address: localhost only, never public by default.
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:7071";
+/// Default p2p listen address.
+pub const DEFAULT_LISTEN: &str = "/ip4/0.0.0.0/tcp/7000";
+/// Name of the node key file inside the data directory.
+pub const NODE_KEY_FILE: &str = "node-key";
 /// Default number of mining threads.
 pub const DEFAULT_MINE_THREADS: usize = 1;
 
@@ -99,6 +105,36 @@ pub struct RunArgs {
     /// Mempool cap in bytes [default: 67108864].
     #[arg(long, env = "VISION_MEMPOOL_MAX_BYTES", value_name = "BYTES")]
     pub mempool_max_bytes: Option<usize>,
+    /// Join the peer-to-peer network [default: true].
+    #[arg(long, env = "VISION_NETWORK", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub network: Option<bool>,
+    /// P2p listen multiaddr, repeatable [default: /ip4/0.0.0.0/tcp/7000].
+    #[arg(long, env = "VISION_LISTEN", value_name = "MULTIADDR", value_delimiter = ',')]
+    pub listen: Vec<libp2p::Multiaddr>,
+    /// Address to announce to peers besides the listen addresses, repeatable.
+    #[arg(long, env = "VISION_EXTERNAL_ADDR", value_name = "MULTIADDR", value_delimiter = ',')]
+    pub external_addr: Vec<libp2p::Multiaddr>,
+    /// Bootstrap peer multiaddr (ending in /p2p/<peer id>), repeatable.
+    #[arg(long, env = "VISION_BOOTSTRAP", value_name = "MULTIADDR", value_delimiter = ',')]
+    pub bootstrap: Vec<libp2p::Multiaddr>,
+    /// Node key file, created on first run [default: <data dir>/node-key].
+    #[arg(long, env = "VISION_NODE_KEY", value_name = "FILE")]
+    pub node_key: Option<PathBuf>,
+    /// Peer count to dial towards [default: 50].
+    #[arg(long, env = "VISION_TARGET_PEERS", value_name = "N")]
+    pub target_peers: Option<usize>,
+    /// Maximum connected peers [default: 600].
+    #[arg(long, env = "VISION_MAX_PEERS", value_name = "N")]
+    pub max_peers: Option<usize>,
+    /// Length of score-triggered bans in seconds [default: 1800].
+    #[arg(long, env = "VISION_BAN_DURATION_SECS", value_name = "SECS")]
+    pub ban_duration_secs: Option<u64>,
+    /// Half-life of peer score decay in seconds [default: 600].
+    #[arg(long, env = "VISION_SCORE_HALF_LIFE_SECS", value_name = "SECS")]
+    pub score_half_life_secs: Option<u64>,
+    /// Admin API listen address (ban, unban, add peer) [default: 127.0.0.1:7071].
+    #[arg(long, env = "VISION_ADMIN_ADDR", value_name = "HOST:PORT")]
+    pub admin_addr: Option<SocketAddr>,
 }
 
 /// The config file: the same settings as [`RunArgs`].
@@ -125,6 +161,36 @@ pub struct FileConfig {
     pub mempool_max_txs: Option<usize>,
     /// See [`RunArgs::mempool_max_bytes`].
     pub mempool_max_bytes: Option<usize>,
+    /// See [`RunArgs::network`].
+    pub network: Option<bool>,
+    /// See [`RunArgs::listen`].
+    pub listen: Option<Vec<String>>,
+    /// See [`RunArgs::external_addr`].
+    pub external_addr: Option<Vec<String>>,
+    /// See [`RunArgs::bootstrap`].
+    pub bootstrap: Option<Vec<String>>,
+    /// See [`RunArgs::node_key`].
+    pub node_key: Option<PathBuf>,
+    /// See [`RunArgs::target_peers`].
+    pub target_peers: Option<usize>,
+    /// See [`RunArgs::max_peers`].
+    pub max_peers: Option<usize>,
+    /// See [`RunArgs::ban_duration_secs`].
+    pub ban_duration_secs: Option<u64>,
+    /// See [`RunArgs::score_half_life_secs`].
+    pub score_half_life_secs: Option<u64>,
+    /// See [`RunArgs::admin_addr`].
+    pub admin_addr: Option<SocketAddr>,
+}
+
+fn multiaddrs(key: &str, flag: Vec<libp2p::Multiaddr>, file: Option<Vec<String>>) -> Result<Vec<libp2p::Multiaddr>, ConfigError> {
+    if !flag.is_empty() {
+        return Ok(flag);
+    }
+    file.unwrap_or_default()
+        .iter()
+        .map(|s| s.parse().map_err(|e| ConfigError::Invalid(format!("{key}: {s:?} is not a multiaddr: {e}"))))
+        .collect()
 }
 
 impl FileConfig {
@@ -186,7 +252,50 @@ impl RunArgs {
                 crate::chain::types::MAX_TX_LEN
             )));
         }
+        let network = if self.network.or(file.network).unwrap_or(true) {
+            let key_path = self.node_key.clone().or(file.node_key).unwrap_or_else(|| data_dir.join(NODE_KEY_FILE));
+            let keypair = crate::p2p::load_or_create_node_key(&key_path).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            let mut net = crate::p2p::NetworkConfig::new(keypair);
+            net.listen = multiaddrs("listen", self.listen.clone(), file.listen)?;
+            if net.listen.is_empty() {
+                net.listen.push(DEFAULT_LISTEN.parse().map_err(|_| ConfigError::Invalid("default listen".into()))?);
+            }
+            net.external = multiaddrs("external_addr", self.external_addr.clone(), file.external_addr)?;
+            net.bootstrap = multiaddrs("bootstrap", self.bootstrap.clone(), file.bootstrap)?;
+            for b in &net.bootstrap {
+                if !b.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_))) {
+                    return Err(ConfigError::Invalid(format!("bootstrap address {b} must end in /p2p/<peer id>")));
+                }
+            }
+            let p = &mut net.peers;
+            p.target_peers = self.target_peers.or(file.target_peers).unwrap_or(p.target_peers);
+            p.max_peers = self.max_peers.or(file.max_peers).unwrap_or(p.max_peers);
+            if p.max_peers == 0 || p.target_peers > p.max_peers {
+                return Err(ConfigError::Invalid(format!(
+                    "max_peers ({}) must be at least 1 and at least target_peers ({})",
+                    p.max_peers, p.target_peers
+                )));
+            }
+            if let Some(s) = self.ban_duration_secs.or(file.ban_duration_secs) {
+                p.ban_duration = std::time::Duration::from_secs(s);
+            }
+            if let Some(s) = self.score_half_life_secs.or(file.score_half_life_secs) {
+                if s == 0 {
+                    return Err(ConfigError::Invalid("score_half_life_secs must be at least 1".into()));
+                }
+                p.score_half_life = std::time::Duration::from_secs(s);
+            }
+            Some(net)
+        } else {
+            None
+        };
+        let admin_addr = match self.admin_addr.or(file.admin_addr) {
+            Some(a) => a,
+            None => DEFAULT_ADMIN_ADDR.parse().map_err(|_| ConfigError::Invalid("default admin address".into()))?,
+        };
         let node = NodeConfig {
+            network,
+            admin_addr: Some(admin_addr),
             data_dir: Some(data_dir.clone()),
             genesis,
             miner: mine.then_some(MinerConfig { address, threads, max_block_txs: DEFAULT_MAX_BLOCK_TXS }),
@@ -208,9 +317,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vision.toml");
         std::fs::write(&path, "data_dir = \"/from/file\"\nmine_threads = 3\nmempool_max_txs = 500\n").unwrap();
-        let args = RunArgs { config: Some(path), data_dir: Some("/from/flag".into()), ..Default::default() };
+        let data = dir.path().join("flag");
+        let args = RunArgs { config: Some(path), data_dir: Some(data.clone()), ..Default::default() };
         let c = args.resolve().unwrap();
-        assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(c.data_dir, data);
+        assert!(data.join(NODE_KEY_FILE).exists(), "node key created on first use");
         assert_eq!(c.node.miner.unwrap().threads, 3);
         assert_eq!(c.node.mempool.max_txs, 500);
         assert_eq!(c.node.api_addr.unwrap().to_string(), DEFAULT_API_ADDR);
@@ -223,6 +334,10 @@ mod tests {
         std::fs::write(&path, "data_dri = \"/typo\"\n").unwrap();
         let err = RunArgs { config: Some(path.clone()), ..Default::default() }.resolve().unwrap_err();
         assert!(err.to_string().contains("data_dri"), "{err}");
+        std::fs::write(&path, "network = false\nbootstrap = [\"/ip4/1.2.3.4/tcp/1\"]\n").unwrap();
+        assert!(RunArgs { config: Some(path.clone()), ..Default::default() }.resolve().is_ok(), "ignored without network");
+        std::fs::write(&path, "bootstrap = [\"/ip4/1.2.3.4/tcp/1\"]\nnode_key = \"/nonexistent-dir-x/k\"\n").unwrap();
+        assert!(RunArgs { config: Some(path.clone()), ..Default::default() }.resolve().is_err());
         std::fs::write(&path, "mine_threads = 0\n").unwrap();
         assert!(matches!(RunArgs { config: Some(path), ..Default::default() }.resolve(), Err(ConfigError::Invalid(_))));
     }

@@ -22,6 +22,7 @@ pub mod errors;
 pub mod mempool;
 pub mod miner;
 pub mod node;
+pub mod p2p;
 pub mod state;
 pub mod testkit;
 pub mod util;

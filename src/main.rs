@@ -36,6 +36,18 @@ enum Command {
     /// Genesis files.
     #[command(subcommand)]
     Genesis(GenesisCmd),
+    /// Create a node (p2p identity) key file and print its peer id.
+    Keygen {
+        /// Where to write it (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the peer id of a node key file.
+    PeerId {
+        /// The node key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -150,6 +162,10 @@ fn main() -> ExitCode {
         Command::Wallet(cmd) => wallet(cmd),
         Command::Db(cmd) => db(cmd),
         Command::Genesis(cmd) => genesis(cmd),
+        Command::Keygen { out } => keygen(&out),
+        Command::PeerId { key } => vision_node::p2p::load_existing_node_key(&key)
+            .map(|k| println!("{}", k.public().to_peer_id()))
+            .map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -188,6 +204,13 @@ async fn wait_for_signal() -> std::io::Result<()> {
     {
         tokio::signal::ctrl_c().await
     }
+}
+
+fn keygen(out: &std::path::Path) -> CmdResult {
+    let kp = libp2p::identity::Keypair::generate_ed25519();
+    vision_node::p2p::write_node_key(out, &kp)?;
+    println!("{}", kp.public().to_peer_id());
+    Ok(())
 }
 
 fn wallet(cmd: WalletCmd) -> CmdResult {

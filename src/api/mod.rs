@@ -8,6 +8,17 @@
 //! | GET | `/v1/accounts/{address}/txs?limit=N&before=H:I` | the account's transactions, newest first |
 //! | POST | `/v1/txs` | `{"tx": "<hex of the canonical encoding>"}`: submit a signed transaction |
 //! | GET | `/v1/txs/{id}` | a transaction: `pending` in the pool or `included` in a block |
+//! | GET | `/v1/peers` | connected peers: id, addresses, direction, score, client, height |
+//!
+//! The admin API ([`admin_router`]) is served on its own address (`--admin-addr`, loopback by
+//! default) and never on the public one:
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/admin/bans` | current bans |
+//! | POST | `/admin/peers/{peer id}/ban` | `{"duration_secs": N}`: ban (and disconnect) a peer |
+//! | DELETE | `/admin/peers/{peer id}/ban` | lift a ban |
+//! | POST | `/admin/peers` | `{"addr": "<multiaddr>"}`: dial a peer |
 //!
 //! Amounts and work are decimal strings (JSON numbers lose precision above 2^53). Every error is
 //! `{"error": {"code": "<stable code>", "message": "<what to do>"}}` with a 4xx status for bad
@@ -120,6 +131,15 @@ fn parse_hash(s: &str) -> Result<Hash, ApiError> {
     s.parse().map_err(|e: crate::chain::types::ParseHashError| ApiError::bad_request("invalid_hash", e.to_string()))
 }
 
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Chain, pool and miner cache.
+    pub core: Arc<Core>,
+    /// The network, if the node has one.
+    pub network: Option<crate::p2p::NetworkHandle>,
+}
+
 /// `GET /v1/status`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Status {
@@ -141,6 +161,14 @@ pub struct Status {
     pub min_fee: String,
     /// Smallest fee that enters the mempool right now (rises when it is full).
     pub min_fee_to_enter: String,
+    /// Our peer id (absent without networking).
+    pub peer_id: Option<String>,
+    /// Addresses we listen on for peers.
+    pub listen_addrs: Vec<String>,
+    /// Connected peers.
+    pub peers: usize,
+    /// Whether we are catching up with a peer that has more work.
+    pub syncing: bool,
 }
 
 /// A transaction as JSON.
@@ -262,9 +290,10 @@ pub struct TxStatus {
     pub tx: TxJson,
 }
 
-/// The API's routes over `core`.
-pub fn router(core: Arc<Core>) -> Router {
+/// The public API's routes.
+pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/v1/peers", get(peers))
         .route("/v1/status", get(status))
         .route("/v1/blocks/{id}", get(block))
         .route("/v1/accounts/{address}", get(account))
@@ -273,10 +302,92 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/v1/txs/{id}", get(tx_status))
         .fallback(|| async { ApiError::not_found("no such endpoint; see docs/api.md") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(core)
+        .with_state(state)
 }
 
-async fn status(State(core): State<Arc<Core>>) -> ApiResult<Status> {
+/// The admin API's routes (serve them on a private address only).
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/admin/bans", get(admin_bans))
+        .route("/admin/peers/{peer}/ban", post(admin_ban).delete(admin_unban))
+        .route("/admin/peers", post(admin_dial))
+        .fallback(|| async { ApiError::not_found("no such admin endpoint; see docs/api.md") })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+fn network(state: &AppState) -> Result<&crate::p2p::NetworkHandle, ApiError> {
+    state
+        .network
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_network", "this node runs without networking"))
+}
+
+fn net_error(e: crate::p2p::NetworkError) -> ApiError {
+    match e {
+        crate::p2p::NetworkError::Refused(m) => ApiError::bad_request("refused", m),
+        other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "network_stopped", other.to_string()),
+    }
+}
+
+fn parse_peer(s: &str) -> Result<libp2p::PeerId, ApiError> {
+    s.parse().map_err(|e| ApiError::bad_request("invalid_peer_id", format!("{s:?} is not a peer id: {e}")))
+}
+
+async fn peers(State(state): State<AppState>) -> ApiResult<Vec<crate::p2p::PeerInfo>> {
+    Ok(Json(network(&state)?.peers().await.map_err(net_error)?))
+}
+
+async fn admin_bans(State(state): State<AppState>) -> ApiResult<Vec<crate::p2p::BanInfo>> {
+    Ok(Json(network(&state)?.bans().await.map_err(net_error)?))
+}
+
+/// `POST /admin/peers/{peer}/ban` body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BanRequest {
+    /// Ban length in seconds.
+    pub duration_secs: u64,
+}
+
+/// `POST /admin/peers` body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DialRequest {
+    /// Multiaddr to dial, e.g. `/ip4/10.0.0.2/tcp/7000/p2p/12D3...`.
+    pub addr: String,
+}
+
+/// An admin action's answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Done {
+    /// Always true.
+    pub ok: bool,
+}
+
+async fn admin_ban(State(state): State<AppState>, Path(peer): Path<String>, body: Bytes) -> ApiResult<Done> {
+    let peer = parse_peer(&peer)?;
+    let req: BanRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("body must be {{\"duration_secs\": N}}: {e}")))?;
+    network(&state)?.ban(peer, std::time::Duration::from_secs(req.duration_secs)).await.map_err(net_error)?;
+    Ok(Json(Done { ok: true }))
+}
+
+async fn admin_unban(State(state): State<AppState>, Path(peer): Path<String>) -> ApiResult<Done> {
+    let peer = parse_peer(&peer)?;
+    network(&state)?.unban(peer).await.map_err(net_error)?;
+    Ok(Json(Done { ok: true }))
+}
+
+async fn admin_dial(State(state): State<AppState>, body: Bytes) -> ApiResult<Done> {
+    let req: DialRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("body must be {{\"addr\": \"<multiaddr>\"}}: {e}")))?;
+    let addr: libp2p::Multiaddr =
+        req.addr.parse().map_err(|e| ApiError::bad_request("invalid_multiaddr", format!("{:?}: {e}", req.addr)))?;
+    network(&state)?.dial(addr).await.map_err(net_error)?;
+    Ok(Json(Done { ok: true }))
+}
+
+async fn status(State(state): State<AppState>) -> ApiResult<Status> {
+    let core = &state.core;
     let tip = core.chain.tip();
     let stats = core.mempool.stats();
     Ok(Json(Status {
@@ -289,6 +400,14 @@ async fn status(State(core): State<Arc<Core>>) -> ApiResult<Status> {
         mempool_bytes: stats.bytes,
         min_fee: core.chain.params().min_fee.to_string(),
         min_fee_to_enter: stats.min_fee_to_enter.to_string(),
+        peer_id: state.network.as_ref().map(|n| n.info().peer_id.to_string()),
+        listen_addrs: state
+            .network
+            .as_ref()
+            .map(|n| n.info().listen_addrs().iter().map(|a| a.to_string()).collect())
+            .unwrap_or_default(),
+        peers: state.network.as_ref().map(|n| n.info().peer_count()).unwrap_or(0),
+        syncing: state.network.as_ref().is_some_and(|n| n.info().syncing()),
     }))
 }
 
@@ -314,7 +433,7 @@ fn block_json(core: &Core, block: &Block) -> Result<BlockJson, ApiError> {
     })
 }
 
-async fn block(State(core): State<Arc<Core>>, Path(id): Path<String>) -> ApiResult<BlockJson> {
+async fn block(State(AppState { core, .. }): State<AppState>, Path(id): Path<String>) -> ApiResult<BlockJson> {
     let r = core.chain.read()?;
     let hash = if id.len() == 64 || id.starts_with("0x") {
         parse_hash(&id)?
@@ -332,7 +451,7 @@ async fn block(State(core): State<Arc<Core>>, Path(id): Path<String>) -> ApiResu
     Ok(Json(block_json(&core, &block)?))
 }
 
-async fn account(State(core): State<Arc<Core>>, Path(address): Path<String>) -> ApiResult<AccountJson> {
+async fn account(State(AppState { core, .. }): State<AppState>, Path(address): Path<String>) -> ApiResult<AccountJson> {
     let address = parse_address(&address)?;
     let acc = core.chain.read()?.account(&address)?;
     Ok(Json(AccountJson {
@@ -351,7 +470,7 @@ pub struct TxsQuery {
 }
 
 async fn account_txs(
-    State(core): State<Arc<Core>>,
+    State(AppState { core, .. }): State<AppState>,
     Path(address): Path<String>,
     Query(q): Query<TxsQuery>,
 ) -> ApiResult<Vec<AccountTxJson>> {
@@ -377,7 +496,7 @@ async fn account_txs(
     Ok(Json(out))
 }
 
-async fn submit(State(core): State<Arc<Core>>, body: Bytes) -> Result<(StatusCode, Json<Submitted>), ApiError> {
+async fn submit(State(AppState { core, .. }): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Submitted>), ApiError> {
     let req: SubmitTx = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("body must be {{\"tx\": \"<hex>\"}}: {e}")))?;
     let bytes = hex::decode(req.tx.trim().trim_start_matches("0x"))
@@ -390,7 +509,7 @@ async fn submit(State(core): State<Arc<Core>>, body: Bytes) -> Result<(StatusCod
     Ok((StatusCode::ACCEPTED, Json(Submitted { hash })))
 }
 
-async fn tx_status(State(core): State<Arc<Core>>, Path(id): Path<String>) -> ApiResult<TxStatus> {
+async fn tx_status(State(AppState { core, .. }): State<AppState>, Path(id): Path<String>) -> ApiResult<TxStatus> {
     let id = parse_hash(&id)?;
     if let Some(tx) = core.mempool.get(&id) {
         return Ok(Json(TxStatus {

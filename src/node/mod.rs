@@ -54,9 +54,27 @@ pub enum Event {
         reverted: usize,
         /// The blocks applied, oldest first.
         applied: Arc<Vec<Block>>,
+        /// Where the new tip block came from.
+        source: BlockSource,
     },
     /// A transaction entered the pool.
-    TxPooled(Transaction),
+    TxPooled {
+        /// The transaction.
+        tx: Transaction,
+        /// Where it came from.
+        source: TxSource,
+    },
+}
+
+/// Where a transaction came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxSource {
+    /// Submitted through the API (the network layer gossips these).
+    Api,
+    /// Received from the network (already gossiped).
+    Network,
+    /// Returned to the pool by a reorganisation.
+    Reorg,
 }
 
 /// Why a submitted transaction was refused.
@@ -149,6 +167,7 @@ impl Core {
                 height: h.height,
                 reverted: reverted.len(),
                 applied: Arc::new(applied.clone()),
+                source,
             });
         }
         Ok(outcome)
@@ -156,7 +175,7 @@ impl Core {
 
     /// Checks and pools a batch of transactions: stateless rules, then all signatures through the
     /// parallel verifier at once, then the pool. One result per transaction, in order.
-    pub fn submit_transactions(&self, txs: &[Transaction]) -> Vec<Result<Hash, SubmitError>> {
+    pub fn submit_transactions(&self, txs: &[Transaction], source: TxSource) -> Vec<Result<Hash, SubmitError>> {
         let params = self.chain.params();
         let mut results: Vec<Result<Hash, SubmitError>> =
             txs.iter().map(|t| check_tx_stateless(params, t).map(|_| t.id()).map_err(SubmitError::from)).collect();
@@ -190,15 +209,15 @@ impl Core {
                 .map_err(|e| SubmitError::Mempool(e.into()))
                 .and_then(|acc| self.mempool.insert(*tx, acc).map_err(SubmitError::from));
             if results[i].is_ok() {
-                let _ = self.events.send(Event::TxPooled(*tx));
+                let _ = self.events.send(Event::TxPooled { tx: *tx, source });
             }
         }
         results
     }
 
-    /// Checks and pools one transaction.
+    /// Checks and pools one transaction from the API.
     pub fn submit_transaction(&self, tx: Transaction) -> Result<Hash, SubmitError> {
-        self.submit_transactions(std::slice::from_ref(&tx))
+        self.submit_transactions(std::slice::from_ref(&tx), TxSource::Api)
             .pop()
             .unwrap_or(Err(SubmitError::Mempool(MempoolError::Store("no result".into()))))
     }
@@ -221,6 +240,10 @@ pub struct NodeConfig {
     pub mempool: Limits,
     /// Signatures at which the verifier goes parallel.
     pub verify_threshold: usize,
+    /// Networking (`None`: a node on its own).
+    pub network: Option<crate::p2p::NetworkConfig>,
+    /// Admin API listen address (ban, unban, add peer); `None`: no admin API.
+    pub admin_addr: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -234,6 +257,8 @@ impl NodeConfig {
             max_reorg_depth: DEFAULT_MAX_REORG_DEPTH,
             mempool: Limits::default(),
             verify_threshold: crate::verify::DEFAULT_PARALLEL_THRESHOLD,
+            network: None,
+            admin_addr: None,
         }
     }
 }
@@ -244,6 +269,9 @@ pub enum NodeError {
     /// The database.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The network.
+    #[error(transparent)]
+    Network(#[from] crate::p2p::NetworkError),
     /// A socket or thread.
     #[error("{context}: {source}")]
     Io {
@@ -252,6 +280,31 @@ pub enum NodeError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// Binds `addr` and serves `app` until shutdown; returns the bound address.
+async fn serve(
+    addr: SocketAddr,
+    what: &str,
+    flag: &str,
+    app: axum::Router,
+    shutdown: &CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Result<SocketAddr, NodeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Io { context: format!("cannot listen on {addr} for the {what}; choose another {flag}"), source })?;
+    let local = listener.local_addr().map_err(|source| NodeError::Io { context: format!("{what} address"), source })?;
+    tracing::info!(addr = %local, "{what} listening");
+    let token = shutdown.clone();
+    let what = what.to_string();
+    tasks.spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "{what} server failed");
+        }
+    });
+    Ok(local)
 }
 
 /// Builds a [`Node`] step by step.
@@ -276,6 +329,16 @@ impl NodeBuilder {
         self.config.miner = Some(MinerConfig { address, threads, max_block_txs: DEFAULT_MAX_BLOCK_TXS });
         self
     }
+    /// Joins the network with these settings.
+    pub fn network(mut self, network: crate::p2p::NetworkConfig) -> Self {
+        self.config.network = Some(network);
+        self
+    }
+    /// Serves the admin API on `addr`.
+    pub fn admin(mut self, addr: SocketAddr) -> Self {
+        self.config.admin_addr = Some(addr);
+        self
+    }
     /// Serves the API on `addr` (port 0 picks one; see [`Node::api_addr`]).
     pub fn api(mut self, addr: SocketAddr) -> Self {
         self.config.api_addr = Some(addr);
@@ -296,7 +359,9 @@ impl NodeBuilder {
 pub struct Node {
     core: Arc<Core>,
     miner: Option<Miner>,
+    network: Option<crate::p2p::NetworkHandle>,
     api_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -330,25 +395,21 @@ impl Node {
         );
         let shutdown = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
-        let mut api_addr = None;
-        if let Some(addr) = config.api_addr {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| NodeError::Io {
-                context: format!("cannot listen on {addr} for the API; choose another --api-addr"),
-                source,
-            })?;
-            let local =
-                listener.local_addr().map_err(|source| NodeError::Io { context: "api address".into(), source })?;
-            api_addr = Some(local);
-            tracing::info!(addr = %local, "API listening");
-            let app = crate::api::router(core.clone());
-            let token = shutdown.clone();
-            tasks.spawn(async move {
-                let serve = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await });
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "API server failed");
-                }
-            });
-        }
+        let network = match config.network {
+            Some(net) => Some(crate::p2p::Service::spawn(net, core.clone(), shutdown.clone(), &mut tasks)?),
+            None => None,
+        };
+        let state = crate::api::AppState { core: core.clone(), network: network.clone() };
+        let api_addr = match config.api_addr {
+            Some(addr) => Some(serve(addr, "API", "--api-addr", crate::api::router(state.clone()), &shutdown, &mut tasks).await?),
+            None => None,
+        };
+        let admin_addr = match config.admin_addr {
+            Some(addr) => {
+                Some(serve(addr, "admin API", "--admin-addr", crate::api::admin_router(state), &shutdown, &mut tasks).await?)
+            }
+            None => None,
+        };
         let miner = match config.miner {
             Some(mc) => {
                 tracing::info!(address = %mc.address, threads = mc.threads, "mining");
@@ -359,7 +420,7 @@ impl Node {
             }
             None => None,
         };
-        Ok(Node { core, miner, api_addr, shutdown, tasks })
+        Ok(Node { core, miner, network, api_addr, admin_addr, shutdown, tasks })
     }
 
     /// The shared core.
@@ -370,6 +431,16 @@ impl Node {
     /// Where the API listens, if it does.
     pub fn api_addr(&self) -> Option<SocketAddr> {
         self.api_addr
+    }
+
+    /// Where the admin API listens, if it does.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The network handle, if the node is networked.
+    pub fn network(&self) -> Option<&crate::p2p::NetworkHandle> {
+        self.network.as_ref()
     }
 
     /// Stops the API, then the miner (an import in flight completes), then closes the database.

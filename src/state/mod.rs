@@ -18,7 +18,7 @@ pub mod schema;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
 use thiserror::Error;
 
 use crate::chain::consensus::{ChainParams, TxError};
@@ -326,6 +326,23 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Most peers remembered in the database.
+pub const MAX_STORED_PEERS: usize = 2_000;
+/// Most addresses remembered per peer.
+pub const MAX_ADDRS_PER_PEER: usize = 8;
+
+fn decode_peer(v: &[u8]) -> Option<(u64, Vec<Vec<u8>>)> {
+    let mut r = Reader::new(v);
+    let seen = r.u64().ok()?;
+    let n = u16::from_le_bytes(r.array().ok()?) as usize;
+    let mut addrs = Vec::with_capacity(n.min(MAX_ADDRS_PER_PEER));
+    for _ in 0..n {
+        let len = u16::from_le_bytes(r.array().ok()?) as usize;
+        addrs.push(r.take(len).ok()?.to_vec());
+    }
+    Some((seen, addrs))
+}
+
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "chain.redb";
 
@@ -346,6 +363,13 @@ impl Store {
     fn init(db: Database, genesis: &Genesis) -> Result<Self, StoreError> {
         let store = Store { db };
         let configured = genesis.hash();
+        {
+            // Network tables may be missing in databases created before they existed.
+            let w = store.write()?;
+            w.txn.open_table(PEERS)?;
+            w.txn.open_table(BANS)?;
+            w.commit()?;
+        }
         {
             let r = store.read()?;
             if let Some(stored) = r.genesis_hash()? {
@@ -396,6 +420,79 @@ impl Store {
     /// A consistent snapshot for reading.
     pub fn read(&self) -> Result<ReadView, StoreError> {
         Ok(ReadView { txn: self.db.begin_read()? })
+    }
+
+    /// Remembers a peer's addresses (raw peer id and multiaddr bytes: this layer knows no libp2p).
+    /// Keeps at most [`MAX_STORED_PEERS`] peers, forgetting the longest unseen.
+    pub fn save_peer(&self, peer: &[u8], addrs: &[Vec<u8>], last_seen_ms: u64) -> Result<(), StoreError> {
+        let mut w = Writer::default();
+        w.u64(last_seen_ms);
+        let addrs: Vec<&Vec<u8>> = addrs.iter().filter(|a| a.len() <= u16::MAX as usize).take(MAX_ADDRS_PER_PEER).collect();
+        w.bytes(&(addrs.len() as u16).to_le_bytes());
+        for a in addrs {
+            w.bytes(&(a.len() as u16).to_le_bytes());
+            w.bytes(a);
+        }
+        let tx = self.write()?;
+        {
+            let mut t = tx.txn.open_table(PEERS)?;
+            t.insert(peer, w.finish().as_slice())?;
+            if t.len()? > MAX_STORED_PEERS as u64 {
+                let mut oldest: Option<(Vec<u8>, u64)> = None;
+                for item in t.iter()? {
+                    let (k, v) = item?;
+                    let seen = decode_peer(v.value()).map(|(s, _)| s).unwrap_or(0);
+                    if oldest.as_ref().is_none_or(|(_, s)| seen < *s) {
+                        oldest = Some((k.value().to_vec(), seen));
+                    }
+                }
+                if let Some((k, _)) = oldest {
+                    t.remove(k.as_slice())?;
+                }
+            }
+        }
+        tx.commit()
+    }
+
+    /// Known peers, most recently seen first: (peer id, addresses, last seen ms).
+    pub fn load_peers(&self) -> Result<Vec<(Vec<u8>, Vec<Vec<u8>>, u64)>, StoreError> {
+        let r = self.read()?;
+        let t = r.txn.open_table(PEERS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            if let Some((seen, addrs)) = decode_peer(v.value()) {
+                out.push((k.value().to_vec(), addrs, seen));
+            }
+        }
+        out.sort_by(|a, b| b.2.cmp(&a.2));
+        Ok(out)
+    }
+
+    /// Records a ban until `until_ms` (unix ms).
+    pub fn save_ban(&self, peer: &[u8], until_ms: u64) -> Result<(), StoreError> {
+        let w = self.write()?;
+        w.txn.open_table(BANS)?.insert(peer, until_ms)?;
+        w.commit()
+    }
+
+    /// Lifts a recorded ban.
+    pub fn remove_ban(&self, peer: &[u8]) -> Result<(), StoreError> {
+        let w = self.write()?;
+        w.txn.open_table(BANS)?.remove(peer)?;
+        w.commit()
+    }
+
+    /// Every recorded ban: (peer id, until ms).
+    pub fn load_bans(&self) -> Result<Vec<(Vec<u8>, u64)>, StoreError> {
+        let r = self.read()?;
+        let t = r.txn.open_table(BANS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            out.push((k.value().to_vec(), v.value()));
+        }
+        Ok(out)
     }
 
     /// The one write transaction (blocks while another is open).
@@ -821,6 +918,25 @@ mod tests {
         w.txn.open_table(ACCOUNTS).unwrap().insert(&[5; 32], &Account { balance: 1, nonce: 1 }.to_bytes()).unwrap();
         drop(w);
         assert_eq!(store.read().unwrap().account(&Address([5; 32])).unwrap(), Account::default());
+    }
+
+    #[test]
+    fn peers_and_bans_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Genesis::devnet();
+        {
+            let s = Store::open(dir.path(), &g).unwrap();
+            s.save_peer(b"peer-a", &[b"addr1".to_vec(), b"addr2".to_vec()], 10).unwrap();
+            s.save_peer(b"peer-b", &[], 20).unwrap();
+            s.save_ban(b"peer-c", 1234).unwrap();
+            s.save_ban(b"peer-d", 99).unwrap();
+            s.remove_ban(b"peer-d").unwrap();
+        }
+        let s = Store::open(dir.path(), &g).unwrap();
+        let peers = s.load_peers().unwrap();
+        assert_eq!(peers[0], (b"peer-b".to_vec(), vec![], 20));
+        assert_eq!(peers[1], (b"peer-a".to_vec(), vec![b"addr1".to_vec(), b"addr2".to_vec()], 10));
+        assert_eq!(s.load_bans().unwrap(), vec![(b"peer-c".to_vec(), 1234)]);
     }
 
     #[test]

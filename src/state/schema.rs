@@ -13,6 +13,8 @@
 //! | `undo-1` | block hash | previous LtHash (2048 B) ‖ count (u32) ‖ (address ‖ balance ‖ nonce)* |
 //! | `tx-index-1` | tx id | block hash ‖ index in block (u32 LE) |
 //! | `account-txs-1` | address ‖ height (u64 BE) ‖ index (u32 BE) | tx id |
+//! | `peers-1` | peer id | last seen (u64 LE ms) ‖ count (u16 LE) ‖ (length (u16 LE) ‖ multiaddr)* |
+//! | `bans-1` | peer id | ban expiry (unix ms) |
 //!
 //! # Invariants (hold after every committed write transaction)
 //! - `meta.tip` is the hash at `canon[max height]`, and `canon` has an entry for every height from
@@ -40,6 +42,11 @@ pub const UNDO: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("undo-1
 pub const TX_INDEX: TableDefinition<&[u8; 32], &[u8; 36]> = TableDefinition::new("tx-index-1");
 /// Each account's canonical transactions, in chain order.
 pub const ACCOUNT_TXS: TableDefinition<&[u8; 44], &[u8; 32]> = TableDefinition::new("account-txs-1");
+
+/// Known peers: peer id bytes to last seen (u64 LE ms) ‖ count (u16 LE) ‖ (length u16 LE ‖ multiaddr bytes)*.
+pub const PEERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peers-1");
+/// Banned peers: peer id bytes to ban expiry (unix ms).
+pub const BANS: TableDefinition<&[u8], u64> = TableDefinition::new("bans-1");
 
 /// Schema version; bumped with any table layout change.
 pub const SCHEMA_VERSION: u32 = 1;

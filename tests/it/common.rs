@@ -51,17 +51,19 @@ pub struct NodeProcess {
     pub logs: Arc<Mutex<Vec<serde_json::Value>>>,
     pub data_dir: PathBuf,
     pub api: String,
+    pub admin: String,
 }
 
 impl NodeProcess {
-    /// Starts `vision-node run` with JSON logs and an API on a free loopback port, plus `extra`
-    /// flags, and waits until the API is up.
+    /// Starts `vision-node run` with JSON logs, its API and admin API on free loopback ports, plus
+    /// `extra` flags (pass `--listen` for networking, or `--network false`), and waits until the
+    /// API is up.
     pub fn start(data_dir: &Path, extra: &[&str]) -> NodeProcess {
         let mut cmd = Command::new(bin());
         cmd.arg("run")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--api-addr", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--api-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json"])
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -79,7 +81,8 @@ impl NodeProcess {
                 }
             }
         });
-        let mut node = NodeProcess { child, logs, data_dir: data_dir.to_path_buf(), api: String::new() };
+        let mut node =
+            NodeProcess { child, logs, data_dir: data_dir.to_path_buf(), api: String::new(), admin: String::new() };
         let addr = wait_for("the API to listen", Duration::from_secs(30), || {
             if let Ok(Some(status)) = node.child.try_wait() {
                 panic!("node exited early with {status}: {:?}", node.logs.lock().unwrap());
@@ -87,7 +90,41 @@ impl NodeProcess {
             node.log_field("API listening", "addr")
         });
         node.api = format!("http://{addr}");
+        let admin = wait_for("the admin API to listen", Duration::from_secs(30), || node.log_field("admin API listening", "addr"));
+        node.admin = format!("http://{admin}");
         node
+    }
+
+    /// A node on loopback with networking: listens on a free port, plus `extra` flags.
+    pub fn start_networked(data_dir: &Path, extra: &[&str]) -> NodeProcess {
+        let mut args = vec!["--listen", "/ip4/127.0.0.1/tcp/0"];
+        args.extend_from_slice(extra);
+        let node = Self::start(data_dir, &args);
+        wait_for("a p2p listen address", Duration::from_secs(30), || {
+            node.client().status().ok().filter(|s| !s.listen_addrs.is_empty())
+        });
+        node
+    }
+
+    /// Our peer id.
+    pub fn peer_id(&self) -> String {
+        self.client().status().unwrap().peer_id.expect("networked node")
+    }
+
+    /// A dialable multiaddr of this node, ending in /p2p/<peer id>.
+    pub fn multiaddr(&self) -> String {
+        let s = self.client().status().unwrap();
+        format!("{}/p2p/{}", s.listen_addrs[0], s.peer_id.unwrap())
+    }
+
+    /// The status through the API.
+    pub fn status(&self) -> vision_node::api::Status {
+        self.client().status().unwrap()
+    }
+
+    /// A client of this node's admin API.
+    pub fn admin_client(&self) -> vision_node::wallet::Client {
+        vision_node::wallet::Client::new(&self.admin)
     }
 
     /// The first log line with `message`, its field `field` as a string.

@@ -3,3 +3,7 @@
 //! on conditions with timeouts, never on fixed sleeps.
 
 mod common;
+mod network;
+mod node_cli;
+mod reorg;
+mod vectors;

@@ -1,0 +1,283 @@
+//! The network layer: a libp2p swarm (TCP or in-memory transport, noise, yamux, identify, ping,
+//! Kademlia, connection limits, a block list, gossipsub and the `/vision/sync/1` request-response
+//! protocol), owned by one task ([`service`]), plus the peer manager that scores peers.
+//!
+//! libp2p stays inside this module. The rest of the node sees a cloneable [`NetworkHandle`]
+//! (bounded command channel with one-shot replies) and shared [`NetInfo`]; the network reaches the
+//! chain only through [`crate::node::Core`] (`import_block`, `submit_transactions`) and turns the
+//! `PeerAction` of every error into a score change in the [`peer_manager`].
+
+// `#[derive(NetworkBehaviour)]` generates an undocumented event enum.
+#[allow(missing_docs)]
+pub mod behaviour;
+pub mod gossip;
+pub mod peer_manager;
+pub mod service;
+pub mod sync;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId, identity};
+use parking_lot::RwLock;
+use serde::Serialize;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+pub use service::Service;
+
+/// Capacity of the command channel into the swarm task; callers wait (async) when it is full.
+pub const COMMAND_CHANNEL_CAP: usize = 64;
+
+/// Which transport the swarm runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransportKind {
+    /// TCP (with DNS resolution) + noise + yamux: real use.
+    #[default]
+    Tcp,
+    /// libp2p's in-process memory transport + noise + yamux: tests and simulations
+    /// (listen on `/memory/N`).
+    Memory,
+}
+
+/// Network settings.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// The node's identity.
+    pub keypair: identity::Keypair,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Addresses to announce besides the listen addresses (e.g. behind NAT or in Docker).
+    pub external: Vec<Multiaddr>,
+    /// Peers to dial at start and to seed Kademlia with (`/ip4/.../tcp/.../p2p/<peer id>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Transport.
+    pub transport: TransportKind,
+    /// Peer scoring, bans, limits.
+    pub peers: peer_manager::Config,
+    /// Whether to dial the peers remembered in the database at start.
+    pub dial_known_peers: bool,
+}
+
+impl NetworkConfig {
+    /// Defaults with the given key: TCP, no listen address, no bootstrap.
+    pub fn new(keypair: identity::Keypair) -> Self {
+        NetworkConfig {
+            keypair,
+            listen: Vec::new(),
+            external: Vec::new(),
+            bootstrap: Vec::new(),
+            transport: TransportKind::Tcp,
+            peers: peer_manager::Config::default(),
+            dial_known_peers: true,
+        }
+    }
+}
+
+/// Why the network could not start or a command failed.
+#[derive(Debug, Error)]
+pub enum NetworkError {
+    /// The node key file.
+    #[error("node key {path}: {message}")]
+    Key {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Transport or behaviour construction.
+    #[error("cannot build the network stack: {0}")]
+    Build(String),
+    /// Listening failed.
+    #[error("cannot listen on {addr}: {message} (choose another --listen)")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        message: String,
+    },
+    /// The swarm task is gone (node shutting down).
+    #[error("the network task has stopped")]
+    Stopped,
+    /// A command was refused.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Reads the node key at `path`, creating it (mode 0600) if missing. The file holds the 32-byte
+/// ed25519 secret as hex.
+pub fn load_or_create_node_key(path: &Path) -> Result<identity::Keypair, NetworkError> {
+    if path.exists() {
+        return load_existing_node_key(path);
+    }
+    let kp = identity::Keypair::generate_ed25519();
+    write_node_key(path, &kp)?;
+    Ok(kp)
+}
+
+/// Reads an existing node key file.
+pub fn load_existing_node_key(path: &Path) -> Result<identity::Keypair, NetworkError> {
+    let err = |message: String| NetworkError::Key { path: path.display().to_string(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let mut bytes = hex::decode(text.trim()).map_err(|e| err(format!("not hex: {e}")))?;
+    if bytes.len() != 32 {
+        return Err(err(format!("must hold 32 bytes, holds {}", bytes.len())));
+    }
+    identity::Keypair::ed25519_from_bytes(&mut bytes).map_err(|e| err(e.to_string()))
+}
+
+/// Writes a node key file (mode 0600); refuses to overwrite.
+pub fn write_node_key(path: &Path, kp: &identity::Keypair) -> Result<(), NetworkError> {
+    use std::io::Write;
+    let err = |message: String| NetworkError::Key { path: path.display().to_string(), message };
+    let secret = kp
+        .clone()
+        .try_into_ed25519()
+        .map_err(|_| err("only ed25519 node keys are supported".into()))?
+        .secret();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| err(e.to_string()))?;
+    writeln!(f, "{}", hex::encode(secret.as_ref())).map_err(|e| err(e.to_string()))
+}
+
+/// Shared, cheaply readable facts about the network (for `/v1/status`).
+#[derive(Debug)]
+pub struct NetInfo {
+    /// Our peer id.
+    pub peer_id: PeerId,
+    listen: RwLock<Vec<Multiaddr>>,
+    peers: AtomicUsize,
+    syncing: AtomicBool,
+}
+
+impl NetInfo {
+    fn new(peer_id: PeerId) -> Self {
+        NetInfo { peer_id, listen: RwLock::new(Vec::new()), peers: AtomicUsize::new(0), syncing: AtomicBool::new(false) }
+    }
+    /// Addresses we listen on.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.listen.read().clone()
+    }
+    /// Connected peers.
+    pub fn peer_count(&self) -> usize {
+        self.peers.load(Ordering::Relaxed)
+    }
+    /// Whether we are catching up with a peer that has more work.
+    pub fn syncing(&self) -> bool {
+        self.syncing.load(Ordering::Relaxed)
+    }
+}
+
+/// One connected peer, as `/v1/peers` shows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct PeerInfo {
+    /// Peer id.
+    pub peer_id: String,
+    /// Addresses (the connection's remote address first).
+    pub addresses: Vec<String>,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// Score in [-100, 100].
+    pub score: f64,
+    /// The peer's agent string from identify.
+    pub client: Option<String>,
+    /// Its advertised chain height, if known.
+    pub height: Option<u64>,
+}
+
+/// A ban, as the admin API shows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct BanInfo {
+    /// Peer id.
+    pub peer_id: String,
+    /// When the ban ends (unix ms).
+    pub until_unix_ms: u64,
+}
+
+/// A command to the swarm task.
+#[derive(Debug)]
+pub enum Command {
+    /// Connected peers.
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    /// Current bans.
+    Bans(oneshot::Sender<Vec<BanInfo>>),
+    /// Ban a peer for a while (disconnects it).
+    Ban {
+        /// The peer.
+        peer: PeerId,
+        /// For how long.
+        duration: Duration,
+        /// Done.
+        reply: oneshot::Sender<()>,
+    },
+    /// Lift a ban.
+    Unban {
+        /// The peer.
+        peer: PeerId,
+        /// Done.
+        reply: oneshot::Sender<()>,
+    },
+    /// Dial an address.
+    Dial {
+        /// Where.
+        addr: Multiaddr,
+        /// Dial started, or why not.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// A cloneable handle to the swarm task.
+#[derive(Debug, Clone)]
+pub struct NetworkHandle {
+    commands: mpsc::Sender<Command>,
+    info: Arc<NetInfo>,
+}
+
+impl NetworkHandle {
+    /// Shared network facts.
+    pub fn info(&self) -> &Arc<NetInfo> {
+        &self.info
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NetworkError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| NetworkError::Stopped)?;
+        rx.await.map_err(|_| NetworkError::Stopped)
+    }
+
+    /// Connected peers.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NetworkError> {
+        self.ask(Command::Peers).await
+    }
+
+    /// Current bans.
+    pub async fn bans(&self) -> Result<Vec<BanInfo>, NetworkError> {
+        self.ask(Command::Bans).await
+    }
+
+    /// Bans `peer` for `duration`.
+    pub async fn ban(&self, peer: PeerId, duration: Duration) -> Result<(), NetworkError> {
+        self.ask(|reply| Command::Ban { peer, duration, reply }).await
+    }
+
+    /// Lifts a ban.
+    pub async fn unban(&self, peer: PeerId) -> Result<(), NetworkError> {
+        self.ask(|reply| Command::Unban { peer, reply }).await
+    }
+
+    /// Dials an address.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetworkError> {
+        self.ask(|reply| Command::Dial { addr, reply }).await?.map_err(NetworkError::Refused)
+    }
+}

@@ -1,0 +1,1043 @@
+//! The swarm task: the one owner of the libp2p [`Swarm`], its event loop, block and transaction
+//! import workers, gossip validation, the sync state machine, orphan handling and peer management.
+//!
+//! ```text
+//!  commands (admin/API) ─┐                      ┌─> block worker ─┐  (import_block, one at a time)
+//!  core events (mined,  ─┼─> event loop ────────┤                 ├─> results back to the loop:
+//!   API txs)             │   (owns Swarm,       └─> tx worker ────┘   gossip verdicts, penalties,
+//!  swarm events ─────────┘    PeerManager, Sync)                       sync progress, orphans
+//! ```
+//!
+//! Nothing here blocks the loop: chain work runs on the two worker threads (bounded queues, a full
+//! queue drops the work and counts it), store reads for serving sync requests on the blocking pool.
+//!
+//! Gossip validation: a block is relayed (Accept) once it decodes and passes the header's
+//! stateless checks (PoW, version, clock) and is not known to be invalid; full import follows on
+//! the worker and a failure then penalises the peer that sent it. A transaction batch is judged after
+//! the worker checked every transaction: Reject (and penalty) if any carries a peer action,
+//! Accept if any was new, Ignore otherwise.
+//!
+//! Sync: every peer's [`Status`](super::sync::Status) is exchanged on connect and every
+//! [`STATUS_INTERVAL`]. When a peer has more work than our tip, we download its canonical chain in
+//! batches of [`BATCH`] blocks from our height on, up to [`MAX_INFLIGHT`] requests at once, spread
+//! round-robin over every peer that reports the same tip, and import the batches in order. If the
+//! first batch does not connect (the peer is on a fork below our tip), the start steps back
+//! exponentially until it does. A batch that fails to import penalises the peer that sent it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify, kad};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
+use super::gossip::{Topics, decode_tx_batch, encode_tx_batch, MAX_TX_BATCH};
+use super::peer_manager::{Direction, Effect, PeerManager, RateClass};
+use super::sync::{self, ErrorCode, MAX_BLOCKS_PER_REQUEST, Request, Response, Status};
+use super::{BanInfo, Command, NetInfo, NetworkConfig, NetworkError, NetworkHandle, PeerInfo, COMMAND_CHANNEL_CAP};
+use crate::chain::consensus::{BlockError, check_header_stateless, now_ms};
+use crate::chain::types::{Block, Hash, Transaction};
+use crate::chain::{ImportError, ImportOutcome};
+use crate::errors::PeerAction;
+use crate::node::{BlockSource, Core, Event, TxSource};
+use crate::state::BlockStatus;
+
+/// Blocks per range request.
+pub const BATCH: u32 = MAX_BLOCKS_PER_REQUEST;
+/// Range requests outstanding at once while syncing.
+pub const MAX_INFLIGHT: usize = 8;
+/// How often statuses are refreshed.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+/// Housekeeping period (peer manager heartbeat, dialing, sync scheduling, tx batch flush).
+pub const TICK: Duration = Duration::from_millis(100);
+/// Blocks waiting in the block worker's queue.
+pub const BLOCK_QUEUE_CAP: usize = 1024;
+/// Transaction batches waiting in the tx worker's queue.
+pub const TX_QUEUE_CAP: usize = 256;
+/// Results waiting to be handled by the loop.
+pub const RESULT_QUEUE_CAP: usize = 2048;
+/// Orphan blocks (unknown parent) kept while their ancestors are fetched.
+pub const ORPHAN_CAP: usize = 256;
+/// Sync responses being read from the store at once.
+pub const MAX_SERVING: usize = 32;
+/// Locally submitted transactions waiting to be gossiped.
+pub const TX_OUTBOX_CAP: usize = 16 * MAX_TX_BATCH;
+
+enum Job {
+    /// One block from gossip (or an orphan whose parent arrived).
+    Block { block: Box<Block>, from: Option<PeerId> },
+    /// A sync batch, imported in order, stopping at the first failure.
+    Batch { blocks: Vec<Block>, from: PeerId, start: u64 },
+    /// Blocks fetched by hash for orphans.
+    Fetched { blocks: Vec<Block>, from: PeerId },
+    /// A gossiped transaction batch.
+    Txs { txs: Vec<Transaction>, from: PeerId, msg: MessageId },
+}
+
+enum Done {
+    Block { hash: Hash, block: Box<Block>, from: Option<PeerId>, result: Result<ImportOutcome, ImportError> },
+    Batch { from: PeerId, start: u64, imported: usize, failure: Option<(Box<Block>, ImportError)> },
+    Txs { from: PeerId, msg: MessageId, acceptance: MessageAcceptance, penalty: Option<PeerAction> },
+    Served { channel: ResponseChannel<Response>, response: Response },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Pending {
+    Status,
+    Range { start: u64 },
+    Hash,
+}
+
+struct SyncTarget {
+    peer: PeerId,
+    status: Status,
+    /// Next height to request.
+    next: u64,
+    /// Next height to hand to the importer.
+    next_import: u64,
+    /// How far the start was stepped back to find the fork point.
+    lookback: u64,
+    /// Responses waiting for earlier ones.
+    ready: BTreeMap<u64, (PeerId, Vec<Block>)>,
+    importing: bool,
+    round_robin: usize,
+    started: Instant,
+    start_height: u64,
+    last_progress_log: Instant,
+}
+
+/// The swarm task.
+pub struct Service {
+    swarm: Swarm<Behaviour>,
+    core: Arc<Core>,
+    peers: PeerManager,
+    topics: Topics,
+    info: Arc<NetInfo>,
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Receiver<Event>,
+    block_jobs: mpsc::Sender<Job>,
+    tx_jobs: mpsc::Sender<Job>,
+    results: mpsc::Receiver<Done>,
+    results_tx: mpsc::Sender<Done>,
+    statuses: HashMap<PeerId, Status>,
+    pending: HashMap<OutboundRequestId, Pending>,
+    target: Option<SyncTarget>,
+    orphans: HashMap<Hash, Vec<(Block, Option<PeerId>)>>,
+    orphan_count: usize,
+    outbox: VecDeque<Transaction>,
+    serving: usize,
+    bootstrap: Vec<Multiaddr>,
+    last_status_round: Instant,
+    last_kad_bootstrap: Instant,
+    shutdown: CancellationToken,
+    /// Messages dropped because a queue was full, by queue.
+    pub dropped: HashMap<&'static str, u64>,
+}
+
+fn unix_ms() -> u64 {
+    now_ms()
+}
+
+impl Service {
+    /// Builds the swarm, starts listening and dialing, spawns the workers and the event loop on
+    /// the current tokio runtime. Returns the handle.
+    pub fn spawn(
+        config: NetworkConfig,
+        core: Arc<Core>,
+        shutdown: CancellationToken,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) -> Result<NetworkHandle, NetworkError> {
+        let topics = Topics::new(&core.chain.params().genesis_hash);
+        let mut swarm = build_swarm(config.transport, &config.keypair, &config.peers, &topics)?;
+        let local = *swarm.local_peer_id();
+        for t in [&topics.blocks, &topics.txs] {
+            swarm.behaviour_mut().gossipsub.subscribe(t).map_err(|e| NetworkError::Build(e.to_string()))?;
+        }
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetworkError::Listen { addr: addr.clone(), message: e.to_string() })?;
+        }
+        for addr in &config.external {
+            swarm.add_external_address(addr.clone());
+        }
+        // Bans from the database.
+        let store = core.chain.store();
+        let bans: Vec<(PeerId, u64)> = store
+            .load_bans()
+            .map_err(|e| NetworkError::Build(e.to_string()))?
+            .into_iter()
+            .filter_map(|(id, until)| PeerId::from_bytes(&id).ok().map(|p| (p, until)))
+            .collect();
+        let peers = PeerManager::new(config.peers.clone(), bans, unix_ms());
+        for (p, _) in peers.bans() {
+            swarm.behaviour_mut().blocked.block_peer(p);
+        }
+        // Bootstrap and remembered peers.
+        for addr in &config.bootstrap {
+            if let Some(peer) = peer_of(addr) {
+                swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            }
+            if let Err(e) = swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, error = %e, "cannot dial bootstrap address");
+            }
+        }
+        if config.dial_known_peers {
+            let known = store.load_peers().map_err(|e| NetworkError::Build(e.to_string()))?;
+            for (id, addrs, _) in known.into_iter().take(config.peers.target_peers) {
+                let Ok(peer) = PeerId::from_bytes(&id) else { continue };
+                if peer == local || peers.is_banned(&peer, unix_ms()) {
+                    continue;
+                }
+                let addrs: Vec<Multiaddr> = addrs.into_iter().filter_map(|a| Multiaddr::try_from(a).ok()).collect();
+                for a in &addrs {
+                    swarm.behaviour_mut().kad.add_address(&peer, a.clone());
+                }
+                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(addrs).build();
+                let _ = swarm.dial(opts);
+            }
+        }
+
+        let info = Arc::new(NetInfo::new(local));
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CHANNEL_CAP);
+        let (block_tx, block_rx) = mpsc::channel(BLOCK_QUEUE_CAP);
+        let (tx_tx, tx_rx) = mpsc::channel(TX_QUEUE_CAP);
+        let (res_tx, res_rx) = mpsc::channel(RESULT_QUEUE_CAP);
+        spawn_worker("net-blocks", core.clone(), block_rx, res_tx.clone())?;
+        spawn_worker("net-txs", core.clone(), tx_rx, res_tx.clone())?;
+        let service = Service {
+            swarm,
+            events: core.subscribe(),
+            core,
+            peers,
+            topics,
+            info: info.clone(),
+            commands: cmd_rx,
+            block_jobs: block_tx,
+            tx_jobs: tx_tx,
+            results: res_rx,
+            results_tx: res_tx,
+            statuses: HashMap::new(),
+            pending: HashMap::new(),
+            target: None,
+            orphans: HashMap::new(),
+            orphan_count: 0,
+            outbox: VecDeque::new(),
+            serving: 0,
+            bootstrap: config.bootstrap,
+            last_status_round: Instant::now(),
+            last_kad_bootstrap: Instant::now(),
+            shutdown,
+            dropped: HashMap::new(),
+        };
+        tracing::info!(peer_id = %local, "network started");
+        tasks.spawn(service.run());
+        Ok(NetworkHandle { commands: cmd_tx, info })
+    }
+
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break,
+                Some(cmd) = self.commands.recv() => self.on_command(cmd),
+                Some(done) = self.results.recv() => self.on_done(done),
+                ev = self.swarm.select_next_some() => self.on_swarm(ev),
+                ev = self.events.recv() => self.on_core_event(ev),
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+        tracing::info!("network stopped");
+    }
+
+    fn drop_count(&mut self, queue: &'static str) {
+        *self.dropped.entry(queue).or_default() += 1;
+    }
+
+    fn our_status(&self) -> Status {
+        let tip = self.core.chain.tip();
+        Status {
+            genesis: self.core.chain.params().genesis_hash,
+            tip: tip.hash,
+            height: tip.header.height,
+            total_work: tip.total_work,
+        }
+    }
+
+    // ----- peer management -------------------------------------------------------------------
+
+    fn report(&mut self, peer: PeerId, action: PeerAction, reason: &'static str) {
+        tracing::debug!(%peer, action = action.as_str(), reason, "peer penalised");
+        let effects = self.peers.report(peer, action, reason, Instant::now(), unix_ms());
+        self.apply(effects);
+    }
+
+    fn apply(&mut self, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Disconnect { peer } => {
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+                Effect::Ban { peer, until_unix_ms, reason } => {
+                    tracing::warn!(%peer, reason, until_unix_ms, "peer banned");
+                    self.swarm.behaviour_mut().blocked.block_peer(peer);
+                    self.swarm.behaviour_mut().kad.remove_peer(&peer);
+                    self.statuses.remove(&peer);
+                    let core = self.core.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = core.chain.store().save_ban(&peer.to_bytes(), until_unix_ms) {
+                            tracing::error!(error = %e, "cannot persist ban");
+                        }
+                    });
+                }
+                Effect::Unban { peer } => {
+                    tracing::info!(%peer, "ban lifted");
+                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                    let core = self.core.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = core.chain.store().remove_ban(&peer.to_bytes()) {
+                            tracing::error!(error = %e, "cannot remove ban");
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Peers(reply) => {
+                let list = self
+                    .peers
+                    .peers()
+                    .into_iter()
+                    .map(|p| PeerInfo {
+                        peer_id: p.peer.to_string(),
+                        addresses: p.addrs.iter().map(|a| a.to_string()).collect(),
+                        direction: match p.direction {
+                            Direction::Inbound => "inbound".into(),
+                            Direction::Outbound => "outbound".into(),
+                        },
+                        score: p.score,
+                        client: p.agent.clone(),
+                        height: self.statuses.get(&p.peer).map(|s| s.height),
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
+            Command::Bans(reply) => {
+                let now = unix_ms();
+                let list = self
+                    .peers
+                    .bans()
+                    .into_iter()
+                    .filter(|(_, until)| *until > now)
+                    .map(|(p, until)| BanInfo { peer_id: p.to_string(), until_unix_ms: until })
+                    .collect();
+                let _ = reply.send(list);
+            }
+            Command::Ban { peer, duration, reply } => {
+                let effects = self.peers.ban(peer, duration, "admin", unix_ms());
+                self.apply(effects);
+                let _ = reply.send(());
+            }
+            Command::Unban { peer, reply } => {
+                let effects = self.peers.unban(peer);
+                self.apply(effects);
+                let _ = reply.send(());
+            }
+            Command::Dial { addr, reply } => {
+                if let Some(p) = peer_of(&addr) {
+                    self.swarm.behaviour_mut().kad.add_address(&p, addr.clone());
+                }
+                let _ = reply.send(self.swarm.dial(addr).map_err(|e| e.to_string()));
+            }
+        }
+    }
+
+    // ----- local events to publish -----------------------------------------------------------
+
+    fn on_core_event(&mut self, ev: Result<Event, broadcast::error::RecvError>) {
+        match ev {
+            Ok(Event::NewHead { applied, source, .. }) => {
+                if matches!(source, BlockSource::Miner | BlockSource::Api)
+                    && let Some(b) = applied.last()
+                {
+                    let topic = self.topics.blocks.clone();
+                    if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, b.encode()) {
+                        tracing::debug!(error = %e, "block not published");
+                    }
+                }
+            }
+            Ok(Event::TxPooled { tx, source: TxSource::Api | TxSource::Reorg }) => {
+                if self.outbox.len() >= TX_OUTBOX_CAP {
+                    self.outbox.pop_front();
+                    self.drop_count("tx_outbox");
+                }
+                self.outbox.push_back(tx);
+                if self.outbox.len() >= MAX_TX_BATCH {
+                    self.flush_outbox();
+                }
+            }
+            Ok(Event::TxPooled { .. }) => {}
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "network fell behind the node's events");
+                *self.dropped.entry("core_events").or_default() += n;
+            }
+            Err(broadcast::error::RecvError::Closed) => self.shutdown.cancel(),
+        }
+    }
+
+    fn flush_outbox(&mut self) {
+        while !self.outbox.is_empty() {
+            let n = self.outbox.len().min(MAX_TX_BATCH);
+            let batch: Vec<Transaction> = self.outbox.drain(..n).collect();
+            let topic = self.topics.txs.clone();
+            if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, encode_tx_batch(&batch)) {
+                tracing::debug!(error = %e, "transaction batch not published");
+            }
+        }
+    }
+
+    // ----- periodic work ---------------------------------------------------------------------
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let effects = self.peers.heartbeat(now, unix_ms());
+        self.apply(effects);
+        for p in self.peers.excess_peers(now) {
+            let _ = self.swarm.disconnect_peer_id(p);
+        }
+        self.flush_outbox();
+        self.info.peers.store(self.peers.connected_count(), Ordering::Relaxed);
+        if now.duration_since(self.last_status_round) >= STATUS_INTERVAL {
+            self.last_status_round = now;
+            let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+            for p in connected {
+                self.send_status(p);
+            }
+            if self.peers.wants_more_peers() {
+                self.find_peers(now);
+            }
+        }
+        self.drive_sync();
+    }
+
+    fn find_peers(&mut self, now: Instant) {
+        if now.duration_since(self.last_kad_bootstrap) >= Duration::from_secs(30) {
+            self.last_kad_bootstrap = now;
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+        if self.peers.connected_count() == 0 {
+            for addr in self.bootstrap.clone() {
+                let _ = self.swarm.dial(addr);
+            }
+        }
+        // Dial a few known peers we are not connected to.
+        let mut candidates = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for entry in bucket.iter() {
+                candidates.push(*entry.node.key.preimage());
+            }
+        }
+        let now_ms = unix_ms();
+        for p in candidates.into_iter().take(8) {
+            if !self.swarm.is_connected(&p) && !self.peers.is_banned(&p, now_ms) {
+                let _ = self.swarm.dial(p);
+            }
+        }
+    }
+
+    fn send_status(&mut self, peer: PeerId) {
+        let status = self.our_status();
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, Request::Status(status));
+        self.pending.insert(id, Pending::Status);
+    }
+
+    // ----- swarm events ----------------------------------------------------------------------
+
+    fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "p2p listening");
+                self.info.listen.write().push(address);
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.info.listen.write().retain(|a| *a != address);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+                let (direction, addr) = if endpoint.is_dialer() {
+                    (Direction::Outbound, endpoint.get_remote_address().clone())
+                } else {
+                    (Direction::Inbound, endpoint.get_remote_address().clone())
+                };
+                if num_established.get() == 1 {
+                    tracing::debug!(peer = %peer_id, %addr, ?direction, "peer connected");
+                    let effects = self.peers.on_connected(peer_id, direction, addr, Instant::now());
+                    self.apply(effects);
+                    self.send_status(peer_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+                if num_established == 0 {
+                    tracing::debug!(peer = %peer_id, "peer disconnected");
+                    self.peers.on_disconnected(&peer_id);
+                    self.statuses.remove(&peer_id);
+                    if self.target.as_ref().is_some_and(|t| t.peer == peer_id) {
+                        self.target = None;
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                for a in &info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, a.clone());
+                }
+                self.peers.on_identify(peer_id, info.agent_version.clone(), info.listen_addrs.clone());
+                let addrs: Vec<Vec<u8>> = info.listen_addrs.iter().map(|a| a.to_vec()).collect();
+                let core = self.core.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = core.chain.store().save_peer(&peer_id.to_bytes(), &addrs, unix_ms()) {
+                        tracing::warn!(error = %e, "cannot remember peer");
+                    }
+                });
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_gossip(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { .. })) => {}
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, source: PeerId, id: MessageId, message: gossipsub::Message) {
+        let gs = |s: &mut Self, acceptance| {
+            let _ = s.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
+        };
+        if !self.peers.allow(&source, RateClass::GossipMessage, 1, Instant::now()) {
+            gs(self, MessageAcceptance::Ignore);
+            self.report(source, PeerAction::MidTolerance, "gossip_rate_limit");
+            return;
+        }
+        if message.topic == self.topics.blocks.hash() {
+            let block = match Block::decode(&message.data) {
+                Ok(b) => b,
+                Err(_) => {
+                    gs(self, MessageAcceptance::Reject);
+                    self.report(source, PeerAction::LowTolerance, "undecodable_block");
+                    return;
+                }
+            };
+            match check_header_stateless(&block.header, now_ms()) {
+                Ok(()) => {}
+                Err(e @ BlockError::TimestampInFuture { .. }) => {
+                    tracing::debug!(peer = %source, error = %e, "block from the future ignored");
+                    gs(self, MessageAcceptance::Ignore);
+                    return;
+                }
+                Err(e) => {
+                    gs(self, MessageAcceptance::Reject);
+                    tracing::info!(peer = %source, error = %e, "invalid block header from gossip");
+                    self.report(source, e.peer_action().unwrap_or(PeerAction::LowTolerance), "invalid_block_header");
+                    return;
+                }
+            }
+            let known = self.core.chain.read().ok().and_then(|r| r.block_meta(&block.hash()).ok().flatten());
+            match known.map(|m| m.status) {
+                Some(BlockStatus::Invalid) => {
+                    gs(self, MessageAcceptance::Reject);
+                    self.report(source, PeerAction::Fatal, "known_invalid_block");
+                }
+                Some(_) => gs(self, MessageAcceptance::Ignore),
+                None => {
+                    gs(self, MessageAcceptance::Accept);
+                    self.queue_block(block, Some(source));
+                }
+            }
+        } else if message.topic == self.topics.txs.hash() {
+            match decode_tx_batch(&message.data) {
+                Ok(txs) => {
+                    if let Err(mpsc::error::TrySendError::Full(Job::Txs { msg, .. })) =
+                        self.tx_jobs.try_send(Job::Txs { txs, from: source, msg: id.clone() })
+                    {
+                        let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                            &msg,
+                            &source,
+                            MessageAcceptance::Ignore,
+                        );
+                        self.drop_count("tx_jobs");
+                    }
+                }
+                Err(_) => {
+                    gs(self, MessageAcceptance::Reject);
+                    self.report(source, PeerAction::LowTolerance, "undecodable_tx_batch");
+                }
+            }
+        } else {
+            gs(self, MessageAcceptance::Ignore);
+        }
+    }
+
+    fn queue_block(&mut self, block: Block, from: Option<PeerId>) {
+        if self.block_jobs.try_send(Job::Block { block: Box::new(block), from }).is_err() {
+            self.drop_count("block_jobs");
+        }
+    }
+
+    fn on_sync_event(&mut self, ev: request_response::Event<Request, Response>) {
+        use request_response::{Event as E, InboundFailure, Message, OutboundFailure};
+        match ev {
+            E::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+                self.on_request(peer, request, channel)
+            }
+            E::Message { peer, message: Message::Response { request_id, response }, .. } => {
+                let pending = self.pending.remove(&request_id);
+                self.on_response(peer, pending, response);
+            }
+            E::OutboundFailure { peer, request_id, error, .. } => {
+                let pending = self.pending.remove(&request_id);
+                if let Some(Pending::Range { start, .. }) = pending {
+                    self.range_failed(start);
+                }
+                match error {
+                    OutboundFailure::Timeout => self.report(peer, PeerAction::HighTolerance, "sync_timeout"),
+                    OutboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        self.report(peer, PeerAction::LowTolerance, "bad_sync_response")
+                    }
+                    _ => {}
+                }
+            }
+            E::InboundFailure { peer, error, .. } => match error {
+                InboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    tracing::info!(%peer, error = %e, "bad sync request");
+                    self.report(peer, PeerAction::LowTolerance, "bad_sync_request");
+                }
+                InboundFailure::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    self.report(peer, PeerAction::MidTolerance, "truncated_sync_request");
+                }
+                _ => {}
+            },
+            E::ResponseSent { .. } => {}
+        }
+    }
+
+    fn respond(&mut self, channel: ResponseChannel<Response>, response: Response) {
+        let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+    }
+
+    fn on_request(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
+        let now = Instant::now();
+        if !self.peers.allow(&peer, RateClass::SyncRequest, 1, now) {
+            self.respond(channel, Response::Error { code: ErrorCode::RateLimited, message: "too many requests".into() });
+            self.report(peer, PeerAction::MidTolerance, "sync_rate_limit");
+            return;
+        }
+        let hashes_or_range = match request {
+            Request::Status(status) => {
+                let ours = self.our_status();
+                if status.genesis != ours.genesis {
+                    self.respond(
+                        channel,
+                        Response::Error { code: ErrorCode::WrongNetwork, message: format!("genesis is {}", ours.genesis) },
+                    );
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                    return;
+                }
+                self.statuses.insert(peer, status);
+                self.respond(channel, Response::Status(ours));
+                return;
+            }
+            Request::BlocksByRange { start, count } => Err((start, count)),
+            Request::BlocksByHash(hashes) => Ok(hashes),
+        };
+        let cost = match &hashes_or_range {
+            Ok(h) => h.len() as u32,
+            Err((_, count)) => *count,
+        };
+        if !self.peers.allow(&peer, RateClass::BlocksRequested, cost, now) || self.serving >= MAX_SERVING {
+            self.respond(channel, Response::Error { code: ErrorCode::RateLimited, message: "too many blocks".into() });
+            self.report(peer, PeerAction::MidTolerance, "blocks_rate_limit");
+            return;
+        }
+        self.serving += 1;
+        let core = self.core.clone();
+        let results = self.results_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let response = match serve_blocks(&core, hashes_or_range) {
+                Ok(blocks) => Response::Blocks(blocks),
+                Err(e) => Response::Error { code: ErrorCode::ServerError, message: e },
+            };
+            let _ = results.blocking_send(Done::Served { channel, response });
+        });
+    }
+
+    fn on_response(&mut self, peer: PeerId, pending: Option<Pending>, response: Response) {
+        match (pending, response) {
+            (Some(Pending::Status), Response::Status(status)) => {
+                if status.genesis != self.core.chain.params().genesis_hash {
+                    tracing::info!(%peer, "peer is on another network; disconnecting");
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                    return;
+                }
+                self.statuses.insert(peer, status);
+            }
+            (Some(Pending::Range { start, .. }), Response::Blocks(blocks)) => {
+                let ok = blocks.iter().enumerate().all(|(i, b)| b.header.height == start + i as u64);
+                if !ok {
+                    self.report(peer, PeerAction::LowTolerance, "range_response_out_of_order");
+                    self.range_failed(start);
+                    return;
+                }
+                if let Some(t) = self.target.as_mut() {
+                    if blocks.is_empty() {
+                        // The peer has nothing there (it reorged or lied about its height).
+                        self.target = None;
+                        return;
+                    }
+                    t.ready.insert(start, (peer, blocks));
+                }
+                self.drive_sync();
+            }
+            (Some(Pending::Hash), Response::Blocks(blocks)) => {
+                if blocks.is_empty() {
+                    return;
+                }
+                if self.block_jobs.try_send(Job::Fetched { blocks, from: peer }).is_err() {
+                    self.drop_count("block_jobs");
+                }
+            }
+            (Some(Pending::Range { start, .. }), Response::Error { .. }) => self.range_failed(start),
+            (_, Response::Error { code, message }) => {
+                tracing::debug!(%peer, ?code, %message, "sync request refused");
+            }
+            (_, _) => self.report(peer, PeerAction::LowTolerance, "unexpected_sync_response"),
+        }
+    }
+
+    fn range_failed(&mut self, start: u64) {
+        if let Some(t) = self.target.as_mut() {
+            // Ask again from this height on.
+            t.next = t.next.min(start);
+            t.ready.retain(|s, _| *s < start);
+        }
+    }
+
+    // ----- results of chain work -------------------------------------------------------------
+
+    fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Served { channel, response } => {
+                self.serving = self.serving.saturating_sub(1);
+                self.respond(channel, response);
+            }
+            Done::Txs { from, msg, acceptance, penalty } => {
+                let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&msg, &from, acceptance);
+                if let Some(action) = penalty {
+                    self.report(from, action, "invalid_transaction");
+                }
+            }
+            Done::Block { hash, block, from, result } => match result {
+                Ok(ImportOutcome::NewTip { .. } | ImportOutcome::SideChain) => {
+                    if let Some(p) = from {
+                        self.peers.reward(&p, 1.0, Instant::now());
+                    }
+                    self.release_orphans(hash);
+                }
+                Ok(ImportOutcome::AlreadyKnown) => self.release_orphans(hash),
+                Err(ImportError::Block(BlockError::UnknownParent(parent))) => self.add_orphan(*block, from, parent),
+                Err(e) => {
+                    tracing::info!(error = %e, peer = ?from, "block rejected");
+                    if let (Some(p), Some(action)) = (from, e.peer_action()) {
+                        self.report(p, action, "invalid_block");
+                    }
+                }
+            },
+            Done::Batch { from, start, imported, failure } => {
+                let Some(t) = self.target.as_mut() else { return };
+                t.importing = false;
+                match failure {
+                    None => {
+                        t.next_import = start + imported as u64;
+                    }
+                    Some((_, ImportError::Block(BlockError::UnknownParent(_)))) if imported == 0 => {
+                        // Fork below our tip: step back and try to connect.
+                        t.lookback = (t.lookback * 2).max(8);
+                        let back = start.saturating_sub(t.lookback).max(1);
+                        tracing::info!(peer = %t.peer, from = back, "sync: looking for the fork point");
+                        t.next = back;
+                        t.next_import = back;
+                        t.ready.clear();
+                    }
+                    Some((block, e)) => {
+                        tracing::warn!(peer = %from, height = block.header.height, error = %e, "sync batch rejected");
+                        self.target = None;
+                        if let Some(action) = e.peer_action().or(Some(PeerAction::LowTolerance)) {
+                            self.report(from, action, "invalid_sync_batch");
+                        }
+                        return;
+                    }
+                }
+                self.drive_sync();
+            }
+        }
+    }
+
+    fn add_orphan(&mut self, block: Block, from: Option<PeerId>, parent: Hash) {
+        if self.orphan_count >= ORPHAN_CAP {
+            // Forget everything: a peer ahead of us will be synced by range instead.
+            self.orphans.clear();
+            self.orphan_count = 0;
+            self.drop_count("orphans");
+        }
+        self.orphans.entry(parent).or_default().push((block, from));
+        self.orphan_count += 1;
+        if let Some(p) = from
+            && self.swarm.is_connected(&p)
+        {
+            let id = self.swarm.behaviour_mut().sync.send_request(&p, Request::BlocksByHash(vec![parent]));
+            self.pending.insert(id, Pending::Hash);
+        }
+    }
+
+    fn release_orphans(&mut self, hash: Hash) {
+        if let Some(children) = self.orphans.remove(&hash) {
+            self.orphan_count = self.orphan_count.saturating_sub(children.len());
+            for (b, from) in children {
+                self.queue_block(b, from);
+            }
+        }
+    }
+
+    // ----- sync ------------------------------------------------------------------------------
+
+    fn drive_sync(&mut self) {
+        let ours = self.our_status();
+        // Done?
+        if let Some(t) = &self.target
+            && ours.total_work >= t.status.total_work
+        {
+            let secs = t.started.elapsed().as_secs_f64();
+            tracing::info!(height = ours.height, blocks = ours.height.saturating_sub(t.start_height), secs, "sync complete");
+            self.target = None;
+        }
+        // Pick a target: the peer with the most work, if more than ours.
+        if self.target.is_none() {
+            let now_ms = unix_ms();
+            let best = self
+                .statuses
+                .iter()
+                .filter(|(p, s)| s.total_work > ours.total_work && !self.peers.is_banned(p, now_ms))
+                .max_by_key(|(_, s)| s.total_work)
+                .map(|(p, s)| (*p, *s));
+            if let Some((peer, status)) = best {
+                tracing::info!(%peer, target_height = status.height, our_height = ours.height, "sync: starting");
+                let next = ours.height + 1;
+                self.target = Some(SyncTarget {
+                    peer,
+                    status,
+                    next,
+                    next_import: next,
+                    lookback: 0,
+                    ready: BTreeMap::new(),
+                    importing: false,
+                    round_robin: 0,
+                    started: Instant::now(),
+                    start_height: ours.height,
+                    last_progress_log: Instant::now(),
+                });
+            }
+        }
+        self.info.syncing.store(self.target.is_some(), Ordering::Relaxed);
+        let Some(t) = self.target.as_mut() else { return };
+        // Keep the target's status fresh.
+        if let Some(s) = self.statuses.get(&t.peer)
+            && s.total_work > t.status.total_work
+        {
+            t.status = *s;
+        }
+        // Peers that agree with the target serve ranges round-robin.
+        let mut servers: Vec<PeerId> =
+            self.statuses.iter().filter(|(_, s)| s.tip == t.status.tip).map(|(p, _)| *p).collect();
+        servers.sort();
+        if servers.is_empty() {
+            servers.push(t.peer);
+        }
+        let inflight = self.pending.values().filter(|p| matches!(p, Pending::Range { .. })).count();
+        let mut requests = Vec::new();
+        for _ in inflight..MAX_INFLIGHT {
+            if t.next > t.status.height || t.ready.len() >= MAX_INFLIGHT * 2 {
+                break;
+            }
+            let count = (t.status.height - t.next + 1).min(u64::from(BATCH)) as u32;
+            let peer = servers[t.round_robin % servers.len()];
+            t.round_robin += 1;
+            requests.push((peer, t.next, count));
+            t.next += u64::from(count);
+        }
+        // Hand the next contiguous batch to the importer.
+        let mut job = None;
+        if !t.importing
+            && let Some((peer, blocks)) = t.ready.remove(&t.next_import)
+        {
+            t.importing = true;
+            job = Some(Job::Batch { blocks, from: peer, start: t.next_import });
+        }
+        if t.last_progress_log.elapsed() >= Duration::from_secs(5) {
+            t.last_progress_log = Instant::now();
+            let done = ours.height.saturating_sub(t.start_height) as f64;
+            let rate = done / t.started.elapsed().as_secs_f64().max(0.001);
+            let left = t.status.height.saturating_sub(ours.height) as f64;
+            let eta = if rate > 0.0 { left / rate } else { f64::INFINITY };
+            tracing::info!(
+                height = ours.height,
+                target = t.status.height,
+                blocks_per_sec = format!("{rate:.1}"),
+                eta_secs = format!("{eta:.0}"),
+                "sync progress"
+            );
+        }
+        for (peer, start, count) in requests {
+            let id = self.swarm.behaviour_mut().sync.send_request(&peer, Request::BlocksByRange { start, count });
+            self.pending.insert(id, Pending::Range { start });
+        }
+        if let Some(job) = job
+            && self.block_jobs.try_send(job).is_err()
+        {
+            self.drop_count("block_jobs");
+            if let Some(t) = self.target.as_mut() {
+                t.importing = false;
+                t.next = t.next_import;
+                t.ready.clear();
+            }
+        }
+    }
+}
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+/// Reads the blocks a sync request asks for, within the response size cap.
+fn serve_blocks(core: &Core, what: Result<Vec<Hash>, (u64, u32)>) -> Result<Vec<Block>, String> {
+    let r = core.chain.read().map_err(|e| e.to_string())?;
+    let budget = sync::MAX_RESPONSE_BYTES - 1024;
+    let mut used = 0;
+    let mut out = Vec::new();
+    let mut push = |b: Block| -> bool {
+        let len = b.encoded_len() + 4;
+        if used + len > budget {
+            return false;
+        }
+        used += len;
+        out.push(b);
+        true
+    };
+    match what {
+        Ok(hashes) => {
+            for h in hashes {
+                if let Some(b) = r.block(&h).map_err(|e| e.to_string())?
+                    && !push(b)
+                {
+                    break;
+                }
+            }
+        }
+        Err((start, count)) => {
+            for height in start..start.saturating_add(u64::from(count)) {
+                let Some(h) = r.canonical_hash(height).map_err(|e| e.to_string())? else { break };
+                let Some(b) = r.block(&h).map_err(|e| e.to_string())? else { break };
+                if !push(b) {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn spawn_worker(
+    name: &str,
+    core: Arc<Core>,
+    mut jobs: mpsc::Receiver<Job>,
+    results: mpsc::Sender<Done>,
+) -> Result<(), NetworkError> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            while let Some(job) = jobs.blocking_recv() {
+                for done in run_job(&core, job) {
+                    if results.blocking_send(done).is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| NetworkError::Build(format!("cannot start {name} worker: {e}")))
+}
+
+fn run_job(core: &Core, job: Job) -> Vec<Done> {
+    match job {
+        Job::Block { block, from } => {
+            let hash = block.hash();
+            let result = core.import_block(&block, BlockSource::Network);
+            vec![Done::Block { hash, block, from, result }]
+        }
+        Job::Fetched { blocks, from } => blocks
+            .into_iter()
+            .map(|b| {
+                let hash = b.hash();
+                let result = core.import_block(&b, BlockSource::Network);
+                Done::Block { hash, block: Box::new(b), from: Some(from), result }
+            })
+            .collect(),
+        Job::Batch { blocks, from, start } => {
+            let mut imported = 0;
+            let mut failure = None;
+            for b in blocks {
+                match core.import_block(&b, BlockSource::Network) {
+                    Ok(_) => imported += 1,
+                    Err(e) => {
+                        failure = Some((Box::new(b), e));
+                        break;
+                    }
+                }
+            }
+            vec![Done::Batch { from, start, imported, failure }]
+        }
+        Job::Txs { txs, from, msg } => {
+            let results = core.submit_transactions(&txs, TxSource::Network);
+            let penalty = results.iter().filter_map(|r| r.as_ref().err().and_then(|e| e.peer_action())).min_by_key(
+                |a| match a {
+                    PeerAction::Fatal => 0,
+                    PeerAction::LowTolerance => 1,
+                    PeerAction::MidTolerance => 2,
+                    PeerAction::HighTolerance => 3,
+                },
+            );
+            let acceptance = if penalty.is_some() {
+                MessageAcceptance::Reject
+            } else if results.iter().any(|r| r.is_ok()) {
+                MessageAcceptance::Accept
+            } else {
+                MessageAcceptance::Ignore
+            };
+            vec![Done::Txs { from, msg, acceptance, penalty }]
+        }
+    }
+}
+
