@@ -106,6 +106,9 @@ pub fn score_params(topics: &Topics) -> PeerScoreParams {
             first_message_deliveries_weight: 1.0,
             first_message_deliveries_decay: 0.9,
             first_message_deliveries_cap: 50.0,
+            // Time in the mesh counts in seconds (the default quantum is 1 ms, which saturates the
+            // bonus after 3.6 s and lets a mesh peer absorb invalid messages).
+            time_in_mesh_quantum: Duration::from_secs(1),
             invalid_message_deliveries_weight: -100.0,
             invalid_message_deliveries_decay: 0.5,
             // No mesh-delivery requirements: block rate is too low to judge peers by it.

@@ -33,7 +33,7 @@ use futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify, kad};
+use libp2p::{Multiaddr, PeerId, Swarm, identify};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +65,9 @@ pub const TX_QUEUE_CAP: usize = 256;
 pub const RESULT_QUEUE_CAP: usize = 2048;
 /// Orphan blocks (unknown parent) kept while their ancestors are fetched.
 pub const ORPHAN_CAP: usize = 256;
+/// An orphan at most this many blocks above our tip has its parent fetched by hash; further ahead,
+/// range sync catches up instead.
+pub const ORPHAN_FETCH_GAP: u64 = 8;
 /// Sync responses being read from the store at once.
 pub const MAX_SERVING: usize = 32;
 /// Locally submitted transactions waiting to be gossiped.
@@ -88,11 +91,11 @@ enum Done {
     Served { channel: ResponseChannel<Response>, response: Response },
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Pending {
     Status,
-    Range { start: u64 },
-    Hash,
+    Range { start: u64, count: u32 },
+    Hash(Vec<Hash>),
 }
 
 struct SyncTarget {
@@ -285,6 +288,7 @@ impl Service {
         for e in effects {
             match e {
                 Effect::Disconnect { peer } => {
+                    tracing::debug!(%peer, score = self.peers.score(&peer), "disconnecting peer (score)");
                     let _ = self.swarm.disconnect_peer_id(peer);
                 }
                 Effect::Ban { peer, until_unix_ms, reason } => {
@@ -415,6 +419,7 @@ impl Service {
         let effects = self.peers.heartbeat(now, unix_ms());
         self.apply(effects);
         for p in self.peers.excess_peers(now) {
+            tracing::debug!(peer = %p, "disconnecting peer (too many peers)");
             let _ = self.swarm.disconnect_peer_id(p);
         }
         self.flush_outbox();
@@ -487,9 +492,9 @@ impl Service {
                     self.send_status(peer_id);
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+            SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
                 if num_established == 0 {
-                    tracing::debug!(peer = %peer_id, "peer disconnected");
+                    tracing::debug!(peer = %peer_id, cause = ?cause, "peer disconnected");
                     self.peers.on_disconnected(&peer_id);
                     self.statuses.remove(&peer_id);
                     if self.target.as_ref().is_some_and(|t| t.peer == peer_id) {
@@ -516,7 +521,12 @@ impl Service {
                 message,
             })) => self.on_gossip(propagation_source, message_id, message),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync_event(ev),
-            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { .. })) => {}
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(peer = ?peer_id, %error, "dial failed");
+            }
+            SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
+                tracing::debug!(%send_back_addr, %error, "inbound connection failed");
+            }
             _ => {}
         }
     }
@@ -623,9 +633,8 @@ impl Service {
                     tracing::info!(%peer, error = %e, "bad sync request");
                     self.report(peer, PeerAction::LowTolerance, "bad_sync_request");
                 }
-                InboundFailure::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    self.report(peer, PeerAction::MidTolerance, "truncated_sync_request");
-                }
+                // A stream cut short (UnexpectedEof) is what a peer that crashed or lost its link
+                // looks like: not misbehaviour, no penalty.
                 _ => {}
             },
             E::ResponseSent { .. } => {}
@@ -665,7 +674,13 @@ impl Service {
             Ok(h) => h.len() as u32,
             Err((_, count)) => *count,
         };
-        if !self.peers.allow(&peer, RateClass::BlocksRequested, cost, now) || self.serving >= MAX_SERVING {
+        if self.serving >= MAX_SERVING {
+            // We are busy: not this peer's fault.
+            self.respond(channel, Response::Error { code: ErrorCode::RateLimited, message: "busy, retry later".into() });
+            self.drop_count("sync_serving");
+            return;
+        }
+        if !self.peers.allow(&peer, RateClass::BlocksRequested, cost, now) {
             self.respond(channel, Response::Error { code: ErrorCode::RateLimited, message: "too many blocks".into() });
             self.report(peer, PeerAction::MidTolerance, "blocks_rate_limit");
             return;
@@ -686,14 +701,15 @@ impl Service {
         match (pending, response) {
             (Some(Pending::Status), Response::Status(status)) => {
                 if status.genesis != self.core.chain.params().genesis_hash {
-                    tracing::info!(%peer, "peer is on another network; disconnecting");
+                    tracing::info!(%peer, theirs = %status.genesis, "peer is on another network; disconnecting");
                     let _ = self.swarm.disconnect_peer_id(peer);
                     return;
                 }
                 self.statuses.insert(peer, status);
             }
-            (Some(Pending::Range { start, .. }), Response::Blocks(blocks)) => {
-                let ok = blocks.iter().enumerate().all(|(i, b)| b.header.height == start + i as u64);
+            (Some(Pending::Range { start, count }), Response::Blocks(blocks)) => {
+                let ok = blocks.len() <= count as usize
+                    && blocks.iter().enumerate().all(|(i, b)| b.header.height == start + i as u64);
                 if !ok {
                     self.report(peer, PeerAction::LowTolerance, "range_response_out_of_order");
                     self.range_failed(start);
@@ -705,12 +721,23 @@ impl Service {
                         self.target = None;
                         return;
                     }
+                    let n = blocks.len() as u32;
                     t.ready.insert(start, (peer, blocks));
+                    if n < count {
+                        // A short answer (size budget): ask the same peer for the rest.
+                        let (start, count) = (start + u64::from(n), count - n);
+                        let id = self.swarm.behaviour_mut().sync.send_request(&peer, Request::BlocksByRange { start, count });
+                        self.pending.insert(id, Pending::Range { start, count });
+                    }
                 }
                 self.drive_sync();
             }
-            (Some(Pending::Hash), Response::Blocks(blocks)) => {
+            (Some(Pending::Hash(asked)), Response::Blocks(blocks)) => {
                 if blocks.is_empty() {
+                    return;
+                }
+                if blocks.len() > asked.len() || blocks.iter().any(|b| !asked.contains(&b.hash())) {
+                    self.report(peer, PeerAction::LowTolerance, "unrequested_blocks");
                     return;
                 }
                 if self.block_jobs.try_send(Job::Fetched { blocks, from: peer }).is_err() {
@@ -782,7 +809,12 @@ impl Service {
                     Some((block, e)) => {
                         tracing::warn!(peer = %from, height = block.header.height, error = %e, "sync batch rejected");
                         self.target = None;
-                        if let Some(action) = e.peer_action().or(Some(PeerAction::LowTolerance)) {
+                        let action = match &e {
+                            ImportError::Store(_) => None,
+                            ImportError::Block(BlockError::UnknownParent(_)) => Some(PeerAction::LowTolerance),
+                            ImportError::Block(b) => b.peer_action(),
+                        };
+                        if let Some(action) = action {
                             self.report(from, action, "invalid_sync_batch");
                         }
                         return;
@@ -800,13 +832,23 @@ impl Service {
             self.orphan_count = 0;
             self.drop_count("orphans");
         }
+        let height = block.header.height;
+        let already_asked = self.orphans.contains_key(&parent);
         self.orphans.entry(parent).or_default().push((block, from));
         self.orphan_count += 1;
-        if let Some(p) = from
-            && self.swarm.is_connected(&p)
-        {
+        let Some(p) = from.filter(|p| self.swarm.is_connected(p)) else { return };
+        let ours = self.core.chain.tip().header.height;
+        if self.target.is_some() || height > ours + ORPHAN_FETCH_GAP {
+            // Far ahead, or already catching up: range sync fills the gap. Ask the sender for its
+            // status so a sync towards it starts now rather than at the next status round.
+            if self.target.is_none() {
+                self.send_status(p);
+            }
+            return;
+        }
+        if !already_asked {
             let id = self.swarm.behaviour_mut().sync.send_request(&p, Request::BlocksByHash(vec![parent]));
-            self.pending.insert(id, Pending::Hash);
+            self.pending.insert(id, Pending::Hash(vec![parent]));
         }
     }
 
@@ -842,7 +884,8 @@ impl Service {
                 .map(|(p, s)| (*p, *s));
             if let Some((peer, status)) = best {
                 tracing::info!(%peer, target_height = status.height, our_height = ours.height, "sync: starting");
-                let next = ours.height + 1;
+                // More work at no greater height means a fork: start at its tip and step back.
+                let next = (ours.height + 1).min(status.height.max(1));
                 self.target = Some(SyncTarget {
                     peer,
                     status,
@@ -909,7 +952,7 @@ impl Service {
         }
         for (peer, start, count) in requests {
             let id = self.swarm.behaviour_mut().sync.send_request(&peer, Request::BlocksByRange { start, count });
-            self.pending.insert(id, Pending::Range { start });
+            self.pending.insert(id, Pending::Range { start, count });
         }
         if let Some(job) = job
             && self.block_jobs.try_send(job).is_err()
@@ -934,7 +977,8 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
 /// Reads the blocks a sync request asks for, within the response size cap.
 fn serve_blocks(core: &Core, what: Result<Vec<Hash>, (u64, u32)>) -> Result<Vec<Block>, String> {
     let r = core.chain.read().map_err(|e| e.to_string())?;
-    let budget = sync::MAX_RESPONSE_BYTES - 1024;
+    // Payload = tag (1) + count (4) + per block (4 + length).
+    let budget = sync::MAX_RESPONSE_BYTES - 5;
     let mut used = 0;
     let mut out = Vec::new();
     let mut push = |b: Block| -> bool {

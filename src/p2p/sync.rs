@@ -239,7 +239,11 @@ impl Response {
                         cap: MAX_ERROR_MESSAGE as u64,
                     });
                 }
-                let message = String::from_utf8_lossy(r.take(len)?).into_owned();
+                let message = String::from_utf8(r.take(len)?.to_vec()).map_err(|_| DecodeError::TooLarge {
+                    what: "error message (not UTF-8)",
+                    got: len as u64,
+                    cap: MAX_ERROR_MESSAGE as u64,
+                })?;
                 Response::Error { code, message }
             }
             tag => return Err(bad_tag("sync response tag", tag)),

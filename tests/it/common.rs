@@ -65,7 +65,7 @@ impl NodeProcess {
             .arg(data_dir)
             .args(["--api-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json"])
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", std::env::var("VISION_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn vision-node run");
@@ -169,6 +169,18 @@ impl NodeProcess {
 
 impl Drop for NodeProcess {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Show what the node said, to debug the failure.
+            let logs = self.logs.lock().unwrap();
+            eprintln!("--- penalties and warnings of the node in {} ---", self.data_dir.display());
+            for v in logs.iter().filter(|v| v["fields"]["message"] == "peer penalised" || v["level"] == "WARN") {
+                eprintln!("{v}");
+            }
+            eprintln!("--- last log lines of the node in {} ---", self.data_dir.display());
+            for v in logs.iter().rev().take(40).collect::<Vec<_>>().into_iter().rev() {
+                eprintln!("{v}");
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
