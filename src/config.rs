@@ -135,6 +135,9 @@ pub struct RunArgs {
     /// Admin API listen address (ban, unban, add peer) [default: 127.0.0.1:7071].
     #[arg(long, env = "VISION_ADMIN_ADDR", value_name = "HOST:PORT")]
     pub admin_addr: Option<SocketAddr>,
+    /// Prometheus metrics listen address, serving /metrics [default: 127.0.0.1:9615].
+    #[arg(long, env = "VISION_METRICS_ADDR", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The config file: the same settings as [`RunArgs`].
@@ -181,6 +184,8 @@ pub struct FileConfig {
     pub score_half_life_secs: Option<u64>,
     /// See [`RunArgs::admin_addr`].
     pub admin_addr: Option<SocketAddr>,
+    /// See [`RunArgs::metrics_addr`].
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 fn multiaddrs(key: &str, flag: Vec<libp2p::Multiaddr>, file: Option<Vec<String>>) -> Result<Vec<libp2p::Multiaddr>, ConfigError> {
@@ -293,9 +298,16 @@ impl RunArgs {
             Some(a) => a,
             None => DEFAULT_ADMIN_ADDR.parse().map_err(|_| ConfigError::Invalid("default admin address".into()))?,
         };
+        let metrics_addr = match self.metrics_addr.or(file.metrics_addr) {
+            Some(a) => a,
+            None => crate::metrics::DEFAULT_METRICS_ADDR
+                .parse()
+                .map_err(|_| ConfigError::Invalid("default metrics address".into()))?,
+        };
         let node = NodeConfig {
             network,
             admin_addr: Some(admin_addr),
+            metrics_addr: Some(metrics_addr),
             data_dir: Some(data_dir.clone()),
             genesis,
             miner: mine.then_some(MinerConfig { address, threads, max_block_txs: DEFAULT_MAX_BLOCK_TXS }),

@@ -20,6 +20,7 @@ pub mod chain;
 pub mod config;
 pub mod errors;
 pub mod mempool;
+pub mod metrics;
 pub mod miner;
 pub mod node;
 pub mod p2p;

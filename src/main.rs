@@ -58,6 +58,16 @@ enum WalletCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write one of the published devnet dev account keys to a key file (devnet only: these keys
+    /// are public).
+    DevKey {
+        /// Which dev account (0..=3).
+        #[arg(long)]
+        index: u8,
+        /// Where to write it (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print a key file's address.
     Address {
         /// The key file.
@@ -217,6 +227,14 @@ fn wallet(cmd: WalletCmd) -> CmdResult {
     match cmd {
         WalletCmd::New { out } => {
             let kp = Keypair::generate()?;
+            kp.save(&out)?;
+            println!("{}", kp.address());
+        }
+        WalletCmd::DevKey { index, out } => {
+            if index >= vision_node::chain::genesis::DEV_ACCOUNTS {
+                return Err(format!("--index must be below {}", vision_node::chain::genesis::DEV_ACCOUNTS).into());
+            }
+            let kp = vision_node::chain::genesis::dev_keypair(index);
             kp.save(&out)?;
             println!("{}", kp.address());
         }

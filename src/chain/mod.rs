@@ -6,6 +6,7 @@ pub mod consensus;
 pub mod encoding;
 pub mod genesis;
 pub mod import;
+pub mod metrics;
 pub mod types;
 
 pub use import::{Chain, ImportError, ImportOutcome, Tip};

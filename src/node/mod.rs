@@ -107,6 +107,8 @@ impl SubmitError {
 pub struct Core {
     /// The chain.
     pub chain: Chain,
+    /// Import and admission metrics.
+    pub metrics: crate::chain::metrics::Metrics,
     /// The transaction pool.
     pub mempool: Mempool,
     /// The miner's template cache.
@@ -125,7 +127,7 @@ impl Core {
     pub fn new(chain: Chain, limits: Limits) -> Self {
         let mempool = Mempool::new(limits, chain.params().min_fee);
         let (events, _) = broadcast::channel(EVENT_CHANNEL_CAP);
-        Core { chain, mempool, templates: TemplateCache::default(), events }
+        Core { chain, mempool, templates: TemplateCache::default(), events, metrics: Default::default() }
     }
 
     /// Subscribes to events.
@@ -135,20 +137,58 @@ impl Core {
 
     /// Imports a block; on a new tip updates the pool (in tip order) and announces it.
     pub fn import_block(&self, block: &Block, source: BlockSource) -> Result<ImportOutcome, ImportError> {
+        use crate::chain::metrics::{ImportLabels, OutcomeLabel, PathLabel, PathLabels, SourceLabel};
+        let _span = tracing::debug_span!("import", height = block.header.height, hash = %block.hash().short()).entered();
         let start = Instant::now();
         let mut pool_err = None;
-        let (outcome, timings) = self.chain.import(block, |outcome| {
+        let result = self.chain.import(block, |outcome| {
             if let ImportOutcome::NewTip { reverted, applied } = outcome {
                 let read = |a: &Address| -> Result<crate::state::Account, StoreError> { self.chain.read()?.account(a) };
                 if let Err(e) = self.mempool.on_new_tip(reverted, applied, &read) {
                     pool_err = Some(e);
                 }
             }
-        })?;
+        });
+        let m = &self.metrics;
+        let source_label = match source {
+            BlockSource::Miner => SourceLabel::Miner,
+            BlockSource::Api => SourceLabel::Api,
+            BlockSource::Network => SourceLabel::Network,
+        };
+        let outcome_label = match &result {
+            Ok((ImportOutcome::NewTip { .. }, _)) => OutcomeLabel::NewTip,
+            Ok((ImportOutcome::SideChain, _)) => OutcomeLabel::SideChain,
+            Ok((ImportOutcome::AlreadyKnown, _)) => OutcomeLabel::Known,
+            Err(ImportError::Block(crate::chain::consensus::BlockError::UnknownParent(_))) => OutcomeLabel::Orphan,
+            Err(ImportError::Block(crate::chain::consensus::BlockError::TimestampInFuture { .. })) => {
+                OutcomeLabel::Future
+            }
+            Err(ImportError::Block(_)) => OutcomeLabel::Invalid,
+            Err(ImportError::Store(_)) => OutcomeLabel::Error,
+        };
+        m.blocks_imported.get_or_create(&ImportLabels { source: source_label, outcome: outcome_label }).inc();
+        let (outcome, timings) = result?;
         if let Some(e) = pool_err {
             tracing::error!(error = %e, "mempool could not follow the new tip");
         }
+        if let Some(path) = timings.verify_path {
+            let path = match path {
+                crate::verify::Path::Sequential => PathLabel::Sequential,
+                crate::verify::Path::Parallel => PathLabel::Parallel,
+            };
+            m.verify_duration.get_or_create(&PathLabels { path }).observe(timings.verify.as_secs_f64());
+        }
+        if !matches!(outcome, ImportOutcome::AlreadyKnown) {
+            m.import_duration.observe(start.elapsed().as_secs_f64());
+            m.apply_duration.observe(timings.apply.as_secs_f64());
+            m.db_commit_duration.observe(timings.commit.as_secs_f64());
+        }
         if let ImportOutcome::NewTip { reverted, applied } = &outcome {
+            if !reverted.is_empty() {
+                m.reorgs.inc();
+                m.reorg_depth.observe(reverted.len() as f64);
+            }
+            m.transactions_imported.inc_by(applied.iter().map(|b| b.transactions.len() as u64).sum());
             let h = block.header;
             tracing::info!(
                 height = h.height,
@@ -212,6 +252,16 @@ impl Core {
                 let _ = self.events.send(Event::TxPooled { tx: *tx, source });
             }
         }
+        use crate::chain::metrics::{TxLabels, TxResultLabel, TxSourceLabel};
+        let source = match source {
+            TxSource::Api => TxSourceLabel::Api,
+            TxSource::Network => TxSourceLabel::Network,
+            TxSource::Reorg => TxSourceLabel::Reorg,
+        };
+        let accepted = results.iter().filter(|r| r.is_ok()).count() as u64;
+        let fam = &self.metrics.transactions_submitted;
+        fam.get_or_create(&TxLabels { source, result: TxResultLabel::Accepted }).inc_by(accepted);
+        fam.get_or_create(&TxLabels { source, result: TxResultLabel::Rejected }).inc_by(results.len() as u64 - accepted);
         results
     }
 
@@ -244,6 +294,8 @@ pub struct NodeConfig {
     pub network: Option<crate::p2p::NetworkConfig>,
     /// Admin API listen address (ban, unban, add peer); `None`: no admin API.
     pub admin_addr: Option<SocketAddr>,
+    /// Prometheus `/metrics` listen address; `None`: no metrics endpoint.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -259,6 +311,7 @@ impl NodeConfig {
             verify_threshold: crate::verify::DEFAULT_PARALLEL_THRESHOLD,
             network: None,
             admin_addr: None,
+            metrics_addr: None,
         }
     }
 }
@@ -334,6 +387,11 @@ impl NodeBuilder {
         self.config.network = Some(network);
         self
     }
+    /// Serves `/metrics` on `addr`.
+    pub fn metrics(mut self, addr: SocketAddr) -> Self {
+        self.config.metrics_addr = Some(addr);
+        self
+    }
     /// Serves the admin API on `addr`.
     pub fn admin(mut self, addr: SocketAddr) -> Self {
         self.config.admin_addr = Some(addr);
@@ -362,6 +420,7 @@ pub struct Node {
     network: Option<crate::p2p::NetworkHandle>,
     api_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -395,8 +454,20 @@ impl Node {
         );
         let shutdown = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
+        let mut registry = crate::metrics::registry(&core);
         let network = match config.network {
-            Some(net) => Some(crate::p2p::Service::spawn(net, core.clone(), shutdown.clone(), &mut tasks)?),
+            Some(net) => {
+                let metrics = crate::p2p::metrics::Metrics::new(registry.sub_registry_with_prefix("vision_p2p"));
+                Some(crate::p2p::Service::spawn(net, core.clone(), metrics, shutdown.clone(), &mut tasks)?)
+            }
+            None => None,
+        };
+        let metrics_addr = match config.metrics_addr {
+            Some(addr) => Some(
+                crate::metrics::serve(addr, Arc::new(registry), shutdown.clone(), &mut tasks).await.map_err(|source| {
+                    NodeError::Io { context: format!("cannot listen on {addr} for metrics; choose another --metrics-addr"), source }
+                })?,
+            ),
             None => None,
         };
         let state = crate::api::AppState { core: core.clone(), network: network.clone() };
@@ -420,7 +491,7 @@ impl Node {
             }
             None => None,
         };
-        Ok(Node { core, miner, network, api_addr, admin_addr, shutdown, tasks })
+        Ok(Node { core, miner, network, api_addr, admin_addr, metrics_addr, shutdown, tasks })
     }
 
     /// The shared core.
@@ -431,6 +502,11 @@ impl Node {
     /// Where the API listens, if it does.
     pub fn api_addr(&self) -> Option<SocketAddr> {
         self.api_addr
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Where the admin API listens, if it does.

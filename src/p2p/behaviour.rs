@@ -46,7 +46,7 @@ pub struct Behaviour {
     /// Block and transaction propagation.
     pub gossipsub: gossipsub::Behaviour,
     /// `/vision/sync/1`: status, blocks by range, blocks by hash.
-    pub sync: request_response::Behaviour<sync::Codec>,
+    pub sync: request_response::Behaviour<sync::NodeCodec>,
 }
 
 /// Builds the behaviour for `keypair`. `max_peers` caps established connections, of which

@@ -11,6 +11,7 @@
 #[allow(missing_docs)]
 pub mod behaviour;
 pub mod gossip;
+pub mod metrics;
 pub mod peer_manager;
 pub mod service;
 pub mod sync;

@@ -11,9 +11,11 @@
 //! Nothing here blocks the loop: chain work runs on the two worker threads (bounded queues, a full
 //! queue drops the work and counts it), store reads for serving sync requests on the blocking pool.
 //!
-//! Gossip validation: a block is relayed (Accept) once it decodes and passes the header's
-//! stateless checks (PoW, version, clock) and is not known to be invalid; full import follows on
-//! the worker and a failure then penalises the peer that sent it. A transaction batch is judged after
+//! Gossip validation: a block that decodes, passes the header's stateless checks (PoW, version,
+//! clock) and is not known goes to the block worker, and its verdict waits for the import: Accept
+//! (relay) once imported, Reject (and penalty) if invalid, Ignore otherwise (e.g. unknown parent).
+//! Relaying before full validation would make every honest relay of a block with valid PoW but an
+//! invalid body look like its author to the next node, which bans it. A transaction batch is judged after
 //! the worker checked every transaction: Reject (and penalty) if any carries a peer action,
 //! Accept if any was new, Ignore otherwise.
 //!
@@ -39,8 +41,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::gossip::{Topics, decode_tx_batch, encode_tx_batch, MAX_TX_BATCH};
+use super::metrics::{GossipLabels, ResultLabel, TopicLabel, TopicLabels};
 use super::peer_manager::{Direction, Effect, PeerManager, RateClass};
-use super::sync::{self, ErrorCode, MAX_BLOCKS_PER_REQUEST, Request, Response, Status};
+use super::sync::{self, ErrorCode, MAX_BLOCKS_PER_REQUEST, Refused, Request, Response, Status};
 use super::{BanInfo, Command, NetInfo, NetworkConfig, NetworkError, NetworkHandle, PeerInfo, COMMAND_CHANNEL_CAP};
 use crate::chain::consensus::{BlockError, check_header_stateless, now_ms};
 use crate::chain::types::{Block, Hash, Transaction};
@@ -74,8 +77,9 @@ pub const MAX_SERVING: usize = 32;
 pub const TX_OUTBOX_CAP: usize = 16 * MAX_TX_BATCH;
 
 enum Job {
-    /// One block from gossip (or an orphan whose parent arrived).
-    Block { block: Box<Block>, from: Option<PeerId> },
+    /// One block from gossip (with its message id, awaiting our verdict) or an orphan whose parent
+    /// arrived.
+    Block { block: Box<Block>, from: Option<PeerId>, msg: Option<MessageId> },
     /// A sync batch, imported in order, stopping at the first failure.
     Batch { blocks: Vec<Block>, from: PeerId, start: u64 },
     /// Blocks fetched by hash for orphans.
@@ -85,7 +89,13 @@ enum Job {
 }
 
 enum Done {
-    Block { hash: Hash, block: Box<Block>, from: Option<PeerId>, result: Result<ImportOutcome, ImportError> },
+    Block {
+        hash: Hash,
+        block: Box<Block>,
+        from: Option<PeerId>,
+        msg: Option<MessageId>,
+        result: Result<ImportOutcome, ImportError>,
+    },
     Batch { from: PeerId, start: u64, imported: usize, failure: Option<(Box<Block>, ImportError)> },
     Txs { from: PeerId, msg: MessageId, acceptance: MessageAcceptance, penalty: Option<PeerAction> },
     Served { channel: ResponseChannel<Response>, response: Response },
@@ -136,12 +146,13 @@ pub struct Service {
     orphan_count: usize,
     outbox: VecDeque<Transaction>,
     serving: usize,
+    /// Peers whose score crossed the disconnect threshold, disconnected at the next tick.
+    disconnect_at_tick: Vec<PeerId>,
     bootstrap: Vec<Multiaddr>,
     last_status_round: Instant,
     last_kad_bootstrap: Instant,
     shutdown: CancellationToken,
-    /// Messages dropped because a queue was full, by queue.
-    pub dropped: HashMap<&'static str, u64>,
+    metrics: super::metrics::Metrics,
 }
 
 fn unix_ms() -> u64 {
@@ -154,6 +165,7 @@ impl Service {
     pub fn spawn(
         config: NetworkConfig,
         core: Arc<Core>,
+        metrics: super::metrics::Metrics,
         shutdown: CancellationToken,
         tasks: &mut tokio::task::JoinSet<()>,
     ) -> Result<NetworkHandle, NetworkError> {
@@ -234,11 +246,12 @@ impl Service {
             orphan_count: 0,
             outbox: VecDeque::new(),
             serving: 0,
+            disconnect_at_tick: Vec::new(),
             bootstrap: config.bootstrap,
             last_status_round: Instant::now(),
             last_kad_bootstrap: Instant::now(),
             shutdown,
-            dropped: HashMap::new(),
+            metrics,
         };
         tracing::info!(peer_id = %local, "network started");
         tasks.spawn(service.run());
@@ -263,7 +276,7 @@ impl Service {
     }
 
     fn drop_count(&mut self, queue: &'static str) {
-        *self.dropped.entry(queue).or_default() += 1;
+        self.metrics.dropped.get_or_create(&super::metrics::QueueLabels { queue: queue.to_string() }).inc();
     }
 
     fn our_status(&self) -> Status {
@@ -280,8 +293,25 @@ impl Service {
 
     fn report(&mut self, peer: PeerId, action: PeerAction, reason: &'static str) {
         tracing::debug!(%peer, action = action.as_str(), reason, "peer penalised");
+        self.metrics
+            .peer_actions
+            .get_or_create(&super::metrics::ActionLabels { action: action.as_str().to_string(), reason: reason.to_string() })
+            .inc();
         let effects = self.peers.report(peer, action, reason, Instant::now(), unix_ms());
-        self.apply(effects);
+        for effect in effects {
+            match effect {
+                // A score-triggered disconnect waits for the next tick, so the rest of a burst the
+                // peer already sent is still judged: faults in quick succession reach the ban
+                // threshold, as the policy table says, instead of being cut off at the disconnect
+                // threshold (after which the peer is turned away and could never be banned).
+                Effect::Disconnect { peer } => {
+                    if !self.disconnect_at_tick.contains(&peer) {
+                        self.disconnect_at_tick.push(peer);
+                    }
+                }
+                other => self.apply(vec![other]),
+            }
+        }
     }
 
     fn apply(&mut self, effects: Vec<Effect>) {
@@ -293,6 +323,7 @@ impl Service {
                 }
                 Effect::Ban { peer, until_unix_ms, reason } => {
                     tracing::warn!(%peer, reason, until_unix_ms, "peer banned");
+                    self.metrics.bans.get_or_create(&super::metrics::ReasonLabels { reason: reason.to_string() }).inc();
                     self.swarm.behaviour_mut().blocked.block_peer(peer);
                     self.swarm.behaviour_mut().kad.remove_peer(&peer);
                     self.statuses.remove(&peer);
@@ -395,7 +426,10 @@ impl Service {
             Ok(Event::TxPooled { .. }) => {}
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(missed = n, "network fell behind the node's events");
-                *self.dropped.entry("core_events").or_default() += n;
+                self.metrics
+                    .dropped
+                    .get_or_create(&super::metrics::QueueLabels { queue: "core_events".to_string() })
+                    .inc_by(n);
             }
             Err(broadcast::error::RecvError::Closed) => self.shutdown.cancel(),
         }
@@ -418,12 +452,16 @@ impl Service {
         let now = Instant::now();
         let effects = self.peers.heartbeat(now, unix_ms());
         self.apply(effects);
+        let disconnect: Vec<Effect> =
+            self.disconnect_at_tick.drain(..).map(|peer| Effect::Disconnect { peer }).collect();
+        self.apply(disconnect);
         for p in self.peers.excess_peers(now) {
             tracing::debug!(peer = %p, "disconnecting peer (too many peers)");
             let _ = self.swarm.disconnect_peer_id(p);
         }
         self.flush_outbox();
         self.info.peers.store(self.peers.connected_count(), Ordering::Relaxed);
+        self.update_gauges();
         if now.duration_since(self.last_status_round) >= STATUS_INTERVAL {
             self.last_status_round = now;
             let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
@@ -435,6 +473,25 @@ impl Service {
             }
         }
         self.drive_sync();
+    }
+
+    fn update_gauges(&self) {
+        use super::metrics::{DirectionLabel, DirectionLabels, ScoreLabels, ScoreRange};
+        let m = &self.metrics;
+        m.peers.get_or_create(&DirectionLabels { direction: DirectionLabel::Inbound }).set(self.peers.inbound_count() as i64);
+        m.peers.get_or_create(&DirectionLabels { direction: DirectionLabel::Outbound }).set(self.peers.outbound_count() as i64);
+        let mut counts = [0i64; 6];
+        for p in self.peers.peers() {
+            let i = ScoreRange::ALL.iter().position(|r| *r == ScoreRange::of(p.score)).unwrap_or(0);
+            counts[i] += 1;
+        }
+        for (range, n) in ScoreRange::ALL.iter().zip(counts) {
+            m.peer_scores.get_or_create(&ScoreLabels { range: *range }).set(n);
+        }
+        m.banned_peers.set(self.peers.ban_count() as i64);
+        m.syncing.set(i64::from(self.target.is_some()));
+        m.sync_target_height.set(self.target.as_ref().map_or(0, |t| t.status.height as i64));
+        m.orphans.set(self.orphan_count as i64);
     }
 
     fn find_peers(&mut self, now: Instant) {
@@ -464,13 +521,24 @@ impl Service {
 
     fn send_status(&mut self, peer: PeerId) {
         let status = self.our_status();
-        let id = self.swarm.behaviour_mut().sync.send_request(&peer, Request::Status(status));
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, Ok(Request::Status(status)));
         self.pending.insert(id, Pending::Status);
     }
 
     // ----- swarm events ----------------------------------------------------------------------
 
     fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        if let Some(m) = &self.metrics.libp2p {
+            use libp2p::metrics::Recorder;
+            m.record(&ev);
+            match &ev {
+                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => m.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => m.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => m.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => m.record(e),
+                _ => {}
+            }
+        }
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "p2p listening");
@@ -531,10 +599,27 @@ impl Service {
         }
     }
 
-    fn on_gossip(&mut self, source: PeerId, id: MessageId, message: gossipsub::Message) {
-        let gs = |s: &mut Self, acceptance| {
-            let _ = s.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
+    /// Reports a gossip verdict to gossipsub (which scores the peer by it) and counts it.
+    fn verdict(&mut self, id: &MessageId, source: &PeerId, topic: TopicLabel, acceptance: MessageAcceptance) {
+        let result = match acceptance {
+            MessageAcceptance::Accept => ResultLabel::Accept,
+            MessageAcceptance::Reject => ResultLabel::Reject,
+            MessageAcceptance::Ignore => ResultLabel::Ignore,
         };
+        self.metrics.gossip_messages.get_or_create(&GossipLabels { topic, result }).inc();
+        let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, source, acceptance);
+    }
+
+    fn on_gossip(&mut self, source: PeerId, id: MessageId, message: gossipsub::Message) {
+        let topic = if message.topic == self.topics.blocks.hash() {
+            TopicLabel::Blocks
+        } else if message.topic == self.topics.txs.hash() {
+            TopicLabel::Txs
+        } else {
+            TopicLabel::Other
+        };
+        self.metrics.gossip_bytes.get_or_create(&TopicLabels { topic }).inc_by(message.data.len() as u64);
+        let gs = |s: &mut Self, acceptance| s.verdict(&id, &source, topic, acceptance);
         if !self.peers.allow(&source, RateClass::GossipMessage, 1, Instant::now()) {
             gs(self, MessageAcceptance::Ignore);
             self.report(source, PeerAction::MidTolerance, "gossip_rate_limit");
@@ -549,8 +634,12 @@ impl Service {
                     return;
                 }
             };
-            match check_header_stateless(&block.header, now_ms()) {
-                Ok(()) => {}
+            let now = now_ms();
+            match check_header_stateless(&block.header, now) {
+                Ok(()) => {
+                    let delay_ms = now.saturating_sub(block.header.timestamp_ms);
+                    self.core.metrics.block_propagation_delay.observe(delay_ms as f64 / 1000.0);
+                }
                 Err(e @ BlockError::TimestampInFuture { .. }) => {
                     tracing::debug!(peer = %source, error = %e, "block from the future ignored");
                     gs(self, MessageAcceptance::Ignore);
@@ -571,8 +660,12 @@ impl Service {
                 }
                 Some(_) => gs(self, MessageAcceptance::Ignore),
                 None => {
-                    gs(self, MessageAcceptance::Accept);
-                    self.queue_block(block, Some(source));
+                    // The verdict follows the import (see the module docs).
+                    let job = Job::Block { block: Box::new(block), from: Some(source), msg: Some(id.clone()) };
+                    if self.block_jobs.try_send(job).is_err() {
+                        gs(self, MessageAcceptance::Ignore);
+                        self.drop_count("block_jobs");
+                    }
                 }
             }
         } else if message.topic == self.topics.txs.hash() {
@@ -581,11 +674,7 @@ impl Service {
                     if let Err(mpsc::error::TrySendError::Full(Job::Txs { msg, .. })) =
                         self.tx_jobs.try_send(Job::Txs { txs, from: source, msg: id.clone() })
                     {
-                        let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                            &msg,
-                            &source,
-                            MessageAcceptance::Ignore,
-                        );
+                        self.verdict(&msg, &source, TopicLabel::Txs, MessageAcceptance::Ignore);
                         self.drop_count("tx_jobs");
                     }
                 }
@@ -600,16 +689,21 @@ impl Service {
     }
 
     fn queue_block(&mut self, block: Block, from: Option<PeerId>) {
-        if self.block_jobs.try_send(Job::Block { block: Box::new(block), from }).is_err() {
+        if self.block_jobs.try_send(Job::Block { block: Box::new(block), from, msg: None }).is_err() {
             self.drop_count("block_jobs");
         }
     }
 
-    fn on_sync_event(&mut self, ev: request_response::Event<Request, Response>) {
+    fn on_sync_event(&mut self, ev: request_response::Event<Result<Request, Refused>, Response>) {
         use request_response::{Event as E, InboundFailure, Message, OutboundFailure};
         match ev {
-            E::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+            E::Message { peer, message: Message::Request { request: Ok(request), channel, .. }, .. } => {
                 self.on_request(peer, request, channel)
+            }
+            E::Message { peer, message: Message::Request { request: Err(Refused(why)), channel, .. }, .. } => {
+                tracing::info!(%peer, error = %why, "bad sync request");
+                self.respond(channel, Response::Error { code: ErrorCode::InvalidRequest, message: why });
+                self.report(peer, PeerAction::LowTolerance, "bad_sync_request");
             }
             E::Message { peer, message: Message::Response { request_id, response }, .. } => {
                 let pending = self.pending.remove(&request_id);
@@ -617,6 +711,11 @@ impl Service {
             }
             E::OutboundFailure { peer, request_id, error, .. } => {
                 let pending = self.pending.remove(&request_id);
+                let kind = match pending {
+                    Some(Pending::Status) => super::metrics::SyncKind::Status,
+                    _ => super::metrics::SyncKind::Blocks,
+                };
+                self.count_sync(super::metrics::DirectionLabel::Outbound, kind, super::metrics::SyncResult::Error);
                 if let Some(Pending::Range { start, .. }) = pending {
                     self.range_failed(start);
                 }
@@ -642,7 +741,29 @@ impl Service {
     }
 
     fn respond(&mut self, channel: ResponseChannel<Response>, response: Response) {
+        // Inbound requests are counted by the answer we give them.
+        self.count_response(super::metrics::DirectionLabel::Inbound, &response);
         let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+    }
+
+    fn count_sync(&self, direction: super::metrics::DirectionLabel, kind: super::metrics::SyncKind, result: super::metrics::SyncResult) {
+        self.metrics.sync_requests.get_or_create(&super::metrics::SyncLabels { direction, kind, result }).inc();
+    }
+
+    fn count_response(&self, direction: super::metrics::DirectionLabel, response: &Response) {
+        use super::metrics::{SyncKind, SyncResult};
+        let (kind, result, bytes) = match response {
+            Response::Status(_) => (SyncKind::Status, SyncResult::Ok, 89),
+            Response::Blocks(b) => (SyncKind::Blocks, SyncResult::Ok, 5 + b.iter().map(|b| 4 + b.encoded_len()).sum::<usize>()),
+            Response::Error { code: ErrorCode::RateLimited, message } => (SyncKind::Blocks, SyncResult::RateLimited, 4 + message.len()),
+            Response::Error { code: ErrorCode::InvalidRequest, message } => (SyncKind::Blocks, SyncResult::Invalid, 4 + message.len()),
+            Response::Error { message, .. } => (SyncKind::Blocks, SyncResult::Error, 4 + message.len()),
+        };
+        self.count_sync(direction, kind, result);
+        self.metrics
+            .sync_response_bytes
+            .get_or_create(&super::metrics::DirectionLabels { direction })
+            .inc_by(bytes as u64);
     }
 
     fn on_request(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
@@ -698,6 +819,7 @@ impl Service {
     }
 
     fn on_response(&mut self, peer: PeerId, pending: Option<Pending>, response: Response) {
+        self.count_response(super::metrics::DirectionLabel::Outbound, &response);
         match (pending, response) {
             (Some(Pending::Status), Response::Status(status)) => {
                 if status.genesis != self.core.chain.params().genesis_hash {
@@ -726,7 +848,7 @@ impl Service {
                     if n < count {
                         // A short answer (size budget): ask the same peer for the rest.
                         let (start, count) = (start + u64::from(n), count - n);
-                        let id = self.swarm.behaviour_mut().sync.send_request(&peer, Request::BlocksByRange { start, count });
+                        let id = self.swarm.behaviour_mut().sync.send_request(&peer, Ok(Request::BlocksByRange { start, count }));
                         self.pending.insert(id, Pending::Range { start, count });
                     }
                 }
@@ -769,27 +891,22 @@ impl Service {
                 self.respond(channel, response);
             }
             Done::Txs { from, msg, acceptance, penalty } => {
-                let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&msg, &from, acceptance);
+                self.verdict(&msg, &from, TopicLabel::Txs, acceptance);
                 if let Some(action) = penalty {
                     self.report(from, action, "invalid_transaction");
                 }
             }
-            Done::Block { hash, block, from, result } => match result {
-                Ok(ImportOutcome::NewTip { .. } | ImportOutcome::SideChain) => {
-                    if let Some(p) = from {
-                        self.peers.reward(&p, 1.0, Instant::now());
-                    }
-                    self.release_orphans(hash);
+            Done::Block { hash, block, from, msg, result } => {
+                if let (Some(msg), Some(source)) = (msg, from) {
+                    let acceptance = match &result {
+                        Ok(ImportOutcome::NewTip { .. } | ImportOutcome::SideChain) => MessageAcceptance::Accept,
+                        Err(e) if e.peer_action().is_some() => MessageAcceptance::Reject,
+                        _ => MessageAcceptance::Ignore,
+                    };
+                    self.verdict(&msg, &source, TopicLabel::Blocks, acceptance);
                 }
-                Ok(ImportOutcome::AlreadyKnown) => self.release_orphans(hash),
-                Err(ImportError::Block(BlockError::UnknownParent(parent))) => self.add_orphan(*block, from, parent),
-                Err(e) => {
-                    tracing::info!(error = %e, peer = ?from, "block rejected");
-                    if let (Some(p), Some(action)) = (from, e.peer_action()) {
-                        self.report(p, action, "invalid_block");
-                    }
-                }
-            },
+                self.on_block_done(hash, block, from, result);
+            }
             Done::Batch { from, start, imported, failure } => {
                 let Some(t) = self.target.as_mut() else { return };
                 t.importing = false;
@@ -825,6 +942,31 @@ impl Service {
         }
     }
 
+    fn on_block_done(
+        &mut self,
+        hash: Hash,
+        block: Box<Block>,
+        from: Option<PeerId>,
+        result: Result<ImportOutcome, ImportError>,
+    ) {
+        match result {
+            Ok(ImportOutcome::NewTip { .. } | ImportOutcome::SideChain) => {
+                if let Some(p) = from {
+                    self.peers.reward(&p, 1.0, Instant::now());
+                }
+                self.release_orphans(hash);
+            }
+            Ok(ImportOutcome::AlreadyKnown) => self.release_orphans(hash),
+            Err(ImportError::Block(BlockError::UnknownParent(parent))) => self.add_orphan(*block, from, parent),
+            Err(e) => {
+                tracing::info!(error = %e, peer = ?from, "block rejected");
+                if let (Some(p), Some(action)) = (from, e.peer_action()) {
+                    self.report(p, action, "invalid_block");
+                }
+            }
+        }
+    }
+
     fn add_orphan(&mut self, block: Block, from: Option<PeerId>, parent: Hash) {
         if self.orphan_count >= ORPHAN_CAP {
             // Forget everything: a peer ahead of us will be synced by range instead.
@@ -847,7 +989,7 @@ impl Service {
             return;
         }
         if !already_asked {
-            let id = self.swarm.behaviour_mut().sync.send_request(&p, Request::BlocksByHash(vec![parent]));
+            let id = self.swarm.behaviour_mut().sync.send_request(&p, Ok(Request::BlocksByHash(vec![parent])));
             self.pending.insert(id, Pending::Hash(vec![parent]));
         }
     }
@@ -951,7 +1093,7 @@ impl Service {
             );
         }
         for (peer, start, count) in requests {
-            let id = self.swarm.behaviour_mut().sync.send_request(&peer, Request::BlocksByRange { start, count });
+            let id = self.swarm.behaviour_mut().sync.send_request(&peer, Ok(Request::BlocksByRange { start, count }));
             self.pending.insert(id, Pending::Range { start, count });
         }
         if let Some(job) = job
@@ -1036,17 +1178,17 @@ fn spawn_worker(
 
 fn run_job(core: &Core, job: Job) -> Vec<Done> {
     match job {
-        Job::Block { block, from } => {
+        Job::Block { block, from, msg } => {
             let hash = block.hash();
             let result = core.import_block(&block, BlockSource::Network);
-            vec![Done::Block { hash, block, from, result }]
+            vec![Done::Block { hash, block, from, msg, result }]
         }
         Job::Fetched { blocks, from } => blocks
             .into_iter()
             .map(|b| {
                 let hash = b.hash();
                 let result = core.import_block(&b, BlockSource::Network);
-                Done::Block { hash, block: Box::new(b), from: Some(from), result }
+                Done::Block { hash, block: Box::new(b), from: Some(from), msg: None, result }
             })
             .collect(),
         Job::Batch { blocks, from, start } => {

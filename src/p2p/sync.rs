@@ -356,6 +356,62 @@ impl libp2p::request_response::Codec for RawCodec {
     }
 }
 
+/// Why an inbound request frame was refused: its length prefix is above [`MAX_REQUEST_BYTES`] or its
+/// payload does not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub String);
+
+/// The codec the node's swarm runs: [`Codec`]'s frames, except that a refused inbound request is
+/// handed up as `Err(Refused)` instead of failing the stream. libp2p's request-response drops a stream
+/// whose request cannot be read without telling the behaviour which peer sent it, so with [`Codec`]
+/// garbage and oversized frames would cost their sender nothing; this way the swarm task answers
+/// `InvalidRequest` and penalises the sender. Outbound requests are always `Ok`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeCodec;
+
+impl libp2p::request_response::Codec for NodeCodec {
+    type Protocol = StreamProtocol;
+    type Request = Result<Request, Refused>;
+    type Response = Response;
+
+    async fn read_request<T>(&mut self, p: &StreamProtocol, io: &mut T) -> io::Result<Self::Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        match <Codec as libp2p::request_response::Codec>::read_request(&mut Codec, p, io).await {
+            Ok(req) => Ok(Ok(req)),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(Err(Refused(e.to_string()))),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn read_response<T>(&mut self, p: &StreamProtocol, io: &mut T) -> io::Result<Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        <Codec as libp2p::request_response::Codec>::read_response(&mut Codec, p, io).await
+    }
+
+    async fn write_request<T>(&mut self, p: &StreamProtocol, io: &mut T, req: Self::Request) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        match req {
+            Ok(req) => <Codec as libp2p::request_response::Codec>::write_request(&mut Codec, p, io, req).await,
+            Err(Refused(why)) => {
+                Err(io::Error::new(io::ErrorKind::InvalidInput, format!("a refused request is not sent: {why}")))
+            }
+        }
+    }
+
+    async fn write_response<T>(&mut self, p: &StreamProtocol, io: &mut T, res: Response) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        <Codec as libp2p::request_response::Codec>::write_response(&mut Codec, p, io, res).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,7 @@ pub struct NodeProcess {
     pub data_dir: PathBuf,
     pub api: String,
     pub admin: String,
+    pub metrics: String,
 }
 
 impl NodeProcess {
@@ -63,7 +64,8 @@ impl NodeProcess {
         cmd.arg("run")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--api-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--api-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
+            .args(["--log-format", "json"])
             .args(extra)
             .env("RUST_LOG", std::env::var("VISION_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
@@ -82,7 +84,7 @@ impl NodeProcess {
             }
         });
         let mut node =
-            NodeProcess { child, logs, data_dir: data_dir.to_path_buf(), api: String::new(), admin: String::new() };
+            NodeProcess { child, logs, data_dir: data_dir.to_path_buf(), api: String::new(), admin: String::new(), metrics: String::new() };
         let addr = wait_for("the API to listen", Duration::from_secs(30), || {
             if let Ok(Some(status)) = node.child.try_wait() {
                 panic!("node exited early with {status}: {:?}", node.logs.lock().unwrap());
@@ -92,6 +94,8 @@ impl NodeProcess {
         node.api = format!("http://{addr}");
         let admin = wait_for("the admin API to listen", Duration::from_secs(30), || node.log_field("admin API listening", "addr"));
         node.admin = format!("http://{admin}");
+        let metrics = wait_for("metrics to listen", Duration::from_secs(30), || node.log_field("metrics listening", "addr"));
+        node.metrics = format!("http://{metrics}");
         node
     }
 
