@@ -21,6 +21,10 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/vision/kad/1");
 pub const SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Concurrent inbound sync streams per connection.
 pub const SYNC_MAX_CONCURRENT_STREAMS: usize = 16;
+/// How often each connection is pinged.
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// A ping unanswered this long closes the connection (a silently dead link, e.g. a partition).
+pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections to one peer.
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
 /// Inbound connections still in the handshake.
@@ -75,6 +79,8 @@ pub fn build_behaviour(
         .map_err(NetworkError::Build)?;
     let mut kad_config = kad::Config::new(KAD_PROTOCOL);
     kad_config.set_query_timeout(Duration::from_secs(30));
+    // The swarm task bootstraps Kademlia itself when it wants peers (and only once it knows some).
+    kad_config.set_periodic_bootstrap_interval(None);
     let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
     kad.set_mode(Some(kad::Mode::Server));
     Ok(Behaviour {
@@ -84,7 +90,7 @@ pub fn build_behaviour(
             identify::Config::new(PROTOCOL_VERSION.to_string(), keypair.public())
                 .with_agent_version(format!("vision-node/{}", env!("CARGO_PKG_VERSION"))),
         ),
-        ping: ping::Behaviour::new(ping::Config::new()),
+        ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL).with_timeout(PING_TIMEOUT)),
         kad,
         gossipsub,
         sync: request_response::Behaviour::new(

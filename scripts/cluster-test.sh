@@ -1,0 +1,390 @@
+#!/usr/bin/env bash
+# Cluster test: the docker-compose cluster (docker-compose.yml) with a bootnode and 4 nodes.
+#
+#   scripts/cluster-test.sh            # from the repository root or anywhere else
+#
+# 1. builds the static binary on the host (target/static; no image can be pulled, see Dockerfile)
+#    and the `FROM scratch` image around it;
+# 2. starts the bootnode and 4 scaled `node` replicas in a compose project of its own;
+# 3. checks, through each container's API (published on a random 127.0.0.1 port):
+#    a. all 5 reach the same tip at height >= 5;
+#    b. a transfer signed by the host wallet and submitted to one node is mined and every node
+#       shows the recipient's balance;
+#    c. a node killed with SIGKILL (`docker kill`) and started again (same container, same volume)
+#       rejoins and catches up;
+#    d. a node cut off the compose network (`docker network disconnect`) while the others mine
+#       10 blocks (it mines a fork of its own meanwhile), then reconnected, heals onto the same tip
+#       as the rest, and every connection it lists afterwards is listed by the peer as well.
+# Prints PASS/FAIL lines with timings, exits non-zero on any failure (with the nodes' last logs),
+# and always removes its containers, volumes, network and image.
+#
+# Needs: docker with `docker compose` (v2) or `docker-compose` (v1.28+), cargo, curl.
+# Traffic goes only to 127.0.0.1 (published ports) and, as a fallback, to this project's own
+# containers on its private network.
+#
+# Environment: CLUSTER_TEST_TIMEOUT (seconds per convergence wait, default 120),
+# CLUSTER_TEST_SKIP_BUILD=1 (reuse an existing target/static binary instead of running cargo),
+# CLUSTER_TEST_KEEP=1 (leave the cluster running for inspection; remove it with the printed command),
+# CLUSTER_TEST_NEW_IP=1 (in d, a placeholder container takes the cut-off node's address, so it
+# rejoins under a new one and its old TCP connections never resume: only dead-connection detection
+# can end them).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TRIPLE=x86_64-unknown-linux-gnu
+STATIC_TARGET_DIR=$ROOT/target/static
+BIN=$STATIC_TARGET_DIR/$TRIPLE/release/vision-node
+BIN_IN_CONTEXT=target/static/$TRIPLE/release/vision-node # must match Dockerfile and .dockerignore
+NODES=4
+MIN_HEIGHT=5
+PARTITION_BLOCKS=10 # blocks the connected nodes mine while one node is cut off
+TIMEOUT=${CLUSTER_TEST_TIMEOUT:-120}
+PROJECT=visiontest$$
+IMAGE=vision-node:clustertest$$
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/vision-cluster.XXXXXX")
+
+START_MS=$(date +%s%3N)
+FAILED=0
+UP=0
+BUILT_IMAGE=0
+PLACEHOLDER=
+
+now_ms() { date +%s%3N; }
+since() { # seconds since $1 (ms), one decimal
+    local d=$(($(now_ms) - $1))
+    printf '%d.%d' $((d / 1000)) $(((d % 1000) / 100))
+}
+log() { echo "[$(since "$START_MS")s] $*"; }
+pass() { echo "PASS: $*"; }
+
+if docker compose version >/dev/null 2>&1; then
+    COMPOSE=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+    COMPOSE=(docker-compose)
+else
+    echo "FAIL: neither \`docker compose\` nor \`docker-compose\` is installed" >&2
+    exit 1
+fi
+command -v curl >/dev/null 2>&1 || { echo "FAIL: curl is needed" >&2; exit 1; }
+
+# The compose settings this test needs: its own image, random host ports, no automatic restarts
+# (a crash must show up as a failure, and `docker kill` must leave the container stopped).
+export VISION_IMAGE=$IMAGE VISION_BOOTNODE_API_PORT='' VISION_RESTART=no
+compose() { "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" "$@"; }
+
+dump_logs() {
+    [ "$UP" = 1 ] || return 0
+    local c
+    # Per container, the last 50 lines other than the per-block "imported block" lines (one or two
+    # a second, they would hide everything else).
+    for c in $(compose ps -q bootnode node 2>/dev/null); do
+        echo "---- logs of $(docker inspect -f '{{.Name}}' "$c" | sed 's#^/##'), last 50 lines without \"imported block\" ----"
+        docker logs --tail 2000 "$c" 2>&1 | grep -v '"message":"imported block"' | tail -n 50 || true
+    done
+    echo "---- container states ----"
+    docker ps -a --filter "label=com.docker.compose.project=$PROJECT" \
+        --format '{{.Names}}\t{{.Status}}' 2>&1 || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ "$rc" != 0 ] || [ "$FAILED" != 0 ]; then
+        dump_logs
+    fi
+    if [ "${CLUSTER_TEST_KEEP:-0}" = 1 ] && [ "$UP" = 1 ]; then
+        echo "cluster left running; remove it with:"
+        [ -z "$PLACEHOLDER" ] || echo "  docker rm -f -v $PLACEHOLDER"
+        echo "  VISION_IMAGE=$IMAGE ${COMPOSE[*]} -p $PROJECT -f $ROOT/docker-compose.yml down -v && docker rmi $IMAGE"
+    else
+        if [ -n "$PLACEHOLDER" ]; then
+            docker rm -f -v "$PLACEHOLDER" >/dev/null 2>&1 || true
+        fi
+        if [ "$UP" = 1 ]; then
+            compose down -v --remove-orphans --timeout 10 >/dev/null 2>&1 || true
+        fi
+        if [ "$BUILT_IMAGE" = 1 ]; then
+            docker rmi -f "$IMAGE" >/dev/null 2>&1 || true
+        fi
+    fi
+    rm -rf "$TMP"
+    if [ "$rc" = 0 ] && [ "$FAILED" = 0 ]; then
+        echo "cluster test: all checks passed in $(since "$START_MS") s"
+    else
+        echo "cluster test: FAILED after $(since "$START_MS") s"
+        [ "$rc" != 0 ] || rc=1
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() {
+    echo "FAIL: $*"
+    FAILED=1
+    exit 1
+}
+
+# ---- build ---------------------------------------------------------------------------------------
+
+t=$(now_ms)
+if [ "${CLUSTER_TEST_SKIP_BUILD:-0}" = 1 ] && [ -x "$BIN" ]; then
+    log "CLUSTER_TEST_SKIP_BUILD=1: reusing $BIN"
+else
+    log "building the static binary in $STATIC_TARGET_DIR"
+    CARGO_TARGET_DIR=$STATIC_TARGET_DIR RUSTFLAGS='-C target-feature=+crt-static' \
+        cargo build --release --target "$TRIPLE" --bin vision-node || fail "cargo build of the static binary"
+fi
+[ -x "$BIN" ] || fail "no binary at $BIN"
+linkage=$(ldd "$BIN" 2>&1 || true)
+if grep -Eq 'not a dynamic executable|statically linked' <<<"$linkage"; then
+    log "binary is static ($(since "$t") s): $(head -n 1 <<<"$linkage" | sed 's/^[[:space:]]*//')"
+else
+    fail "$BIN is dynamically linked: $(tr '\n' ' ' <<<"$linkage")"
+fi
+
+log "building image $IMAGE"
+t=$(now_ms)
+BUILT_IMAGE=1
+docker build -q -t "$IMAGE" --build-arg "BINARY=$BIN_IN_CONTEXT" -f "$ROOT/Dockerfile" "$ROOT" >/dev/null \
+    || fail "docker build"
+log "image built ($(since "$t") s, $(docker image inspect -f '{{.Size}}' "$IMAGE") bytes)"
+
+# ---- cluster -------------------------------------------------------------------------------------
+
+log "starting bootnode + $NODES nodes (project $PROJECT, ${COMPOSE[*]})"
+CLUSTER_START=$(now_ms)
+UP=1
+compose up -d --no-build --scale "node=$NODES" bootnode node || fail "compose up"
+
+BOOT=$(compose ps -q bootnode)
+mapfile -t REPLICAS < <(compose ps -q node)
+[ -n "$BOOT" ] && [ "${#REPLICAS[@]}" = "$NODES" ] \
+    || fail "expected 1 bootnode and $NODES nodes, got '${BOOT}' and ${#REPLICAS[@]}"
+ALL=("$BOOT" "${REPLICAS[@]}")
+NET=$(docker network ls -q --filter "label=com.docker.compose.project=$PROJECT" \
+    --filter "label=com.docker.compose.network=vision" --format '{{.Name}}')
+[ -n "$NET" ] || fail "compose network not found"
+
+declare -A NAME URL
+name_of() { docker inspect -f '{{.Name}}' "$1" | sed 's#^/##'; }
+for c in "${ALL[@]}"; do NAME[$c]=$(name_of "$c"); done
+
+# The API URL of a container: its published 127.0.0.1 port, else its address on our own network.
+refresh_url() {
+    local c=$1 hp ip
+    hp=$(docker port "$c" 7070/tcp 2>/dev/null | grep -m1 '^127\.0\.0\.1:' || true)
+    if [ -n "$hp" ]; then
+        URL[$c]=http://$hp
+    else
+        ip=$(docker inspect -f "{{with index .NetworkSettings.Networks \"$NET\"}}{{.IPAddress}}{{end}}" "$c" 2>/dev/null || true)
+        if [ -n "$ip" ]; then URL[$c]=http://$ip:7070; else URL[$c]=; fi
+    fi
+}
+for c in "${ALL[@]}"; do refresh_url "$c"; done
+
+# The first occurrence of a scalar JSON field (serde_json output: no spaces), strings unquoted.
+field() { { grep -o "\"$1\":\"\{0,1\}[^\",}]*" || true; } | head -n 1 | sed "s/^\"$1\":\"\{0,1\}//"; }
+api() { # container path
+    [ -n "${URL[$1]}" ] || return 1
+    curl -fsS --max-time 3 "${URL[$1]}$2" 2>/dev/null
+}
+
+# STATUS[c] = "height tip_hash peers peer_id" for each container given; fails if any is unreachable.
+declare -A STATUS
+read_statuses() {
+    local c s
+    for c in "$@"; do
+        s=$(api "$c" /v1/status) || return 1
+        STATUS[$c]="$(field height <<<"$s") $(field tip_hash <<<"$s") $(field peers <<<"$s") $(field peer_id <<<"$s")"
+    done
+}
+height_of() { echo "${STATUS[$1]}" | cut -d' ' -f1; }
+tip_of() { echo "${STATUS[$1]}" | cut -d' ' -f2; }
+peers_of() { echo "${STATUS[$1]}" | cut -d' ' -f3; }
+peer_id_of() { echo "${STATUS[$1]}" | cut -d' ' -f4; }
+connected_ids() { api "$1" /v1/peers | grep -o '"peer_id":"[^"]*"' | cut -d'"' -f4; }
+describe() {
+    local c
+    for c in "$@"; do
+        printf '    %-28s height %-5s peers %-3s tip %s\n' "${NAME[$c]}" "$(height_of "$c")" "$(peers_of "$c")" "$(tip_of "$c" | cut -c1-16)"
+    done
+}
+
+# Waits until every given container reports the same tip at height >= $1. Sets CONVERGED_HEIGHT.
+wait_converged() {
+    local min=$1 deadline c tip ok
+    shift
+    deadline=$(($(now_ms) + TIMEOUT * 1000))
+    while [ "$(now_ms)" -lt "$deadline" ]; do
+        if read_statuses "$@"; then
+            ok=1
+            tip=$(tip_of "$1")
+            for c in "$@"; do
+                if [ "$(tip_of "$c")" != "$tip" ] || [ "$(height_of "$c")" -lt "$min" ]; then ok=0; fi
+            done
+            if [ "$ok" = 1 ] && [ -n "$tip" ]; then
+                CONVERGED_HEIGHT=$(height_of "$1")
+                return 0
+            fi
+        fi
+        sleep 0.5
+    done
+    echo "  last statuses:"
+    for c in "$@"; do
+        if [ -n "${STATUS[$c]:-}" ]; then describe "$c"; else echo "    ${NAME[$c]}: unreachable"; fi
+    done
+    return 1
+}
+
+# Waits until every given container is at height >= $1.
+wait_height() {
+    local min=$1 deadline c ok
+    shift
+    deadline=$(($(now_ms) + TIMEOUT * 1000))
+    while [ "$(now_ms)" -lt "$deadline" ]; do
+        if read_statuses "$@"; then
+            ok=1
+            for c in "$@"; do [ "$(height_of "$c")" -ge "$min" ] || ok=0; done
+            [ "$ok" = 0 ] || return 0
+        fi
+        sleep 0.5
+    done
+    return 1
+}
+
+max_height() {
+    local c m=0
+    for c in "$@"; do [ "$(height_of "$c")" -le "$m" ] || m=$(height_of "$c"); done
+    echo "$m"
+}
+
+others_than() { # prints ALL minus $1
+    local c
+    for c in "${ALL[@]}"; do [ "$c" = "$1" ] || echo "$c"; done
+}
+
+# ---- a. convergence ------------------------------------------------------------------------------
+
+log "a. waiting for all $((NODES + 1)) nodes to agree on a tip at height >= $MIN_HEIGHT"
+wait_converged "$MIN_HEIGHT" "${ALL[@]}" || fail "a. nodes did not converge within ${TIMEOUT} s"
+pass "a. all $((NODES + 1)) nodes on tip $(tip_of "$BOOT" | cut -c1-16)… at height $CONVERGED_HEIGHT ($(since "$CLUSTER_START") s after compose up)"
+describe "${ALL[@]}"
+
+# ---- b. transfer ---------------------------------------------------------------------------------
+
+SENDER=${REPLICAS[0]}
+log "b. transfer from dev account 1, submitted to ${NAME[$SENDER]}"
+t=$(now_ms)
+"$BIN" wallet dev-key --index 1 --out "$TMP/dev1.json" >/dev/null || fail "b. wallet dev-key"
+TO=$("$BIN" wallet new --out "$TMP/recipient.json") || fail "b. wallet new"
+AMOUNT=1000
+"$BIN" wallet send --key "$TMP/dev1.json" --to "$TO" --amount "$AMOUNT" --api "${URL[$SENDER]}" \
+    --wait --wait-timeout "$TIMEOUT" || fail "b. wallet send (to ${NAME[$SENDER]}) was not included"
+deadline=$(($(now_ms) + TIMEOUT * 1000))
+for c in "${ALL[@]}"; do
+    bal=
+    while [ "$(now_ms)" -lt "$deadline" ]; do
+        bal=$(api "$c" "/v1/accounts/$TO" | field balance || true)
+        [ "$bal" = "$AMOUNT" ] && break
+        sleep 0.5
+    done
+    [ "$bal" = "$AMOUNT" ] || fail "b. ${NAME[$c]} shows balance '${bal}' for $TO, expected $AMOUNT"
+done
+pass "b. transfer of $AMOUNT to $TO mined and visible on all $((NODES + 1)) nodes ($(since "$t") s)"
+
+# ---- c. kill and restart -------------------------------------------------------------------------
+
+VICTIM=${REPLICAS[1]}
+mapfile -t REST < <(others_than "$VICTIM")
+log "c. docker kill ${NAME[$VICTIM]}, let the others mine, docker start it again"
+t=$(now_ms)
+read_statuses "$VICTIM" || fail "c. ${NAME[$VICTIM]} unreachable before the kill"
+before=$(height_of "$VICTIM")
+victim_id=$(peer_id_of "$VICTIM")
+docker kill "$VICTIM" >/dev/null || fail "c. docker kill"
+[ "$(docker inspect -f '{{.State.Running}}' "$VICTIM")" = false ] || fail "c. ${NAME[$VICTIM]} still running after docker kill"
+read_statuses "${REST[@]}" || fail "c. the other nodes are unreachable"
+target=$(($(max_height "${REST[@]}") + 3))
+wait_height "$target" "${REST[@]}" || fail "c. the other nodes did not reach height $target while ${NAME[$VICTIM]} was down"
+docker start "$VICTIM" >/dev/null || fail "c. docker start"
+refresh_url "$VICTIM"
+deadline=$(($(now_ms) + TIMEOUT * 1000))
+until read_statuses "$VICTIM"; do
+    [ "$(now_ms)" -lt "$deadline" ] || fail "c. ${NAME[$VICTIM]}'s API did not come back after docker start"
+    sleep 0.2
+    refresh_url "$VICTIM"
+done
+resumed=$(height_of "$VICTIM")
+log "c. ${NAME[$VICTIM]} back: height $resumed (was $before when killed; the others were at $target)"
+[ "$(peer_id_of "$VICTIM")" = "$victim_id" ] \
+    || fail "c. ${NAME[$VICTIM]} came back as peer $(peer_id_of "$VICTIM"), was $victim_id: its node key in /data was lost"
+wait_converged "$target" "${ALL[@]}" || fail "c. ${NAME[$VICTIM]} did not catch up within ${TIMEOUT} s of its restart"
+pass "c. ${NAME[$VICTIM]} killed at height $before, restarted, caught up with the others at height $CONVERGED_HEIGHT ($(since "$t") s)"
+
+# ---- d. partition and heal -----------------------------------------------------------------------
+
+# Every connection the given container lists must be listed by the peer too (no half-open
+# connection left over from the partition). Needs STATUS (peer ids) of all containers.
+symmetric_peers() {
+    local c=$1 p o found theirs
+    for p in $(connected_ids "$c"); do
+        found=0
+        for o in "${ALL[@]}"; do
+            [ "$(peer_id_of "$o")" = "$p" ] || continue
+            found=1
+            theirs=$(connected_ids "$o" || true)
+            grep -qx "$(peer_id_of "$c")" <<<"$theirs" \
+                || { ASYM="${NAME[$c]} lists ${NAME[$o]} as connected, ${NAME[$o]} does not list ${NAME[$c]}"; return 1; }
+        done
+        [ "$found" = 1 ] || { ASYM="${NAME[$c]} lists unknown peer $p"; return 1; }
+    done
+    return 0
+}
+
+ISOLATED=${REPLICAS[2]}
+mapfile -t REST < <(others_than "$ISOLATED")
+log "d. docker network disconnect ${NAME[$ISOLATED]}, let the others mine, reconnect it"
+t=$(now_ms)
+# Compose's DNS aliases (service name, container id) are dropped on disconnect: put them back.
+ALIASES=$(docker inspect -f "{{with index .NetworkSettings.Networks \"$NET\"}}{{range .Aliases}}{{.}} {{end}}{{end}}" "$ISOLATED")
+OLD_IP=$(docker inspect -f "{{with index .NetworkSettings.Networks \"$NET\"}}{{.IPAddress}}{{end}}" "$ISOLATED")
+read_statuses "${ALL[@]}" || fail "d. a node is unreachable before the partition"
+before=$(height_of "$ISOLATED")
+docker network disconnect "$NET" "$ISOLATED" || fail "d. docker network disconnect"
+if [ "${CLUSTER_TEST_NEW_IP:-0}" = 1 ]; then
+    # A placeholder container (the same image, not networking, not mining) takes the freed address,
+    # so the node comes back under a new one: its old connections can then only end by detection.
+    PLACEHOLDER=$(docker run -d --network "$NET" --read-only --cap-drop ALL --label "vision-cluster-test=$PROJECT" \
+        "$IMAGE" run --data-dir /data --network false --mine false) || fail "d. placeholder container"
+    log "d. placeholder took $(docker inspect -f "{{with index .NetworkSettings.Networks \"$NET\"}}{{.IPAddress}}{{end}}" "$PLACEHOLDER") (the isolated node had $OLD_IP)"
+fi
+target=$(($(max_height "${REST[@]}") + PARTITION_BLOCKS))
+wait_height "$target" "${REST[@]}" || fail "d. the connected nodes did not reach height $target during the partition"
+alias_args=()
+for a in $ALIASES; do alias_args+=(--alias "$a"); done
+docker network connect "${alias_args[@]}" "$NET" "$ISOLATED" || fail "d. docker network connect"
+NEW_IP=$(docker inspect -f "{{with index .NetworkSettings.Networks \"$NET\"}}{{.IPAddress}}{{end}}" "$ISOLATED")
+log "d. reconnected after $(since "$t") s as $NEW_IP (was $OLD_IP); the isolated node was at height $before, the others reached $target"
+refresh_url "$ISOLATED"
+t2=$(now_ms)
+if read_statuses "$ISOLATED"; then
+    h=$(height_of "$ISOLATED")
+    own=$(tip_of "$ISOLATED")
+    theirs=$(api "$BOOT" "/v1/blocks/$h" | field hash || true)
+    if [ "$own" != "$theirs" ]; then fork="mined a fork of its own, tip ${own:0:16}…"; else fork="no fork of its own"; fi
+    log "d. ${NAME[$ISOLATED]} right after reconnecting: height $h, peers $(peers_of "$ISOLATED"), $fork"
+fi
+wait_converged "$target" "${ALL[@]}" || fail "d. ${NAME[$ISOLATED]} did not heal within ${TIMEOUT} s of reconnecting"
+pass "d. ${NAME[$ISOLATED]} partitioned and reconnected, on the common tip at height $CONVERGED_HEIGHT ($(since "$t2") s after reconnecting)"
+describe "${ALL[@]}"
+
+t=$(now_ms)
+deadline=$(($(now_ms) + TIMEOUT * 1000))
+ASYM=
+until read_statuses "${ALL[@]}" && symmetric_peers "$ISOLATED"; do
+    [ "$(now_ms)" -lt "$deadline" ] || fail "d. half-open connection ${TIMEOUT} s after healing: $ASYM"
+    sleep 1
+done
+pass "d. every connection ${NAME[$ISOLATED]} lists is live on both ends ($(since "$t") s)"
