@@ -11,11 +11,13 @@
 //! Nothing here blocks the loop: chain work runs on the two worker threads (bounded queues, a full
 //! queue drops the work and counts it), store reads for serving sync requests on the blocking pool.
 //!
-//! Gossip validation: a block that decodes, passes the header's stateless checks (PoW, version,
-//! clock) and is not known goes to the block worker, and its verdict waits for the import: Accept
-//! (relay) once imported, Reject (and penalty) if invalid, Ignore otherwise (e.g. unknown parent).
-//! Relaying before full validation would make every honest relay of a block with valid PoW but an
-//! invalid body look like its author to the next node, which bans it. A transaction batch is judged after
+//! Gossip validation: a block is relayed (Accept) once it decodes, passes the header's stateless
+//! checks (PoW, version, clock) and is not known; full import follows on the worker. Relaying before
+//! the body is checked keeps propagation fast, and a block with valid PoW costs its maker real
+//! work. If the import then finds the body invalid, the penalty goes to the block's *author* — the
+//! peer that signed the gossip message (StrictSign) — and not to the peer that relayed it, which
+//! did exactly what every honest node does; an author we are not connected to is banned all the
+//! same, so it is refused when it dials. A transaction batch is judged after
 //! the worker checked every transaction: Reject (and penalty) if any carries a peer action,
 //! Accept if any was new, Ignore otherwise.
 //!
@@ -58,6 +60,8 @@ pub const BATCH: u32 = MAX_BLOCKS_PER_REQUEST;
 pub const MAX_INFLIGHT: usize = 8;
 /// How often statuses are refreshed.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the INFO status line (peers, height, sync) is logged.
+pub const STATUS_LOG_INTERVAL: Duration = Duration::from_secs(30);
 /// Housekeeping period (peer manager heartbeat, dialing, sync scheduling, tx batch flush).
 pub const TICK: Duration = Duration::from_millis(100);
 /// Blocks waiting in the block worker's queue.
@@ -77,9 +81,9 @@ pub const MAX_SERVING: usize = 32;
 pub const TX_OUTBOX_CAP: usize = 16 * MAX_TX_BATCH;
 
 enum Job {
-    /// One block from gossip (with its message id, awaiting our verdict) or an orphan whose parent
-    /// arrived.
-    Block { block: Box<Block>, from: Option<PeerId>, msg: Option<MessageId> },
+    /// One block from gossip (with the peer that signed the gossip message, its author) or an
+    /// orphan whose parent arrived.
+    Block { block: Box<Block>, from: Option<PeerId>, author: Option<PeerId> },
     /// A sync batch, imported in order, stopping at the first failure.
     Batch { blocks: Vec<Block>, from: PeerId, start: u64 },
     /// Blocks fetched by hash for orphans.
@@ -93,7 +97,7 @@ enum Done {
         hash: Hash,
         block: Box<Block>,
         from: Option<PeerId>,
-        msg: Option<MessageId>,
+        author: Option<PeerId>,
         result: Result<ImportOutcome, ImportError>,
     },
     Batch { from: PeerId, start: u64, imported: usize, failure: Option<(Box<Block>, ImportError)> },
@@ -150,6 +154,7 @@ pub struct Service {
     disconnect_at_tick: Vec<PeerId>,
     bootstrap: Vec<Multiaddr>,
     last_status_round: Instant,
+    last_status_log: Instant,
     last_kad_bootstrap: Instant,
     shutdown: CancellationToken,
     metrics: super::metrics::Metrics,
@@ -249,6 +254,7 @@ impl Service {
             disconnect_at_tick: Vec::new(),
             bootstrap: config.bootstrap,
             last_status_round: Instant::now(),
+            last_status_log: Instant::now(),
             last_kad_bootstrap: Instant::now(),
             shutdown,
             metrics,
@@ -462,6 +468,21 @@ impl Service {
         self.flush_outbox();
         self.info.peers.store(self.peers.connected_count(), Ordering::Relaxed);
         self.update_gauges();
+        if now.duration_since(self.last_status_log) >= STATUS_LOG_INTERVAL {
+            self.last_status_log = now;
+            let tip = self.core.chain.tip();
+            tracing::info!(
+                peers = self.peers.connected_count(),
+                inbound = self.peers.inbound_count(),
+                outbound = self.peers.outbound_count(),
+                banned = self.peers.ban_count(),
+                height = tip.header.height,
+                tip = %tip.hash.short(),
+                syncing = self.target.is_some(),
+                mempool = self.core.mempool.len(),
+                "status"
+            );
+        }
         if now.duration_since(self.last_status_round) >= STATUS_INTERVAL {
             self.last_status_round = now;
             let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
@@ -497,11 +518,17 @@ impl Service {
     fn find_peers(&mut self, now: Instant) {
         if now.duration_since(self.last_kad_bootstrap) >= Duration::from_secs(30) {
             self.last_kad_bootstrap = now;
-            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+            if self.peers.connected_count() > 0 {
+                let _ = self.swarm.behaviour_mut().kad.bootstrap();
+            }
         }
-        if self.peers.connected_count() == 0 {
+        // Short of outbound peers (e.g. after a partition or an address change): dial the bootstrap
+        // nodes we are not connected to.
+        if self.peers.outbound_count() < self.peers.config().min_outbound_peers {
             for addr in self.bootstrap.clone() {
-                let _ = self.swarm.dial(addr);
+                if peer_of(&addr).is_none_or(|p| !self.swarm.is_connected(&p)) {
+                    let _ = self.swarm.dial(addr);
+                }
             }
         }
         // Dial a few known peers we are not connected to.
@@ -570,7 +597,13 @@ impl Service {
                     }
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, mut info, .. })) => {
+                // A peer reached over a real network announces its loopback address too; dialing it
+                // would reach ourselves. Keep loopback only for peers that are on loopback with us.
+                let on_loopback = self.peers.peers().iter().any(|p| p.peer == peer_id && p.addrs.iter().any(is_loopback));
+                if !on_loopback {
+                    info.listen_addrs.retain(|a| !is_loopback(a));
+                }
                 for a in &info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, a.clone());
                 }
@@ -589,6 +622,12 @@ impl Service {
                 message,
             })) => self.on_gossip(propagation_source, message_id, message),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event { peer, connection, result: Err(e) })) => {
+                // libp2p's ping no longer closes connections itself: a link that stopped answering
+                // (a partition, a dead host) is closed here so the peer slot is freed and redialed.
+                tracing::debug!(%peer, error = %e, "ping failed; closing the connection");
+                self.swarm.close_connection(connection);
+            }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
             }
@@ -660,11 +699,14 @@ impl Service {
                 }
                 Some(_) => gs(self, MessageAcceptance::Ignore),
                 None => {
-                    // The verdict follows the import (see the module docs).
-                    let job = Job::Block { block: Box::new(block), from: Some(source), msg: Some(id.clone()) };
+                    // Relay now (see the module docs); a bad body found by the import is charged to
+                    // the block's author, not to whoever relayed it.
+                    let job = Job::Block { block: Box::new(block), from: Some(source), author: message.source };
                     if self.block_jobs.try_send(job).is_err() {
                         gs(self, MessageAcceptance::Ignore);
                         self.drop_count("block_jobs");
+                    } else {
+                        gs(self, MessageAcceptance::Accept);
                     }
                 }
             }
@@ -689,7 +731,7 @@ impl Service {
     }
 
     fn queue_block(&mut self, block: Block, from: Option<PeerId>) {
-        if self.block_jobs.try_send(Job::Block { block: Box::new(block), from, msg: None }).is_err() {
+        if self.block_jobs.try_send(Job::Block { block: Box::new(block), from, author: None }).is_err() {
             self.drop_count("block_jobs");
         }
     }
@@ -848,7 +890,11 @@ impl Service {
                     if n < count {
                         // A short answer (size budget): ask the same peer for the rest.
                         let (start, count) = (start + u64::from(n), count - n);
-                        let id = self.swarm.behaviour_mut().sync.send_request(&peer, Ok(Request::BlocksByRange { start, count }));
+                        let id = self
+                            .swarm
+                            .behaviour_mut()
+                            .sync
+                            .send_request(&peer, Ok(Request::BlocksByRange { start, count }));
                         self.pending.insert(id, Pending::Range { start, count });
                     }
                 }
@@ -896,17 +942,7 @@ impl Service {
                     self.report(from, action, "invalid_transaction");
                 }
             }
-            Done::Block { hash, block, from, msg, result } => {
-                if let (Some(msg), Some(source)) = (msg, from) {
-                    let acceptance = match &result {
-                        Ok(ImportOutcome::NewTip { .. } | ImportOutcome::SideChain) => MessageAcceptance::Accept,
-                        Err(e) if e.peer_action().is_some() => MessageAcceptance::Reject,
-                        _ => MessageAcceptance::Ignore,
-                    };
-                    self.verdict(&msg, &source, TopicLabel::Blocks, acceptance);
-                }
-                self.on_block_done(hash, block, from, result);
-            }
+            Done::Block { hash, block, from, author, result } => self.on_block_done(hash, block, from, author, result),
             Done::Batch { from, start, imported, failure } => {
                 let Some(t) = self.target.as_mut() else { return };
                 t.importing = false;
@@ -947,6 +983,7 @@ impl Service {
         hash: Hash,
         block: Box<Block>,
         from: Option<PeerId>,
+        author: Option<PeerId>,
         result: Result<ImportOutcome, ImportError>,
     ) {
         match result {
@@ -959,8 +996,10 @@ impl Service {
             Ok(ImportOutcome::AlreadyKnown) => self.release_orphans(hash),
             Err(ImportError::Block(BlockError::UnknownParent(parent))) => self.add_orphan(*block, from, parent),
             Err(e) => {
-                tracing::info!(error = %e, peer = ?from, "block rejected");
-                if let (Some(p), Some(action)) = (from, e.peer_action()) {
+                tracing::info!(error = %e, peer = ?from, author = ?author, "block rejected");
+                // The signed author made the block; a different relayer only checked its header
+                // and PoW, as every node does before relaying, and is not at fault.
+                if let (Some(p), Some(action)) = (author.or(from), e.peer_action()) {
                     self.report(p, action, "invalid_block");
                 }
             }
@@ -1109,6 +1148,14 @@ impl Service {
     }
 }
 
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_loopback(),
+        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     addr.iter().find_map(|p| match p {
         libp2p::multiaddr::Protocol::P2p(id) => Some(id),
@@ -1178,20 +1225,21 @@ fn spawn_worker(
 
 fn run_job(core: &Core, job: Job) -> Vec<Done> {
     match job {
-        Job::Block { block, from, msg } => {
+        Job::Block { block, from, author } => {
             let hash = block.hash();
             let result = core.import_block(&block, BlockSource::Network);
-            vec![Done::Block { hash, block, from, msg, result }]
+            vec![Done::Block { hash, block, from, author, result }]
         }
         Job::Fetched { blocks, from } => blocks
             .into_iter()
             .map(|b| {
                 let hash = b.hash();
                 let result = core.import_block(&b, BlockSource::Network);
-                Done::Block { hash, block: Box::new(b), from: Some(from), msg: None, result }
+                Done::Block { hash, block: Box::new(b), from: Some(from), author: None, result }
             })
             .collect(),
         Job::Batch { blocks, from, start } => {
+            let _span = tracing::info_span!("sync_batch", %from, start, blocks = blocks.len()).entered();
             let mut imported = 0;
             let mut failure = None;
             for b in blocks {

@@ -1,0 +1,719 @@
+//! Misbehaving peers against a real `vision-node` process.
+//!
+//! The node under test (`a`) runs with `--mine false` on a difficulty-1 test genesis, so its chain
+//! only moves when the test feeds it blocks. Around it:
+//!
+//! - an honest real node (`b`, the same binary, bootstrapped to `a`), which must stay connected to
+//!   `a` and keep following its chain;
+//! - an honest in-process peer (`h`, the node's own libp2p stack from
+//!   [`vision_node::p2p::behaviour::build_swarm`]) that feeds valid blocks to `a` over gossip and
+//!   times `BlocksByRange` requests to `a` while the attacks run (each answered in under 2 s);
+//! - one in-process evil peer per scenario, each with a fresh identity:
+//!   (a) gossips a block whose header and PoW are fine but whose transaction signature is broken
+//!   (with a matching transactions root) → `Fatal`;
+//!   (b) gossips a block whose hash misses its header's difficulty → `Fatal`;
+//!   (c) sends sync frames with a correct length prefix and garbage payloads → `LowTolerance` each;
+//!   (d) sends sync frames whose length prefix is above `MAX_REQUEST_BYTES` → `LowTolerance` each;
+//!   (e) floods valid `BlocksByRange { start: 0, count: 64 }` requests → rate limited, `MidTolerance`
+//!   each.
+//!
+//!   The sync attackers speak `/vision/sync/1` through their own behaviour with [`RawCodec`], which
+//!   writes caller-made bytes, length prefix included. They send in bursts (reconnecting if dropped)
+//!   until banned; one burst is enough, since faults in quick succession must reach the ban threshold
+//!   rather than stop at the disconnect threshold.
+//!
+//! The in-process peers refuse connections to `b`, so everything `b` sees came through `a`: in
+//! particular `a` relays the block of (a) after its header and PoW checks, and `b` must then charge
+//! the invalid body to the block's signed author (the attacker), never to `a` for relaying it.
+//!
+//! Every attacker must end up in `GET /admin/bans` (with the expected reason in `a`'s log) and out of
+//! `GET /v1/peers`, while `b` and `h` stay connected and served and a block fed afterwards still
+//! reaches `b`. Finally the bans survive a restart (persisted in redb; a banned peer that dials again
+//! is turned away) and expire on time (`--ban-duration-secs`), after which the same peer id connects
+//! again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, identity, ping, request_response};
+use tokio::runtime::Runtime;
+use tokio::sync::{mpsc, oneshot};
+use vision_node::chain::consensus::meets_difficulty;
+use vision_node::chain::types::{Address, Block, tx_root};
+use vision_node::node::{BlockSource, Core, Node, NodeConfig};
+use vision_node::p2p::behaviour::{self, BehaviourEvent, build_swarm, build_transport};
+use vision_node::p2p::gossip::Topics;
+use vision_node::p2p::sync::{self, MAX_REQUEST_BYTES, RawCodec, Request, Response};
+use vision_node::p2p::{BanInfo, PeerInfo, TransportKind, peer_manager};
+use vision_node::testkit::{TEST_CHAIN_ID, genesis_with_accounts, next_block, transfer};
+use vision_node::wallet::Keypair;
+
+use crate::common::{NodeProcess, wait_for};
+
+/// Longest acceptable answer time of an honest sync request while attacks run.
+const HONEST_LATENCY: Duration = Duration::from_secs(2);
+/// Time one attack scenario may take before the test gives up.
+const ATTACK_TIMEOUT: Duration = Duration::from_secs(20);
+/// Ban length of the restart-and-expiry test.
+const SHORT_BAN_SECS: u64 = 8;
+
+// ----- the setting: genesis, nodes, a local chain to build blocks on ---------------------------------
+
+/// What every test shares: a temp dir with the genesis file, the runtime of the in-process peers and
+/// a local copy of the chain fed to the node under test.
+struct Setting {
+    dir: tempfile::TempDir,
+    genesis_file: String,
+    keys: Vec<Keypair>,
+    topics: Topics,
+    /// In-memory chain mirroring what was fed to `a`; blocks are built on its tip.
+    local: Core,
+    rt: Runtime,
+}
+
+impl Setting {
+    fn new() -> Setting {
+        let dir = tempfile::tempdir().unwrap();
+        let (genesis, keys) = genesis_with_accounts(2, 1_000_000_000);
+        let genesis_file = dir.path().join("genesis.toml");
+        genesis.save(&genesis_file).unwrap();
+        let local = Node::open_core(&NodeConfig { genesis: genesis.clone(), ..NodeConfig::devnet() }).unwrap();
+        let topics = Topics::new(&local.chain.params().genesis_hash);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        Setting { genesis_file: genesis_file.to_str().unwrap().to_string(), dir, keys, topics, local, rt }
+    }
+
+    /// Starts a non-mining node in `name` with `extra` flags.
+    fn node(&self, name: &str, extra: &[&str]) -> NodeProcess {
+        let mut args = vec!["--genesis", &self.genesis_file, "--mine", "false"];
+        args.extend_from_slice(extra);
+        NodeProcess::start_networked(&self.dir.path().join(name), &args)
+    }
+
+    /// A peer on the node's own stack with a fresh identity, dialing `a` and refusing to connect to
+    /// `avoid` (so that whatever reaches those nodes came through `a`).
+    fn stack_peer(&self, a: &NodeProcess, avoid: &[&NodeProcess]) -> StackPeer {
+        let avoid: Vec<PeerId> = avoid.iter().map(|n| n.peer_id().parse().unwrap()).collect();
+        let peer = StackPeer::spawn(&self.rt, &self.topics, &avoid);
+        peer.dial(multiaddr(a));
+        peer
+    }
+
+    /// A raw sync peer with a fresh identity (it connects on its first burst).
+    fn raw_peer(&self) -> RawPeer {
+        RawPeer::spawn(&self.rt)
+    }
+
+    /// Builds the next valid block, gossips it to `a` through `h` and waits until every node in
+    /// `followers` has it.
+    fn feed_block(&self, h: &StackPeer, followers: &[&NodeProcess]) -> Block {
+        let block = next_block(&self.local.chain, vec![], Address([0xb0; 32])).unwrap();
+        self.local.import_block(&block, BlockSource::Miner).unwrap();
+        let data = block.encode();
+        wait_for("the honest peer to publish a block", Duration::from_secs(15), || h.publish(data.clone()).ok());
+        for n in followers {
+            n.wait_height(block.header.height, Duration::from_secs(20));
+            assert_eq!(n.status().tip_hash, block.hash());
+        }
+        block
+    }
+
+    /// A block on the fed tip with a valid header and PoW (difficulty 1: every nonce meets it) whose
+    /// one transaction carries a broken signature under a matching transactions root.
+    fn invalid_body_block(&self, variant: u64) -> Vec<u8> {
+        let tx = transfer(&self.keys[0], Address([9; 32]), 5, 1, 0, TEST_CHAIN_ID);
+        let mut block = next_block(&self.local.chain, vec![tx], Address([0xee; 32])).unwrap();
+        block.transactions[0].signature[0] ^= 0xff;
+        block.header.tx_root = tx_root(&block.transactions);
+        block.header.nonce = variant;
+        assert!(meets_difficulty(&block.hash(), block.header.difficulty));
+        block.encode()
+    }
+
+    /// A block on the fed tip that claims difficulty 2^40 but whose hash misses it.
+    fn bad_pow_block(&self, variant: u64) -> Vec<u8> {
+        let mut block = next_block(&self.local.chain, vec![], Address([0xee; 32])).unwrap();
+        block.header.difficulty = 1 << 40;
+        block.header.nonce = variant << 20;
+        while meets_difficulty(&block.hash(), block.header.difficulty) {
+            block.header.nonce += 1;
+        }
+        block.encode()
+    }
+}
+
+fn multiaddr(node: &NodeProcess) -> Multiaddr {
+    node.multiaddr().parse().unwrap()
+}
+
+fn peers(node: &NodeProcess) -> Vec<PeerInfo> {
+    node.client().get("/v1/peers").unwrap()
+}
+
+fn bans(node: &NodeProcess) -> Vec<BanInfo> {
+    node.admin_client().get("/admin/bans").unwrap()
+}
+
+fn listed(node: &NodeProcess, peer: &PeerId) -> bool {
+    peers(node).iter().any(|p| p.peer_id == peer.to_string())
+}
+
+fn banned(node: &NodeProcess, peer: &PeerId) -> Option<BanInfo> {
+    bans(node).into_iter().find(|b| b.peer_id == peer.to_string())
+}
+
+fn now_ms() -> u64 {
+    vision_node::chain::consensus::now_ms()
+}
+
+/// Runs `attack` (one round of misbehaviour) again and again until `node` bans `evil`, giving the
+/// node up to `settle` after each round to react. Returns the rounds it took.
+fn attack_until_banned(
+    node: &NodeProcess,
+    evil: &PeerId,
+    what: &str,
+    settle: Duration,
+    mut attack: impl FnMut(u64),
+) -> u64 {
+    let deadline = Instant::now() + ATTACK_TIMEOUT;
+    for round in 0.. {
+        assert!(Instant::now() < deadline, "{what}: peer {evil} not banned after {round} rounds in {ATTACK_TIMEOUT:?}");
+        attack(round);
+        let settled = Instant::now() + settle;
+        while Instant::now() < settled {
+            if banned(node, evil).is_some() {
+                return round + 1;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+    unreachable!()
+}
+
+/// The reason `node` logged when it banned `peer`.
+fn ban_reason(node: &NodeProcess, peer: &PeerId) -> Option<String> {
+    let id = peer.to_string();
+    let logs = node.logs.lock().unwrap();
+    logs.iter()
+        .find(|v| v["fields"]["message"] == "peer banned" && v["fields"]["peer"] == id.as_str())
+        .and_then(|v| v["fields"]["reason"].as_str().map(str::to_string))
+}
+
+/// After a ban: the peer is in the ban list for one of `reasons`, gone from `/v1/peers`, and its side
+/// saw the connection close.
+fn assert_banned_and_dropped(node: &NodeProcess, evil: &PeerId, link: &Link, what: &str, reasons: &[&str]) {
+    let ban = banned(node, evil).unwrap_or_else(|| panic!("{what}: {evil} not in /admin/bans"));
+    assert!(ban.until_unix_ms > now_ms(), "{what}: ban already over: {ban:?}");
+    let reason = wait_for(&format!("{what}: the ban in the log"), Duration::from_secs(5), || ban_reason(node, evil));
+    assert!(reasons.contains(&reason.as_str()), "{what}: banned for {reason}, expected one of {reasons:?}");
+    wait_for(&format!("{what}: {evil} out of /v1/peers"), Duration::from_secs(5), || {
+        (!listed(node, evil)).then_some(())
+    });
+    wait_for(&format!("{what}: the node to close the connection"), Duration::from_secs(10), || {
+        (!link.connected.load(Ordering::SeqCst)).then_some(())
+    });
+}
+
+/// The honest side is unharmed: `a` is alive, `b` and `h` are still connected to it with a score
+/// above the disconnect threshold, `h`'s sync request is answered quickly, and neither is banned.
+fn assert_honest_service(a: &NodeProcess, b: &NodeProcess, h: &StackPeer) {
+    assert!(a.status().peers >= 2);
+    let list = peers(a);
+    for (who, id) in [("b", b.peer_id()), ("h", h.id.to_string())] {
+        let p = list.iter().find(|p| p.peer_id == id).unwrap_or_else(|| panic!("{who} dropped by a: {list:?}"));
+        assert!(p.score > peer_manager::DEFAULT_DISCONNECT_THRESHOLD, "{who}: {p:?}");
+    }
+    assert!(listed(b, &a.peer_id().parse().unwrap()), "b still connected to a");
+    let latency = h.time_range_request(a);
+    assert!(latency < HONEST_LATENCY, "honest request took {latency:?}");
+    let ban_list = bans(a);
+    assert!(ban_list.iter().all(|x| x.peer_id != h.id.to_string() && x.peer_id != b.peer_id()), "{ban_list:?}");
+}
+
+// ----- in-process peers ----------------------------------------------------------------------------
+
+/// What an in-process peer saw of its connection to the node.
+#[derive(Debug, Default)]
+struct Link {
+    connected: AtomicBool,
+    established: AtomicU64,
+    closed: AtomicU64,
+    dial_failures: AtomicU64,
+    /// Responses received to raw requests.
+    responses: AtomicU64,
+    /// Raw requests that failed (stream reset, connection closed, timeout).
+    failures: AtomicU64,
+}
+
+impl Link {
+    fn on_event<E>(&self, ev: &SwarmEvent<E>) {
+        match ev {
+            SwarmEvent::ConnectionEstablished { .. } => {
+                self.established.fetch_add(1, Ordering::SeqCst);
+                self.connected.store(true, Ordering::SeqCst);
+            }
+            SwarmEvent::ConnectionClosed { num_established: 0, .. } => {
+                self.closed.fetch_add(1, Ordering::SeqCst);
+                self.connected.store(false, Ordering::SeqCst);
+            }
+            SwarmEvent::OutgoingConnectionError { .. } => {
+                self.dial_failures.fetch_add(1, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The answer an in-process peer gives to the node's sync requests: its status echoed (so the node
+/// never tries to sync from us), no blocks.
+fn answer(request: &Request) -> Response {
+    match request {
+        Request::Status(status) => Response::Status(*status),
+        _ => Response::Blocks(Vec::new()),
+    }
+}
+
+enum StackCommand {
+    Dial(Multiaddr),
+    Publish { data: Vec<u8>, reply: oneshot::Sender<Result<(), String>> },
+    Request { peer: PeerId, request: Request, reply: oneshot::Sender<Result<Response, String>> },
+}
+
+/// A peer running the node's exact stack (gossipsub, sync, identify, ping, kad, limits) in this
+/// process, subscribed to both topics.
+struct StackPeer {
+    id: PeerId,
+    commands: mpsc::Sender<StackCommand>,
+    link: Arc<Link>,
+}
+
+impl StackPeer {
+    fn spawn(rt: &Runtime, topics: &Topics, avoid: &[PeerId]) -> StackPeer {
+        let keypair = identity::Keypair::generate_ed25519();
+        let _enter = rt.enter();
+        let mut swarm = build_swarm(TransportKind::Tcp, &keypair, &peer_manager::Config::default(), topics).unwrap();
+        // Kademlia would find the other nodes through `a` and gossip would then reach them directly.
+        for p in avoid {
+            swarm.behaviour_mut().blocked.block_peer(*p);
+        }
+        for t in [&topics.blocks, &topics.txs] {
+            swarm.behaviour_mut().gossipsub.subscribe(t).unwrap();
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let link = Arc::new(Link::default());
+        rt.spawn(run_stack_peer(swarm, rx, link.clone(), topics.clone()));
+        StackPeer { id: keypair.public().to_peer_id(), commands: tx, link }
+    }
+
+    fn dial(&self, addr: Multiaddr) {
+        self.commands.blocking_send(StackCommand::Dial(addr)).unwrap();
+    }
+
+    /// Publishes on the blocks topic; an error until the node's subscription is known.
+    fn publish(&self, data: Vec<u8>) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.blocking_send(StackCommand::Publish { data, reply }).unwrap();
+        rx.blocking_recv().unwrap()
+    }
+
+    fn request(&self, peer: PeerId, request: Request) -> Result<Response, String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.blocking_send(StackCommand::Request { peer, request, reply }).unwrap();
+        rx.blocking_recv().unwrap()
+    }
+
+    /// Asks `node` for its first blocks; returns how long the answer took (panics on failure).
+    fn time_range_request(&self, node: &NodeProcess) -> Duration {
+        let start = Instant::now();
+        let res = self.request(node.peer_id().parse().unwrap(), Request::BlocksByRange { start: 0, count: 2 });
+        let took = start.elapsed();
+        match res {
+            Ok(Response::Blocks(blocks)) => assert!(!blocks.is_empty() && blocks[0].header.height == 0, "{blocks:?}"),
+            other => panic!("honest range request: {other:?}"),
+        }
+        took
+    }
+}
+
+async fn run_stack_peer(
+    mut swarm: Swarm<behaviour::Behaviour>,
+    mut commands: mpsc::Receiver<StackCommand>,
+    link: Arc<Link>,
+    topics: Topics,
+) {
+    let mut pending = std::collections::HashMap::new();
+    loop {
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                None => break,
+                Some(StackCommand::Dial(addr)) => {
+                    if swarm.dial(addr).is_err() {
+                        link.dial_failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                Some(StackCommand::Publish { data, reply }) => {
+                    let res = swarm.behaviour_mut().gossipsub.publish(topics.blocks.clone(), data);
+                    let _ = reply.send(res.map(|_| ()).map_err(|e| e.to_string()));
+                }
+                Some(StackCommand::Request { peer, request, reply }) => {
+                    let id = swarm.behaviour_mut().sync.send_request(&peer, Ok(request));
+                    pending.insert(id, reply);
+                }
+            },
+            ev = swarm.select_next_some() => {
+                link.on_event(&ev);
+                use request_response::{Event, Message};
+                if let SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) = ev {
+                    match ev {
+                        Event::Message { message: Message::Request { request, channel, .. }, .. } => {
+                            let response = request.as_ref().map(answer).unwrap_or(Response::Blocks(Vec::new()));
+                            let _ = swarm.behaviour_mut().sync.send_response(channel, response);
+                        }
+                        Event::Message { message: Message::Response { request_id, response }, .. } => {
+                            if let Some(reply) = pending.remove(&request_id) {
+                                let _ = reply.send(Ok(response));
+                            }
+                        }
+                        Event::OutboundFailure { request_id, error, .. } => {
+                            if let Some(reply) = pending.remove(&request_id) {
+                                let _ = reply.send(Err(error.to_string()));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A sync-only peer that writes raw bytes on `/vision/sync/1`.
+#[derive(NetworkBehaviour)]
+struct RawBehaviour {
+    /// Looks like a node to the node's identify.
+    identify: identify::Behaviour,
+    /// Answers the node's pings.
+    ping: ping::Behaviour,
+    /// Raw frames out, the node's responses in.
+    sync: request_response::Behaviour<RawCodec>,
+}
+
+enum RawCommand {
+    Dial(Multiaddr),
+    Send { peer: PeerId, frames: Vec<Vec<u8>> },
+}
+
+struct RawPeer {
+    id: PeerId,
+    commands: mpsc::Sender<RawCommand>,
+    link: Arc<Link>,
+}
+
+impl RawPeer {
+    fn spawn(rt: &Runtime) -> RawPeer {
+        let _enter = rt.enter();
+        let keypair = identity::Keypair::generate_ed25519();
+        let id = keypair.public().to_peer_id();
+        let behaviour = RawBehaviour {
+            identify: identify::Behaviour::new(
+                identify::Config::new(behaviour::PROTOCOL_VERSION.to_string(), keypair.public())
+                    .with_agent_version("misbehaving-test/0".to_string()),
+            ),
+            ping: ping::Behaviour::new(ping::Config::new()),
+            sync: request_response::Behaviour::new(
+                [(sync::PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+            ),
+        };
+        let swarm = Swarm::new(
+            build_transport(TransportKind::Tcp, &keypair).unwrap(),
+            behaviour,
+            id,
+            libp2p::swarm::Config::with_tokio_executor().with_idle_connection_timeout(Duration::from_secs(60)),
+        );
+        let (tx, rx) = mpsc::channel(64);
+        let link = Arc::new(Link::default());
+        rt.spawn(run_raw_peer(swarm, rx, link.clone()));
+        RawPeer { id, commands: tx, link }
+    }
+
+    fn dial(&self, addr: Multiaddr) {
+        self.commands.blocking_send(RawCommand::Dial(addr)).unwrap();
+    }
+
+    /// Sends every frame as its own request, all at once.
+    fn send(&self, peer: PeerId, frames: Vec<Vec<u8>>) {
+        self.commands.blocking_send(RawCommand::Send { peer, frames }).unwrap();
+    }
+
+    /// One attack round: (re)connects if the node dropped us, then sends `frames` in one burst.
+    fn burst(&self, node: &NodeProcess, addr: &Multiaddr, frames: Vec<Vec<u8>>) {
+        if !self.link.connected.load(Ordering::SeqCst) {
+            let closed = self.link.closed.load(Ordering::SeqCst);
+            let failed = self.link.dial_failures.load(Ordering::SeqCst);
+            self.dial(addr.clone());
+            wait_for("a connection (or a refusal)", Duration::from_secs(10), || {
+                (self.link.connected.load(Ordering::SeqCst)
+                    || self.link.closed.load(Ordering::SeqCst) > closed
+                    || self.link.dial_failures.load(Ordering::SeqCst) > failed)
+                    .then_some(())
+            });
+        }
+        self.send(node.peer_id().parse().unwrap(), frames);
+    }
+}
+
+async fn run_raw_peer(mut swarm: Swarm<RawBehaviour>, mut commands: mpsc::Receiver<RawCommand>, link: Arc<Link>) {
+    loop {
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                None => break,
+                Some(RawCommand::Dial(addr)) => {
+                    if swarm.dial(addr).is_err() {
+                        link.dial_failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                Some(RawCommand::Send { peer, frames }) => {
+                    for f in frames {
+                        swarm.behaviour_mut().sync.send_request(&peer, f);
+                    }
+                }
+            },
+            ev = swarm.select_next_some() => {
+                link.on_event(&ev);
+                use request_response::{Event, Message};
+                if let SwarmEvent::Behaviour(RawBehaviourEvent::Sync(ev)) = ev {
+                    match ev {
+                        Event::Message { message: Message::Request { request, channel, .. }, .. } => {
+                            // The node's status request: answered properly, this peer is only
+                            // rude when it asks.
+                            let response = match Request::decode(&request) {
+                                Ok(req) => answer(&req).encode(),
+                                Err(_) => Vec::new(),
+                            };
+                            let _ = swarm.behaviour_mut().sync.send_response(channel, response);
+                        }
+                        Event::Message { message: Message::Response { .. }, .. } => {
+                            link.responses.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Event::OutboundFailure { .. } => {
+                            link.failures.fetch_add(1, Ordering::SeqCst);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `u32 LE length ‖ payload`.
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_le_bytes().to_vec();
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A correctly framed payload that is no request: an unknown tag, then pseudo-random bytes.
+fn garbage_frame(seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut payload = vec![0xee];
+    payload.extend((0..63).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as u8
+    }));
+    frame(&payload)
+}
+
+/// A length prefix far above `MAX_REQUEST_BYTES`, followed by more bytes than the cap.
+fn oversized_frame() -> Vec<u8> {
+    let mut f = (16 * MAX_REQUEST_BYTES as u32).to_le_bytes().to_vec();
+    f.extend(vec![0x5a; 2 * MAX_REQUEST_BYTES]);
+    f
+}
+
+// ----- the tests -----------------------------------------------------------------------------------
+
+fn start(setting: &Setting, a_flags: &[&str]) -> (NodeProcess, NodeProcess, StackPeer) {
+    let a = setting.node("a", a_flags);
+    let b = setting.node("b", &["--bootstrap", &a.multiaddr()]);
+    let h = setting.stack_peer(&a, &[&b]);
+    let (b_id, h_id) = (b.peer_id().parse().unwrap(), h.id);
+    wait_for("b and h connected to a", Duration::from_secs(20), || {
+        (listed(&a, &b_id) && listed(&a, &h_id)).then_some(())
+    });
+    // The feeding path works before any attack.
+    setting.feed_block(&h, &[&a, &b]);
+    (a, b, h)
+}
+
+#[test]
+fn gossiping_an_invalid_block_or_a_bad_pow_gets_the_sender_banned() {
+    let s = Setting::new();
+    let (a, b, h) = start(&s, &[]);
+    let t0 = Instant::now();
+
+    // (a) Valid header and PoW, broken transaction signature.
+    let evil = s.stack_peer(&a, &[&b]);
+    let rounds = attack_until_banned(&a, &evil.id, "invalid block", Duration::from_millis(500), |round| {
+        let _ = evil.publish(s.invalid_body_block(round));
+    });
+    assert_banned_and_dropped(&a, &evil.id, &evil.link, "invalid block", &["invalid_block"]);
+    eprintln!("invalid block: banned after {rounds} publish attempts, {:?}", t0.elapsed());
+    assert_honest_service(&a, &b, &h);
+
+    // (b) A hash that misses the header's difficulty.
+    let t1 = Instant::now();
+    let evil2 = s.stack_peer(&a, &[&b]);
+    let rounds = attack_until_banned(&a, &evil2.id, "bad PoW", Duration::from_millis(500), |round| {
+        let _ = evil2.publish(s.bad_pow_block(round));
+    });
+    assert_banned_and_dropped(&a, &evil2.id, &evil2.link, "bad PoW", &["invalid_block_header"]);
+    eprintln!("bad PoW: banned after {rounds} publish attempts, {:?}", t1.elapsed());
+
+    // Honest service goes on: b and h are connected and served, the next block reaches b.
+    assert_honest_service(&a, &b, &h);
+    let next = s.feed_block(&h, &[&a, &b]);
+    assert_eq!(next.header.height, 2);
+    let ban_list = bans(&a);
+    assert_eq!(ban_list.len(), 2, "{ban_list:?}");
+    // b saw the invalid block only through a's relay: it may ban its author, never a or h.
+    let b_bans = bans(&b);
+    assert!(
+        b_bans.iter().all(|x| x.peer_id == evil.id.to_string()),
+        "b banned someone other than the author of the invalid block: {b_bans:?}"
+    );
+    let a_id: PeerId = a.peer_id().parse().unwrap();
+    assert!(listed(&b, &a_id), "b keeps a");
+    eprintln!("gossip attacks done in {:?}", t0.elapsed());
+}
+
+#[test]
+fn garbage_oversized_and_flooding_sync_peers_are_banned() {
+    let s = Setting::new();
+    let (a, b, h) = start(&s, &[]);
+    let a_id: PeerId = a.peer_id().parse().unwrap();
+    let addr = multiaddr(&a);
+    let mut worst = Duration::ZERO;
+    let honest_probe = |worst: &mut Duration| {
+        let took = h.time_range_request(&a);
+        *worst = (*worst).max(took);
+        assert!(took < HONEST_LATENCY, "honest request took {took:?} during an attack");
+    };
+
+    // (c) Correct length prefix, garbage payload.
+    let t0 = Instant::now();
+    let evil = s.raw_peer();
+    let rounds = attack_until_banned(&a, &evil.id, "garbage frames", Duration::from_millis(500), |round| {
+        evil.burst(&a, &addr, (0..8).map(|i| garbage_frame(round * 8 + i)).collect());
+        honest_probe(&mut worst);
+    });
+    assert_banned_and_dropped(&a, &evil.id, &evil.link, "garbage frames", &["bad_sync_request"]);
+    eprintln!("garbage frames: banned after {rounds} bursts of 8, {:?}", t0.elapsed());
+
+    // (d) A length prefix above the request cap.
+    let t1 = Instant::now();
+    let evil = s.raw_peer();
+    let rounds = attack_until_banned(&a, &evil.id, "oversized frames", Duration::from_millis(500), |_| {
+        evil.burst(&a, &addr, vec![oversized_frame(); 8]);
+        honest_probe(&mut worst);
+    });
+    assert_banned_and_dropped(&a, &evil.id, &evil.link, "oversized frames", &["bad_sync_request"]);
+    eprintln!("oversized frames: banned after {rounds} bursts of 8, {:?}", t1.elapsed());
+
+    // (e) Valid requests as fast as possible.
+    let t2 = Instant::now();
+    let evil = s.raw_peer();
+    let flood = frame(&Request::BlocksByRange { start: 0, count: 64 }.encode());
+    let rounds = attack_until_banned(&a, &evil.id, "request flood", Duration::from_millis(300), |_| {
+        evil.burst(&a, &addr, vec![flood.clone(); 64]);
+        honest_probe(&mut worst);
+    });
+    assert_banned_and_dropped(&a, &evil.id, &evil.link, "request flood", &["blocks_rate_limit", "sync_rate_limit"]);
+    eprintln!(
+        "request flood: banned after {rounds} bursts of 64 ({} answered, {} refused or cut), {:?}",
+        evil.link.responses.load(Ordering::SeqCst),
+        evil.link.failures.load(Ordering::SeqCst),
+        t2.elapsed()
+    );
+    eprintln!("slowest honest request during the attacks: {worst:?}");
+
+    assert!(listed(&b, &a_id));
+    assert_honest_service(&a, &b, &h);
+    s.feed_block(&h, &[&a, &b]);
+    assert_eq!(bans(&a).len(), 3, "{:?}", bans(&a));
+    assert!(bans(&b).is_empty());
+    eprintln!("sync attacks done in {:?}", t0.elapsed());
+}
+
+#[test]
+fn bans_survive_a_restart_and_expire_on_time() {
+    let s = Setting::new();
+    let ban_secs = SHORT_BAN_SECS.to_string();
+    let flags = ["--ban-duration-secs", ban_secs.as_str()];
+    let a = s.node("a", &flags);
+    let evil = s.stack_peer(&a, &[]);
+    let before = now_ms();
+    attack_until_banned(&a, &evil.id, "bad PoW", Duration::from_millis(500), |round| {
+        let _ = evil.publish(s.bad_pow_block(round));
+    });
+    let after = now_ms();
+    assert_banned_and_dropped(&a, &evil.id, &evil.link, "bad PoW", &["invalid_block_header"]);
+    let ban = banned(&a, &evil.id).unwrap();
+    let ban_ms = SHORT_BAN_SECS * 1000;
+    assert!(
+        (before + ban_ms..=after + ban_ms).contains(&ban.until_unix_ms),
+        "ban until {} not {ban_ms} ms after the attack ({before}..{after})",
+        ban.until_unix_ms
+    );
+
+    // Restart on the same data dir: the ban is still there.
+    let data_dir = a.data_dir.clone();
+    assert!(a.terminate());
+    let a = s.node("a", &flags);
+    assert_eq!(a.data_dir, data_dir);
+    assert!(now_ms() < ban.until_unix_ms, "restart took longer than the ban; raise SHORT_BAN_SECS");
+    assert_eq!(bans(&a), vec![ban.clone()], "bans after the restart");
+
+    // The banned id dials again and is turned away.
+    let established = evil.link.established.load(Ordering::SeqCst);
+    let closed = evil.link.closed.load(Ordering::SeqCst);
+    let failed = evil.link.dial_failures.load(Ordering::SeqCst);
+    evil.dial(multiaddr(&a));
+    wait_for("the banned peer's dial to be refused", Duration::from_secs(10), || {
+        let link = &evil.link;
+        let refused = link.dial_failures.load(Ordering::SeqCst) > failed
+            || (link.established.load(Ordering::SeqCst) > established
+                && link.closed.load(Ordering::SeqCst) > closed
+                && !link.connected.load(Ordering::SeqCst));
+        refused.then_some(())
+    });
+    assert!(!listed(&a, &evil.id), "a banned peer shows up in /v1/peers");
+
+    // Expiry: gone from the ban list at `until`, not before, and the same id connects again.
+    let gone_at = wait_for(
+        "the ban to expire",
+        Duration::from_millis(ban.until_unix_ms.saturating_sub(now_ms()) + 5_000),
+        || bans(&a).is_empty().then(now_ms),
+    );
+    assert!(gone_at >= ban.until_unix_ms, "ban lifted early: at {gone_at}, until {}", ban.until_unix_ms);
+    assert!(gone_at < ban.until_unix_ms + 2_000, "ban lifted late: at {gone_at}, until {}", ban.until_unix_ms);
+    let addr = multiaddr(&a);
+    wait_for("the formerly banned peer to connect again", Duration::from_secs(15), || {
+        if listed(&a, &evil.id) {
+            return Some(());
+        }
+        if !evil.link.connected.load(Ordering::SeqCst) {
+            evil.dial(addr.clone());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
+    });
+    let entry = peers(&a).into_iter().find(|p| p.peer_id == evil.id.to_string()).unwrap();
+    assert!(entry.score >= 0.0, "served its sentence: {entry:?}");
+}
