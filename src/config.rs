@@ -188,7 +188,11 @@ pub struct FileConfig {
     pub metrics_addr: Option<SocketAddr>,
 }
 
-fn multiaddrs(key: &str, flag: Vec<libp2p::Multiaddr>, file: Option<Vec<String>>) -> Result<Vec<libp2p::Multiaddr>, ConfigError> {
+fn multiaddrs(
+    key: &str,
+    flag: Vec<libp2p::Multiaddr>,
+    file: Option<Vec<String>>,
+) -> Result<Vec<libp2p::Multiaddr>, ConfigError> {
     if !flag.is_empty() {
         return Ok(flag);
     }
@@ -259,7 +263,8 @@ impl RunArgs {
         }
         let network = if self.network.or(file.network).unwrap_or(true) {
             let key_path = self.node_key.clone().or(file.node_key).unwrap_or_else(|| data_dir.join(NODE_KEY_FILE));
-            let keypair = crate::p2p::load_or_create_node_key(&key_path).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            let keypair =
+                crate::p2p::load_or_create_node_key(&key_path).map_err(|e| ConfigError::Invalid(e.to_string()))?;
             let mut net = crate::p2p::NetworkConfig::new(keypair);
             net.listen = multiaddrs("listen", self.listen.clone(), file.listen)?;
             if net.listen.is_empty() {
@@ -347,7 +352,10 @@ mod tests {
         let err = RunArgs { config: Some(path.clone()), ..Default::default() }.resolve().unwrap_err();
         assert!(err.to_string().contains("data_dri"), "{err}");
         std::fs::write(&path, "network = false\nbootstrap = [\"/ip4/1.2.3.4/tcp/1\"]\n").unwrap();
-        assert!(RunArgs { config: Some(path.clone()), ..Default::default() }.resolve().is_ok(), "ignored without network");
+        assert!(
+            RunArgs { config: Some(path.clone()), ..Default::default() }.resolve().is_ok(),
+            "ignored without network"
+        );
         std::fs::write(&path, "bootstrap = [\"/ip4/1.2.3.4/tcp/1\"]\nnode_key = \"/nonexistent-dir-x/k\"\n").unwrap();
         assert!(RunArgs { config: Some(path.clone()), ..Default::default() }.resolve().is_err());
         std::fs::write(&path, "mine_threads = 0\n").unwrap();

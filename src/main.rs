@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node (with no flags: a mining devnet node with its API on 127.0.0.1:7070).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Keys and transfers.
     #[command(subcommand)]
     Wallet(WalletCmd),
@@ -168,7 +168,7 @@ type CmdResult = Result<(), Box<dyn std::error::Error>>;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Wallet(cmd) => wallet(cmd),
         Command::Db(cmd) => db(cmd),
         Command::Genesis(cmd) => genesis(cmd),

@@ -186,21 +186,6 @@ impl Collector for CoreCollector {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classic_text_names_counters_with_total() {
-        let om = "# HELP x Things.\n# TYPE x counter\nx_total 3\n# HELP d Time.\n# TYPE d histogram\n# UNIT d seconds\nd_count 1\n# EOF\n";
-        assert_eq!(
-            to_prometheus_text(om),
-            "# HELP x_total Things.\n# TYPE x_total counter\nx_total 3\n# HELP d Time.\n# TYPE d histogram\nd_count 1\n"
-        );
-        assert_eq!(snake_case("NewTip"), "new_tip");
-    }
-}
-
 /// Builds the registry of a node: the core's own metrics, the scrape-time collector, and (when
 /// networked) the network's.
 pub fn registry(core: &Arc<Core>) -> Registry {
@@ -221,10 +206,26 @@ pub async fn serve(
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, "metrics listening");
     tasks.spawn(async move {
-        let serve = axum::serve(listener, router(registry)).with_graceful_shutdown(async move { shutdown.cancelled().await });
+        let serve =
+            axum::serve(listener, router(registry)).with_graceful_shutdown(async move { shutdown.cancelled().await });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "metrics server failed");
         }
     });
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counters_with_total() {
+        let om = "# HELP x Things.\n# TYPE x counter\nx_total 3\n# HELP d Time.\n# TYPE d histogram\n# UNIT d seconds\nd_count 1\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# HELP x_total Things.\n# TYPE x_total counter\nx_total 3\n# HELP d Time.\n# TYPE d histogram\nd_count 1\n"
+        );
+        assert_eq!(snake_case("NewTip"), "new_tip");
+    }
 }

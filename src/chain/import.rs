@@ -220,7 +220,7 @@ impl Chain {
         let parent = w.block_meta(&block.header.parent)?.ok_or(BlockError::UnknownParent(block.header.parent))?;
         if parent.status == BlockStatus::Invalid {
             drop(w);
-            self.mark_invalid(&[block.clone()])?;
+            self.mark_invalid(std::slice::from_ref(block))?;
             return Err(BlockError::KnownInvalid(block.header.parent).into());
         }
         let (times, grandparent_ts) = ancestry(&w, &parent.header)?;

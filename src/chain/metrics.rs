@@ -169,7 +169,11 @@ impl Metrics {
         );
         r.register("reorgs", "Chain reorganisations", self.reorgs.clone());
         r.register("reorg_depth", "Blocks reverted per reorganisation", self.reorg_depth.clone());
-        r.register("transactions_imported", "Transactions in blocks that became canonical", self.transactions_imported.clone());
+        r.register(
+            "transactions_imported",
+            "Transactions in blocks that became canonical",
+            self.transactions_imported.clone(),
+        );
         r.register(
             "transactions_submitted",
             "Transactions offered to the mempool, by source and result",

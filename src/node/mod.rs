@@ -138,7 +138,8 @@ impl Core {
     /// Imports a block; on a new tip updates the pool (in tip order) and announces it.
     pub fn import_block(&self, block: &Block, source: BlockSource) -> Result<ImportOutcome, ImportError> {
         use crate::chain::metrics::{ImportLabels, OutcomeLabel, PathLabel, PathLabels, SourceLabel};
-        let _span = tracing::debug_span!("import", height = block.header.height, hash = %block.hash().short()).entered();
+        let _span =
+            tracing::debug_span!("import", height = block.header.height, hash = %block.hash().short()).entered();
         let start = Instant::now();
         let mut pool_err = None;
         let result = self.chain.import(block, |outcome| {
@@ -261,7 +262,8 @@ impl Core {
         let accepted = results.iter().filter(|r| r.is_ok()).count() as u64;
         let fam = &self.metrics.transactions_submitted;
         fam.get_or_create(&TxLabels { source, result: TxResultLabel::Accepted }).inc_by(accepted);
-        fam.get_or_create(&TxLabels { source, result: TxResultLabel::Rejected }).inc_by(results.len() as u64 - accepted);
+        fam.get_or_create(&TxLabels { source, result: TxResultLabel::Rejected })
+            .inc_by(results.len() as u64 - accepted);
         results
     }
 
@@ -344,9 +346,10 @@ async fn serve(
     shutdown: &CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<SocketAddr, NodeError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| NodeError::Io { context: format!("cannot listen on {addr} for the {what}; choose another {flag}"), source })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| NodeError::Io {
+        context: format!("cannot listen on {addr} for the {what}; choose another {flag}"),
+        source,
+    })?;
     let local = listener.local_addr().map_err(|source| NodeError::Io { context: format!("{what} address"), source })?;
     tracing::info!(addr = %local, "{what} listening");
     let token = shutdown.clone();
@@ -463,22 +466,28 @@ impl Node {
             None => None,
         };
         let metrics_addr = match config.metrics_addr {
-            Some(addr) => Some(
-                crate::metrics::serve(addr, Arc::new(registry), shutdown.clone(), &mut tasks).await.map_err(|source| {
-                    NodeError::Io { context: format!("cannot listen on {addr} for metrics; choose another --metrics-addr"), source }
-                })?,
-            ),
+            Some(addr) => {
+                Some(crate::metrics::serve(addr, Arc::new(registry), shutdown.clone(), &mut tasks).await.map_err(
+                    |source| NodeError::Io {
+                        context: format!("cannot listen on {addr} for metrics; choose another --metrics-addr"),
+                        source,
+                    },
+                )?)
+            }
             None => None,
         };
         let state = crate::api::AppState { core: core.clone(), network: network.clone() };
         let api_addr = match config.api_addr {
-            Some(addr) => Some(serve(addr, "API", "--api-addr", crate::api::router(state.clone()), &shutdown, &mut tasks).await?),
+            Some(addr) => {
+                Some(serve(addr, "API", "--api-addr", crate::api::router(state.clone()), &shutdown, &mut tasks).await?)
+            }
             None => None,
         };
         let admin_addr = match config.admin_addr {
-            Some(addr) => {
-                Some(serve(addr, "admin API", "--admin-addr", crate::api::admin_router(state), &shutdown, &mut tasks).await?)
-            }
+            Some(addr) => Some(
+                serve(addr, "admin API", "--admin-addr", crate::api::admin_router(state), &shutdown, &mut tasks)
+                    .await?,
+            ),
             None => None,
         };
         let miner = match config.miner {

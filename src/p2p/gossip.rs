@@ -128,9 +128,8 @@ mod tests {
     #[test]
     fn batches_round_trip_and_are_capped() {
         let kp = crate::wallet::Keypair::from_seed(&[1; 32]);
-        let txs: Vec<Transaction> = (0..3)
-            .map(|n| crate::testkit::transfer(&kp, crate::chain::types::Address([2; 32]), 1, 1, n, 1))
-            .collect();
+        let txs: Vec<Transaction> =
+            (0..3).map(|n| crate::testkit::transfer(&kp, crate::chain::types::Address([2; 32]), 1, 1, n, 1)).collect();
         assert_eq!(decode_tx_batch(&encode_tx_batch(&txs)).unwrap(), txs);
         let mut w = Writer::default();
         w.u32(MAX_TX_BATCH as u32 + 1);

@@ -216,7 +216,11 @@ impl Metrics {
         r.register("peer_actions", "Misbehaviour reports by tolerance and reason", m.peer_actions.clone());
         r.register("bans", "Peer bans by reason", m.bans.clone());
         r.register("banned_peers", "Peers currently banned", m.banned_peers.clone());
-        r.register("gossip_messages", "Gossip messages received by topic and validation result", m.gossip_messages.clone());
+        r.register(
+            "gossip_messages",
+            "Gossip messages received by topic and validation result",
+            m.gossip_messages.clone(),
+        );
         r.register_with_unit("gossip", "Gossip payload bytes received by topic", Unit::Bytes, m.gossip_bytes.clone());
         r.register("sync_requests", "Sync requests by direction, kind and result", m.sync_requests.clone());
         r.register_with_unit(

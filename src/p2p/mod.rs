@@ -133,11 +133,8 @@ pub fn load_existing_node_key(path: &Path) -> Result<identity::Keypair, NetworkE
 pub fn write_node_key(path: &Path, kp: &identity::Keypair) -> Result<(), NetworkError> {
     use std::io::Write;
     let err = |message: String| NetworkError::Key { path: path.display().to_string(), message };
-    let secret = kp
-        .clone()
-        .try_into_ed25519()
-        .map_err(|_| err("only ed25519 node keys are supported".into()))?
-        .secret();
+    let secret =
+        kp.clone().try_into_ed25519().map_err(|_| err("only ed25519 node keys are supported".into()))?.secret();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     }
@@ -164,7 +161,12 @@ pub struct NetInfo {
 
 impl NetInfo {
     fn new(peer_id: PeerId) -> Self {
-        NetInfo { peer_id, listen: RwLock::new(Vec::new()), peers: AtomicUsize::new(0), syncing: AtomicBool::new(false) }
+        NetInfo {
+            peer_id,
+            listen: RwLock::new(Vec::new()),
+            peers: AtomicUsize::new(0),
+            syncing: AtomicBool::new(false),
+        }
     }
     /// Addresses we listen on.
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {

@@ -42,11 +42,11 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
-use super::gossip::{Topics, decode_tx_batch, encode_tx_batch, MAX_TX_BATCH};
+use super::gossip::{MAX_TX_BATCH, Topics, decode_tx_batch, encode_tx_batch};
 use super::metrics::{GossipLabels, ResultLabel, TopicLabel, TopicLabels};
 use super::peer_manager::{Direction, Effect, PeerManager, RateClass};
 use super::sync::{self, ErrorCode, MAX_BLOCKS_PER_REQUEST, Refused, Request, Response, Status};
-use super::{BanInfo, Command, NetInfo, NetworkConfig, NetworkError, NetworkHandle, PeerInfo, COMMAND_CHANNEL_CAP};
+use super::{BanInfo, COMMAND_CHANNEL_CAP, Command, NetInfo, NetworkConfig, NetworkError, NetworkHandle, PeerInfo};
 use crate::chain::consensus::{BlockError, check_header_stateless, now_ms};
 use crate::chain::types::{Block, Hash, Transaction};
 use crate::chain::{ImportError, ImportOutcome};
@@ -100,9 +100,22 @@ enum Done {
         author: Option<PeerId>,
         result: Result<ImportOutcome, ImportError>,
     },
-    Batch { from: PeerId, start: u64, imported: usize, failure: Option<(Box<Block>, ImportError)> },
-    Txs { from: PeerId, msg: MessageId, acceptance: MessageAcceptance, penalty: Option<PeerAction> },
-    Served { channel: ResponseChannel<Response>, response: Response },
+    Batch {
+        from: PeerId,
+        start: u64,
+        imported: usize,
+        failure: Option<(Box<Block>, ImportError)>,
+    },
+    Txs {
+        from: PeerId,
+        msg: MessageId,
+        acceptance: MessageAcceptance,
+        penalty: Option<PeerAction>,
+    },
+    Served {
+        channel: ResponseChannel<Response>,
+        response: Response,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -301,7 +314,10 @@ impl Service {
         tracing::debug!(%peer, action = action.as_str(), reason, "peer penalised");
         self.metrics
             .peer_actions
-            .get_or_create(&super::metrics::ActionLabels { action: action.as_str().to_string(), reason: reason.to_string() })
+            .get_or_create(&super::metrics::ActionLabels {
+                action: action.as_str().to_string(),
+                reason: reason.to_string(),
+            })
             .inc();
         let effects = self.peers.report(peer, action, reason, Instant::now(), unix_ms());
         for effect in effects {
@@ -499,8 +515,12 @@ impl Service {
     fn update_gauges(&self) {
         use super::metrics::{DirectionLabel, DirectionLabels, ScoreLabels, ScoreRange};
         let m = &self.metrics;
-        m.peers.get_or_create(&DirectionLabels { direction: DirectionLabel::Inbound }).set(self.peers.inbound_count() as i64);
-        m.peers.get_or_create(&DirectionLabels { direction: DirectionLabel::Outbound }).set(self.peers.outbound_count() as i64);
+        m.peers
+            .get_or_create(&DirectionLabels { direction: DirectionLabel::Inbound })
+            .set(self.peers.inbound_count() as i64);
+        m.peers
+            .get_or_create(&DirectionLabels { direction: DirectionLabel::Outbound })
+            .set(self.peers.outbound_count() as i64);
         let mut counts = [0i64; 6];
         for p in self.peers.peers() {
             let i = ScoreRange::ALL.iter().position(|r| *r == ScoreRange::of(p.score)).unwrap_or(0);
@@ -587,20 +607,21 @@ impl Service {
                     self.send_status(peer_id);
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
-                if num_established == 0 {
-                    tracing::debug!(peer = %peer_id, cause = ?cause, "peer disconnected");
-                    self.peers.on_disconnected(&peer_id);
-                    self.statuses.remove(&peer_id);
-                    if self.target.as_ref().is_some_and(|t| t.peer == peer_id) {
-                        self.target = None;
-                    }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
+                tracing::debug!(peer = %peer_id, cause = ?cause, "peer disconnected");
+                self.peers.on_disconnected(&peer_id);
+                self.statuses.remove(&peer_id);
+                if self.target.as_ref().is_some_and(|t| t.peer == peer_id) {
+                    self.target = None;
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, mut info, .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id, mut info, ..
+            })) => {
                 // A peer reached over a real network announces its loopback address too; dialing it
                 // would reach ourselves. Keep loopback only for peers that are on loopback with us.
-                let on_loopback = self.peers.peers().iter().any(|p| p.peer == peer_id && p.addrs.iter().any(is_loopback));
+                let on_loopback =
+                    self.peers.peers().iter().any(|p| p.peer == peer_id && p.addrs.iter().any(is_loopback));
                 if !on_loopback {
                     info.listen_addrs.retain(|a| !is_loopback(a));
                 }
@@ -788,7 +809,12 @@ impl Service {
         let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
     }
 
-    fn count_sync(&self, direction: super::metrics::DirectionLabel, kind: super::metrics::SyncKind, result: super::metrics::SyncResult) {
+    fn count_sync(
+        &self,
+        direction: super::metrics::DirectionLabel,
+        kind: super::metrics::SyncKind,
+        result: super::metrics::SyncResult,
+    ) {
         self.metrics.sync_requests.get_or_create(&super::metrics::SyncLabels { direction, kind, result }).inc();
     }
 
@@ -796,9 +822,15 @@ impl Service {
         use super::metrics::{SyncKind, SyncResult};
         let (kind, result, bytes) = match response {
             Response::Status(_) => (SyncKind::Status, SyncResult::Ok, 89),
-            Response::Blocks(b) => (SyncKind::Blocks, SyncResult::Ok, 5 + b.iter().map(|b| 4 + b.encoded_len()).sum::<usize>()),
-            Response::Error { code: ErrorCode::RateLimited, message } => (SyncKind::Blocks, SyncResult::RateLimited, 4 + message.len()),
-            Response::Error { code: ErrorCode::InvalidRequest, message } => (SyncKind::Blocks, SyncResult::Invalid, 4 + message.len()),
+            Response::Blocks(b) => {
+                (SyncKind::Blocks, SyncResult::Ok, 5 + b.iter().map(|b| 4 + b.encoded_len()).sum::<usize>())
+            }
+            Response::Error { code: ErrorCode::RateLimited, message } => {
+                (SyncKind::Blocks, SyncResult::RateLimited, 4 + message.len())
+            }
+            Response::Error { code: ErrorCode::InvalidRequest, message } => {
+                (SyncKind::Blocks, SyncResult::Invalid, 4 + message.len())
+            }
             Response::Error { message, .. } => (SyncKind::Blocks, SyncResult::Error, 4 + message.len()),
         };
         self.count_sync(direction, kind, result);
@@ -811,7 +843,10 @@ impl Service {
     fn on_request(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
         let now = Instant::now();
         if !self.peers.allow(&peer, RateClass::SyncRequest, 1, now) {
-            self.respond(channel, Response::Error { code: ErrorCode::RateLimited, message: "too many requests".into() });
+            self.respond(
+                channel,
+                Response::Error { code: ErrorCode::RateLimited, message: "too many requests".into() },
+            );
             self.report(peer, PeerAction::MidTolerance, "sync_rate_limit");
             return;
         }
@@ -821,7 +856,10 @@ impl Service {
                 if status.genesis != ours.genesis {
                     self.respond(
                         channel,
-                        Response::Error { code: ErrorCode::WrongNetwork, message: format!("genesis is {}", ours.genesis) },
+                        Response::Error {
+                            code: ErrorCode::WrongNetwork,
+                            message: format!("genesis is {}", ours.genesis),
+                        },
                     );
                     let _ = self.swarm.disconnect_peer_id(peer);
                     return;
@@ -839,7 +877,10 @@ impl Service {
         };
         if self.serving >= MAX_SERVING {
             // We are busy: not this peer's fault.
-            self.respond(channel, Response::Error { code: ErrorCode::RateLimited, message: "busy, retry later".into() });
+            self.respond(
+                channel,
+                Response::Error { code: ErrorCode::RateLimited, message: "busy, retry later".into() },
+            );
             self.drop_count("sync_serving");
             return;
         }
@@ -942,7 +983,7 @@ impl Service {
                     self.report(from, action, "invalid_transaction");
                 }
             }
-            Done::Block { hash, block, from, author, result } => self.on_block_done(hash, block, from, author, result),
+            Done::Block { hash, block, from, author, result } => self.on_block_done(hash, *block, from, author, result),
             Done::Batch { from, start, imported, failure } => {
                 let Some(t) = self.target.as_mut() else { return };
                 t.importing = false;
@@ -981,7 +1022,7 @@ impl Service {
     fn on_block_done(
         &mut self,
         hash: Hash,
-        block: Box<Block>,
+        block: Block,
         from: Option<PeerId>,
         author: Option<PeerId>,
         result: Result<ImportOutcome, ImportError>,
@@ -994,7 +1035,7 @@ impl Service {
                 self.release_orphans(hash);
             }
             Ok(ImportOutcome::AlreadyKnown) => self.release_orphans(hash),
-            Err(ImportError::Block(BlockError::UnknownParent(parent))) => self.add_orphan(*block, from, parent),
+            Err(ImportError::Block(BlockError::UnknownParent(parent))) => self.add_orphan(block, from, parent),
             Err(e) => {
                 tracing::info!(error = %e, peer = ?from, author = ?author, "block rejected");
                 // The signed author made the block; a different relayer only checked its header
@@ -1051,7 +1092,12 @@ impl Service {
             && ours.total_work >= t.status.total_work
         {
             let secs = t.started.elapsed().as_secs_f64();
-            tracing::info!(height = ours.height, blocks = ours.height.saturating_sub(t.start_height), secs, "sync complete");
+            tracing::info!(
+                height = ours.height,
+                blocks = ours.height.saturating_sub(t.start_height),
+                secs,
+                "sync complete"
+            );
             self.target = None;
         }
         // Pick a target: the peer with the most work, if more than ours.
@@ -1255,14 +1301,13 @@ fn run_job(core: &Core, job: Job) -> Vec<Done> {
         }
         Job::Txs { txs, from, msg } => {
             let results = core.submit_transactions(&txs, TxSource::Network);
-            let penalty = results.iter().filter_map(|r| r.as_ref().err().and_then(|e| e.peer_action())).min_by_key(
-                |a| match a {
+            let penalty =
+                results.iter().filter_map(|r| r.as_ref().err().and_then(|e| e.peer_action())).min_by_key(|a| match a {
                     PeerAction::Fatal => 0,
                     PeerAction::LowTolerance => 1,
                     PeerAction::MidTolerance => 2,
                     PeerAction::HighTolerance => 3,
-                },
-            );
+                });
             let acceptance = if penalty.is_some() {
                 MessageAcceptance::Reject
             } else if results.iter().any(|r| r.is_ok()) {
@@ -1274,4 +1319,3 @@ fn run_job(core: &Core, job: Job) -> Vec<Done> {
         }
     }
 }
-

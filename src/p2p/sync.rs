@@ -259,7 +259,10 @@ pub async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, cap: usize) -> 
     io.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len) as usize;
     if len > cap {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes exceeds the cap of {cap}")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the cap of {cap}"),
+        ));
     }
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;

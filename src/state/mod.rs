@@ -326,6 +326,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A remembered peer: (peer id bytes, multiaddr bytes, last seen unix ms).
+pub type StoredPeer = (Vec<u8>, Vec<Vec<u8>>, u64);
+
 /// Most peers remembered in the database.
 pub const MAX_STORED_PEERS: usize = 2_000;
 /// Most addresses remembered per peer.
@@ -427,7 +430,8 @@ impl Store {
     pub fn save_peer(&self, peer: &[u8], addrs: &[Vec<u8>], last_seen_ms: u64) -> Result<(), StoreError> {
         let mut w = Writer::default();
         w.u64(last_seen_ms);
-        let addrs: Vec<&Vec<u8>> = addrs.iter().filter(|a| a.len() <= u16::MAX as usize).take(MAX_ADDRS_PER_PEER).collect();
+        let addrs: Vec<&Vec<u8>> =
+            addrs.iter().filter(|a| a.len() <= u16::MAX as usize).take(MAX_ADDRS_PER_PEER).collect();
         w.bytes(&(addrs.len() as u16).to_le_bytes());
         for a in addrs {
             w.bytes(&(a.len() as u16).to_le_bytes());
@@ -454,8 +458,8 @@ impl Store {
         tx.commit()
     }
 
-    /// Known peers, most recently seen first: (peer id, addresses, last seen ms).
-    pub fn load_peers(&self) -> Result<Vec<(Vec<u8>, Vec<Vec<u8>>, u64)>, StoreError> {
+    /// Known peers, most recently seen first.
+    pub fn load_peers(&self) -> Result<Vec<StoredPeer>, StoreError> {
         let r = self.read()?;
         let t = r.txn.open_table(PEERS)?;
         let mut out = Vec::new();
@@ -465,7 +469,7 @@ impl Store {
                 out.push((k.value().to_vec(), addrs, seen));
             }
         }
-        out.sort_by(|a, b| b.2.cmp(&a.2));
+        out.sort_by_key(|p| std::cmp::Reverse(p.2));
         Ok(out)
     }
 
@@ -511,7 +515,7 @@ macro_rules! read_methods {
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
-            Ok(t.get(META_GENESIS)?.map(|g| to_hash(g.value())).transpose()?)
+            t.get(META_GENESIS)?.map(|g| to_hash(g.value())).transpose()
         }
 
         /// Schema version stored at creation.

@@ -83,8 +83,14 @@ impl NodeProcess {
                 }
             }
         });
-        let mut node =
-            NodeProcess { child, logs, data_dir: data_dir.to_path_buf(), api: String::new(), admin: String::new(), metrics: String::new() };
+        let mut node = NodeProcess {
+            child,
+            logs,
+            data_dir: data_dir.to_path_buf(),
+            api: String::new(),
+            admin: String::new(),
+            metrics: String::new(),
+        };
         let addr = wait_for("the API to listen", Duration::from_secs(30), || {
             if let Ok(Some(status)) = node.child.try_wait() {
                 panic!("node exited early with {status}: {:?}", node.logs.lock().unwrap());
@@ -92,9 +98,12 @@ impl NodeProcess {
             node.log_field("API listening", "addr")
         });
         node.api = format!("http://{addr}");
-        let admin = wait_for("the admin API to listen", Duration::from_secs(30), || node.log_field("admin API listening", "addr"));
+        let admin = wait_for("the admin API to listen", Duration::from_secs(30), || {
+            node.log_field("admin API listening", "addr")
+        });
         node.admin = format!("http://{admin}");
-        let metrics = wait_for("metrics to listen", Duration::from_secs(30), || node.log_field("metrics listening", "addr"));
+        let metrics =
+            wait_for("metrics to listen", Duration::from_secs(30), || node.log_field("metrics listening", "addr"));
         node.metrics = format!("http://{metrics}");
         node
     }

@@ -40,14 +40,27 @@ fn three_in_process_nodes_over_the_memory_transport() {
         let first_id = first.keypair.public().to_peer_id();
         let miner = Keypair::from_seed(&[9; 32]).address();
         let a = Node::builder().genesis(genesis.clone()).network(first).mine(miner, 1).start().await.unwrap();
-        let b = Node::builder().genesis(genesis.clone()).network(memory_net(base + 1, Some((base, first_id)))).start().await.unwrap();
-        let c = Node::builder().genesis(genesis.clone()).network(memory_net(base + 2, Some((base, first_id)))).start().await.unwrap();
+        let b = Node::builder()
+            .genesis(genesis.clone())
+            .network(memory_net(base + 1, Some((base, first_id))))
+            .start()
+            .await
+            .unwrap();
+        let c = Node::builder()
+            .genesis(genesis.clone())
+            .network(memory_net(base + 2, Some((base, first_id))))
+            .start()
+            .await
+            .unwrap();
         let nodes = [&a, &b, &c];
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             let peers: Vec<usize> = nodes.iter().map(|n| n.network().unwrap().info().peer_count()).collect();
             let tips: Vec<_> = nodes.iter().map(|n| n.core().chain.tip()).collect();
-            if peers.iter().all(|p| *p >= 2) && tips[0].header.height >= 5 && tips.iter().all(|t| t.hash == tips[0].hash) {
+            if peers.iter().all(|p| *p >= 2)
+                && tips[0].header.height >= 5
+                && tips.iter().all(|t| t.hash == tips[0].hash)
+            {
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "no agreement: peers {peers:?}, tips {tips:?}");

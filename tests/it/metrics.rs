@@ -88,7 +88,10 @@ fn two_nodes(dir: &Path) -> (NodeProcess, NodeProcess, Keypair) {
     g.save(&path).unwrap();
     let g = path.to_str().unwrap().to_string();
     let a = NodeProcess::start_networked(&dir.join("a"), &["--genesis", &g]);
-    let b = NodeProcess::start_networked(&dir.join("b"), &["--genesis", &g, "--mine", "false", "--bootstrap", &a.multiaddr()]);
+    let b = NodeProcess::start_networked(
+        &dir.join("b"),
+        &["--genesis", &g, "--mine", "false", "--bootstrap", &a.multiaddr()],
+    );
     (a, b, alice)
 }
 
@@ -114,7 +117,11 @@ fn metrics_pass_promtool_and_show_activity() {
     let (sa, sb) = (samples(&text_a), samples(&text_b));
     let positive = |s: &HashMap<String, f64>, prefix: &str, who: &str| {
         let v = sum(s, prefix);
-        assert!(v > 0.0, "{who}: {prefix} is {v}; series: {:?}", s.keys().filter(|k| k.starts_with(prefix.split('{').next().unwrap())).collect::<Vec<_>>());
+        assert!(
+            v > 0.0,
+            "{who}: {prefix} is {v}; series: {:?}",
+            s.keys().filter(|k| k.starts_with(prefix.split('{').next().unwrap())).collect::<Vec<_>>()
+        );
     };
     // Chain.
     positive(&sb, "vision_chain_height", "b");
@@ -176,7 +183,8 @@ fn prometheus_scrapes_every_node() {
     let (a, b, _) = two_nodes(dir.path());
     // The project's scrape settings (deploy/prometheus.yml) with static targets instead of DNS
     // discovery, which only exists inside the compose network.
-    let targets: Vec<String> = [&a, &b].iter().map(|n| format!("'{}'", n.metrics.trim_start_matches("http://"))).collect();
+    let targets: Vec<String> =
+        [&a, &b].iter().map(|n| format!("'{}'", n.metrics.trim_start_matches("http://"))).collect();
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: vision\n    metrics_path: /metrics\n    static_configs:\n      - targets: [{}]\n",
         targets.join(", ")
@@ -194,14 +202,16 @@ fn prometheus_scrapes_every_node() {
             let _ = self.0.wait();
         }
     }
-    let _server = Kill(Command::new(prometheus)
-        .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-        .arg(format!("--web.listen-address={listen}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let _server = Kill(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address={listen}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("http://{listen}");
     wait_for("every target up", Duration::from_secs(60), || {
         let body = std::panic::catch_unwind(|| http_get(&base, "/api/v1/targets")).ok()?;

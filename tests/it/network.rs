@@ -29,7 +29,8 @@ fn genesis(dir: &Path, keys: &[&Keypair], target_ms: u64, difficulty: u64) -> St
 /// Waits until every node reports the same tip (and returns it).
 fn converge(nodes: &[&NodeProcess], timeout: Duration) -> String {
     wait_for("all nodes on one tip", timeout, || {
-        let tips: Vec<String> = nodes.iter().filter_map(|n| n.client().status().ok()).map(|s| s.tip_hash.to_string()).collect();
+        let tips: Vec<String> =
+            nodes.iter().filter_map(|n| n.client().status().ok()).map(|s| s.tip_hash.to_string()).collect();
         (tips.len() == nodes.len() && tips.iter().all(|t| *t == tips[0])).then(|| tips[0].clone())
     })
 }
@@ -49,8 +50,14 @@ fn three_nodes_discover_gossip_and_mine_each_others_transactions() {
     let g = genesis(dir.path(), &[&alice], 300, 2_000);
     let a = NodeProcess::start_networked(&dir.path().join("a"), &["--genesis", &g]);
     let boot = a.multiaddr();
-    let b = NodeProcess::start_networked(&dir.path().join("b"), &["--genesis", &g, "--mine", "false", "--bootstrap", &boot]);
-    let c = NodeProcess::start_networked(&dir.path().join("c"), &["--genesis", &g, "--mine", "false", "--bootstrap", &boot]);
+    let b = NodeProcess::start_networked(
+        &dir.path().join("b"),
+        &["--genesis", &g, "--mine", "false", "--bootstrap", &boot],
+    );
+    let c = NodeProcess::start_networked(
+        &dir.path().join("c"),
+        &["--genesis", &g, "--mine", "false", "--bootstrap", &boot],
+    );
     // Everyone sees everyone: b and c found each other through Kademlia.
     for n in [&a, &b, &c] {
         wait_for("two peers each", Duration::from_secs(30), || (n.status().peers >= 2).then_some(()));
@@ -69,7 +76,11 @@ fn three_nodes_discover_gossip_and_mine_each_others_transactions() {
     });
     let st = c.client().tx(&tx.id()).unwrap();
     let block: vision_node::api::BlockJson = c.client().get(&format!("/v1/blocks/{}", st.height.unwrap())).unwrap();
-    assert_eq!(block.miner, vision_node::chain::genesis::dev_keypair(0).address(), "mined by a (default miner address)");
+    assert_eq!(
+        block.miner,
+        vision_node::chain::genesis::dev_keypair(0).address(),
+        "mined by a (default miner address)"
+    );
     converge(&[&a, &b, &c], Duration::from_secs(30));
     for n in [&a, &b, &c] {
         assert_eq!(balance(n, &bob), "4321");
@@ -88,7 +99,10 @@ fn late_joiner_syncs_a_long_chain() {
     let a = NodeProcess::start_networked(&a_dir, &["--genesis", &g, "--mine", "false"]);
     let target = a.status();
     assert!(target.height >= 320);
-    let b = NodeProcess::start_networked(&dir.path().join("b"), &["--genesis", &g, "--mine", "false", "--bootstrap", &a.multiaddr()]);
+    let b = NodeProcess::start_networked(
+        &dir.path().join("b"),
+        &["--genesis", &g, "--mine", "false", "--bootstrap", &a.multiaddr()],
+    );
     let tip = converge(&[&a, &b], Duration::from_secs(60));
     assert_eq!(tip, target.tip_hash.to_string());
     assert_eq!(b.status().height, target.height);
@@ -103,7 +117,10 @@ fn partition_heals_to_the_heaviest_chain_and_reorged_transactions_are_mined_agai
     let carol = Keypair::from_seed(&[3; 32]);
     let g = genesis(dir.path(), &[&alice, &carol], 200, 2_000);
     let a = NodeProcess::start_networked(&dir.path().join("a"), &["--genesis", &g]);
-    let b = NodeProcess::start_networked(&dir.path().join("b"), &["--genesis", &g, "--mine", "false", "--bootstrap", &a.multiaddr()]);
+    let b = NodeProcess::start_networked(
+        &dir.path().join("b"),
+        &["--genesis", &g, "--mine", "false", "--bootstrap", &a.multiaddr()],
+    );
     let c = NodeProcess::start_networked(&dir.path().join("c"), &["--genesis", &g, "--bootstrap", &a.multiaddr()]);
     for n in [&a, &b, &c] {
         wait_for("two peers each", Duration::from_secs(30), || (n.status().peers >= 2).then_some(()));
@@ -113,8 +130,10 @@ fn partition_heals_to_the_heaviest_chain_and_reorged_transactions_are_mined_agai
 
     // Split {a, b} | {c}: every side bans the other (the admin "disconnect and block").
     let ban = |on: &NodeProcess, peer: &str| {
-        let _: serde_json::Value =
-            on.admin_client().post(&format!("/admin/peers/{peer}/ban"), &serde_json::json!({"duration_secs": 3600})).unwrap();
+        let _: serde_json::Value = on
+            .admin_client()
+            .post(&format!("/admin/peers/{peer}/ban"), &serde_json::json!({"duration_secs": 3600}))
+            .unwrap();
     };
     let (pa, pb, pc) = (a.peer_id(), b.peer_id(), c.peer_id());
     ban(&c, &pa);
@@ -147,7 +166,8 @@ fn partition_heals_to_the_heaviest_chain_and_reorged_transactions_are_mined_agai
     unban(&c, &pb);
     unban(&a, &pc);
     unban(&b, &pc);
-    let _: serde_json::Value = c.admin_client().post("/admin/peers", &serde_json::json!({"addr": a.multiaddr()})).unwrap();
+    let _: serde_json::Value =
+        c.admin_client().post("/admin/peers", &serde_json::json!({"addr": a.multiaddr()})).unwrap();
 
     converge(&[&a, &b, &c], Duration::from_secs(60));
     // Both transfers end up in the one chain: the loser's went back to its mempool and was mined again.
@@ -155,10 +175,13 @@ fn partition_heals_to_the_heaviest_chain_and_reorged_transactions_are_mined_agai
         [&a, &b, &c].iter().all(|n| included(n, &tx_ab.id()) && included(n, &tx_c.id())).then_some(())
     });
     converge(&[&a, &b, &c], Duration::from_secs(60));
-    let off_chain = [tip_ab, tip_c].iter().filter(|t| {
-        let blk: vision_node::api::BlockJson = a.client().get(&format!("/v1/blocks/{t}")).unwrap();
-        !blk.canonical
-    }).count();
+    let off_chain = [tip_ab, tip_c]
+        .iter()
+        .filter(|t| {
+            let blk: vision_node::api::BlockJson = a.client().get(&format!("/v1/blocks/{t}")).unwrap();
+            !blk.canonical
+        })
+        .count();
     assert_eq!(off_chain, 1, "exactly one side's tip was reorganised away");
     for who in [alice.address(), carol.address(), x, y] {
         let bal = balance(&a, &who);
