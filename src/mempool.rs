@@ -275,14 +275,14 @@ impl Mempool {
     }
 
     /// Removes transactions included in `applied`, drops what the new state invalidates, and
-    /// returns transactions of `reverted` blocks (not re-included) to the pool.
-    /// `account` reads the new tip state.
+    /// returns transactions of `reverted` blocks (not re-included) to the pool; returns those that
+    /// re-entered it. `account` reads the new tip state.
     pub fn on_new_tip(
         &self,
         reverted: &[Block],
         applied: &[Block],
         account: &dyn Fn(&Address) -> Result<Account, StoreError>,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Vec<Transaction>, StoreError> {
         let included: HashSet<Hash> = applied.iter().flat_map(|b| b.transactions.iter().map(|t| t.id())).collect();
         let mut touched: BTreeSet<Address> = BTreeSet::new();
         for b in reverted.iter().chain(applied) {
@@ -306,7 +306,7 @@ impl Mempool {
         }
         // Per sender: returned transactions may precede pooled ones, so the sender's pooled run
         // from the first returned nonce is put aside and everything re-admitted in nonce order.
-        let mut back = 0;
+        let mut back = Vec::new();
         let mut i = 0;
         while i < returned.len() {
             let from = returned[i].from;
@@ -317,7 +317,7 @@ impl Mempool {
             run.sort_by_key(|(t, _)| t.nonce);
             for (tx, was_returned) in run {
                 if self.insert(tx, acc).is_ok() && was_returned {
-                    back += 1;
+                    back.push(tx);
                 }
             }
             i = end;
@@ -572,7 +572,7 @@ mod tests {
         assert!(pool.contains(&t1.id()));
         // Revert it: t0 comes back, before t1.
         let back = pool.on_new_tip(std::slice::from_ref(&block), &[], &|_| Ok(rich())).unwrap();
-        assert_eq!(back, 1);
+        assert_eq!(back, vec![t0]);
         assert!(pool.contains(&t0.id()) && pool.contains(&t1.id()));
         assert_eq!(pool.select(10, usize::MAX), vec![t0, t1]);
     }

@@ -1,4 +1,4 @@
-//! The HTTP JSON API (axum).
+//! The HTTP JSON API (axum), its WebSocket stream ([`ws`]) and its OpenAPI document ([`openapi`]).
 //!
 //! | method | path | what |
 //! |---|---|---|
@@ -9,6 +9,8 @@
 //! | POST | `/v1/txs` | `{"tx": "<hex of the canonical encoding>"}`: submit a signed transaction |
 //! | GET | `/v1/txs/{id}` | a transaction: `pending` in the pool or `included` in a block |
 //! | GET | `/v1/peers` | connected peers: id, addresses, direction, score, client, height |
+//! | GET | `/v1/ws` | WebSocket: new heads, pending and included transactions ([`ws`]) |
+//! | GET | `/v1/openapi.json` | the OpenAPI 3.1 document of this API and the admin API ([`openapi`]) |
 //!
 //! The admin API ([`admin_router`]) is served on its own address (`--admin-addr`, loopback by
 //! default) and never on the public one:
@@ -20,19 +22,28 @@
 //! | DELETE | `/admin/peers/{peer id}/ban` | lift a ban |
 //! | POST | `/admin/peers` | `{"addr": "<multiaddr>"}`: dial a peer |
 //!
-//! Amounts and work are decimal strings (JSON numbers lose precision above 2^53). Every error is
+//! Amounts and work are decimal strings (JSON numbers lose precision above 2^53). Every error,
+//! including the ones axum produces itself (wrong method, body too large), is
 //! `{"error": {"code": "<stable code>", "message": "<what to do>"}}` with a 4xx status for bad
 //! input (codes listed in `docs/api.md`) and 5xx only for faults of the node itself.
+//!
+//! Every handler carries a `#[utoipa::path]` annotation; [`openapi::document`] collects them, and
+//! a test keeps `docs/openapi.json` equal to it.
+
+pub mod openapi;
+pub mod ws;
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::chain::consensus::TxError;
 use crate::chain::types::{Address, Block, Hash, Transaction};
@@ -44,6 +55,8 @@ use crate::state::StoreError;
 pub const MAX_TXS_PAGE: usize = 500;
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Most bytes of an axum-generated error body (a rejection message) copied into the error JSON.
+const MAX_REJECTION_BYTES: usize = 4 * 1024;
 
 /// An error response.
 #[derive(Debug)]
@@ -66,16 +79,17 @@ impl ApiError {
 }
 
 /// Body of an error response.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "invalid_address", "message": "invalid address \"vis1qqqq\": invalid checksum (check for a typo; addresses look like vis1...)"}}))]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
 /// Code and message of an error.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable machine-readable code.
+    /// Stable machine-readable code (the table in `docs/api.md`).
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
@@ -141,7 +155,7 @@ pub struct AppState {
 }
 
 /// `GET /v1/status`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Status {
     /// Chain id.
     pub chain_id: u32,
@@ -172,7 +186,7 @@ pub struct Status {
 }
 
 /// A transaction as JSON.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct TxJson {
     /// Transaction id.
     pub hash: Hash,
@@ -209,7 +223,7 @@ impl From<&Transaction> for TxJson {
 }
 
 /// A block as JSON.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BlockJson {
     /// Block hash.
     pub hash: Hash,
@@ -238,7 +252,7 @@ pub struct BlockJson {
 }
 
 /// `GET /v1/accounts/{address}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AccountJson {
     /// The address.
     pub address: Address,
@@ -251,7 +265,7 @@ pub struct AccountJson {
 }
 
 /// One entry of `GET /v1/accounts/{address}/txs`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AccountTxJson {
     /// Height of the block.
     pub height: u64,
@@ -262,21 +276,21 @@ pub struct AccountTxJson {
 }
 
 /// `POST /v1/txs` body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SubmitTx {
     /// Hex of the canonical encoding.
     pub tx: String,
 }
 
 /// `POST /v1/txs` answer.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Submitted {
     /// Transaction id.
     pub hash: Hash,
 }
 
 /// `GET /v1/txs/{id}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TxStatus {
     /// `pending` or `included`.
     pub status: String,
@@ -292,6 +306,7 @@ pub struct TxStatus {
 
 /// The public API's routes.
 pub fn router(state: AppState) -> Router {
+    let stream = ws::router(state.core.clone());
     Router::new()
         .route("/v1/peers", get(peers))
         .route("/v1/status", get(status))
@@ -300,9 +315,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/accounts/{address}/txs", get(account_txs))
         .route("/v1/txs", post(submit))
         .route("/v1/txs/{id}", get(tx_status))
-        .fallback(|| async { ApiError::not_found("no such endpoint; see docs/api.md") })
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route("/v1/openapi.json", get(openapi::serve))
         .with_state(state)
+        .merge(stream)
+        .fallback(|| async { ApiError::not_found("no such endpoint; see docs/api.md") })
+        .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 /// The admin API's routes (serve them on a private address only).
@@ -312,15 +330,61 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/admin/peers/{peer}/ban", post(admin_ban).delete(admin_unban))
         .route("/admin/peers", post(admin_dial))
         .fallback(|| async { ApiError::not_found("no such admin endpoint; see docs/api.md") })
+        .layer(axum::middleware::map_response(json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
+/// Turns the error responses axum produces on its own (405 wrong method, 413 body too large, a
+/// path that does not decode) into the error JSON every other error uses, so clients parse one
+/// shape. Responses that already are JSON, and non-errors, pass unchanged.
+async fn json_errors(res: Response) -> Response {
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REJECTION_BYTES)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = match (status, text.is_empty()) {
+        // axum adds the `Allow` header after this layer runs.
+        (StatusCode::METHOD_NOT_ALLOWED, _) => {
+            "method not allowed on this path; the Allow header lists the allowed ones".into()
+        }
+        (StatusCode::PAYLOAD_TOO_LARGE, _) => format!("request body larger than {MAX_BODY_BYTES} bytes"),
+        (_, false) => text,
+        (s, true) => s.canonical_reason().unwrap_or("error").to_string(),
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    for (k, v) in &parts.headers {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().append(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
 fn network(state: &AppState) -> Result<&crate::p2p::NetworkHandle, ApiError> {
-    state
-        .network
-        .as_ref()
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_network", "this node runs without networking"))
+    state.network.as_ref().ok_or_else(|| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_network", "this node runs without networking")
+    })
 }
 
 fn net_error(e: crate::p2p::NetworkError) -> ApiError {
@@ -334,35 +398,68 @@ fn parse_peer(s: &str) -> Result<libp2p::PeerId, ApiError> {
     s.parse().map_err(|e| ApiError::bad_request("invalid_peer_id", format!("{s:?} is not a peer id: {e}")))
 }
 
+/// Connected peers.
+#[utoipa::path(
+    get,
+    path = "/v1/peers",
+    tag = "network",
+    responses(
+        (status = 200, description = "Connected peers.", body = Vec<openapi::PeerInfoSchema>),
+        (status = 503, description = "`no_network`: the node runs without networking; `network_stopped`: the network task is gone.", body = ErrorBody),
+    )
+)]
 async fn peers(State(state): State<AppState>) -> ApiResult<Vec<crate::p2p::PeerInfo>> {
     Ok(Json(network(&state)?.peers().await.map_err(net_error)?))
 }
 
+/// Current bans (admin address only).
+#[utoipa::path(
+    get,
+    path = "/admin/bans",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Current bans.", body = Vec<openapi::BanInfoSchema>),
+        (status = 503, description = "`no_network`, `network_stopped`.", body = ErrorBody),
+    )
+)]
 async fn admin_bans(State(state): State<AppState>) -> ApiResult<Vec<crate::p2p::BanInfo>> {
     Ok(Json(network(&state)?.bans().await.map_err(net_error)?))
 }
 
 /// `POST /admin/peers/{peer}/ban` body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BanRequest {
     /// Ban length in seconds.
     pub duration_secs: u64,
 }
 
 /// `POST /admin/peers` body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DialRequest {
     /// Multiaddr to dial, e.g. `/ip4/10.0.0.2/tcp/7000/p2p/12D3...`.
     pub addr: String,
 }
 
 /// An admin action's answer.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Done {
     /// Always true.
     pub ok: bool,
 }
 
+/// Bans a peer for a while and disconnects it (admin address only).
+#[utoipa::path(
+    post,
+    path = "/admin/peers/{peer}/ban",
+    tag = "admin",
+    params(("peer" = String, Path, description = "Peer id (`12D3Koo...`).")),
+    request_body = BanRequest,
+    responses(
+        (status = 200, description = "Banned.", body = Done),
+        (status = 400, description = "`invalid_peer_id`, `invalid_json`.", body = ErrorBody),
+        (status = 503, description = "`no_network`, `network_stopped`.", body = ErrorBody),
+    )
+)]
 async fn admin_ban(State(state): State<AppState>, Path(peer): Path<String>, body: Bytes) -> ApiResult<Done> {
     let peer = parse_peer(&peer)?;
     let req: BanRequest = serde_json::from_slice(&body)
@@ -371,21 +468,53 @@ async fn admin_ban(State(state): State<AppState>, Path(peer): Path<String>, body
     Ok(Json(Done { ok: true }))
 }
 
+/// Lifts a ban (admin address only).
+#[utoipa::path(
+    delete,
+    path = "/admin/peers/{peer}/ban",
+    tag = "admin",
+    params(("peer" = String, Path, description = "Peer id (`12D3Koo...`).")),
+    responses(
+        (status = 200, description = "Ban lifted (or there was none).", body = Done),
+        (status = 400, description = "`invalid_peer_id`.", body = ErrorBody),
+        (status = 503, description = "`no_network`, `network_stopped`.", body = ErrorBody),
+    )
+)]
 async fn admin_unban(State(state): State<AppState>, Path(peer): Path<String>) -> ApiResult<Done> {
     let peer = parse_peer(&peer)?;
     network(&state)?.unban(peer).await.map_err(net_error)?;
     Ok(Json(Done { ok: true }))
 }
 
+/// Dials a peer (admin address only).
+#[utoipa::path(
+    post,
+    path = "/admin/peers",
+    tag = "admin",
+    request_body = DialRequest,
+    responses(
+        (status = 200, description = "Dial started.", body = Done),
+        (status = 400, description = "`invalid_json`, `invalid_multiaddr`, `refused`: the swarm cannot dial it (e.g. a banned peer, no usable address).", body = ErrorBody),
+        (status = 503, description = "`no_network`, `network_stopped`.", body = ErrorBody),
+    )
+)]
 async fn admin_dial(State(state): State<AppState>, body: Bytes) -> ApiResult<Done> {
-    let req: DialRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("body must be {{\"addr\": \"<multiaddr>\"}}: {e}")))?;
+    let req: DialRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("body must be {{\"addr\": \"<multiaddr>\"}}: {e}"))
+    })?;
     let addr: libp2p::Multiaddr =
         req.addr.parse().map_err(|e| ApiError::bad_request("invalid_multiaddr", format!("{:?}: {e}", req.addr)))?;
     network(&state)?.dial(addr).await.map_err(net_error)?;
     Ok(Json(Done { ok: true }))
 }
 
+/// The node's view of the chain, pool and network.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "chain",
+    responses((status = 200, description = "Status.", body = Status))
+)]
 async fn status(State(state): State<AppState>) -> ApiResult<Status> {
     let core = &state.core;
     let tip = core.chain.tip();
@@ -433,6 +562,18 @@ fn block_json(core: &Core, block: &Block) -> Result<BlockJson, ApiError> {
     })
 }
 
+/// A block: the canonical block at a height, or any stored block (canonical or not) by hash.
+#[utoipa::path(
+    get,
+    path = "/v1/blocks/{id}",
+    tag = "chain",
+    params(("id" = String, Path, description = "A height (decimal) or a block hash (64 hex digits, optional `0x`).")),
+    responses(
+        (status = 200, description = "The block.", body = BlockJson),
+        (status = 400, description = "`invalid_block_id`: neither a height nor a hash; `invalid_hash`: a malformed hash.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no canonical block at that height, or no block with that hash.", body = ErrorBody),
+    )
+)]
 async fn block(State(AppState { core, .. }): State<AppState>, Path(id): Path<String>) -> ApiResult<BlockJson> {
     let r = core.chain.read()?;
     let hash = if id.len() == 64 || id.starts_with("0x") {
@@ -451,6 +592,17 @@ async fn block(State(AppState { core, .. }): State<AppState>, Path(id): Path<Str
     Ok(Json(block_json(&core, &block)?))
 }
 
+/// An account's balance and nonces.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{address}",
+    tag = "accounts",
+    params(("address" = Address, Path, description = "A `vis1...` address.")),
+    responses(
+        (status = 200, description = "The account (zero balance and nonce if it never appeared).", body = AccountJson),
+        (status = 400, description = "`invalid_address`: not a valid `vis1...` address.", body = ErrorBody),
+    )
+)]
 async fn account(State(AppState { core, .. }): State<AppState>, Path(address): Path<String>) -> ApiResult<AccountJson> {
     let address = parse_address(&address)?;
     let acc = core.chain.read()?.account(&address)?;
@@ -463,18 +615,34 @@ async fn account(State(AppState { core, .. }): State<AppState>, Path(address): P
 }
 
 /// Query of `GET /v1/accounts/{address}/txs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TxsQuery {
+    /// Most entries to return (default 100, clamped to 1..=500).
     limit: Option<usize>,
+    /// Cursor `HEIGHT:INDEX`: only entries strictly older than it (pass the last entry's height and
+    /// index to get the next page).
     before: Option<String>,
 }
 
+/// The transactions an account sent or received, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{address}/txs",
+    tag = "accounts",
+    params(("address" = Address, Path, description = "A `vis1...` address."), TxsQuery),
+    responses(
+        (status = 200, description = "Included transactions, newest first.", body = Vec<AccountTxJson>),
+        (status = 400, description = "`invalid_address`; `invalid_cursor`: `before` is not `HEIGHT:INDEX`; `invalid_query`: `limit` is not a number.", body = ErrorBody),
+    )
+)]
 async fn account_txs(
     State(AppState { core, .. }): State<AppState>,
     Path(address): Path<String>,
-    Query(q): Query<TxsQuery>,
+    q: Result<Query<TxsQuery>, QueryRejection>,
 ) -> ApiResult<Vec<AccountTxJson>> {
     let address = parse_address(&address)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_TXS_PAGE);
     let before = match q.before {
         None => None,
@@ -496,7 +664,25 @@ async fn account_txs(
     Ok(Json(out))
 }
 
-async fn submit(State(AppState { core, .. }): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Submitted>), ApiError> {
+/// Submits a signed transaction to the pool (and, with networking, gossips it).
+#[utoipa::path(
+    post,
+    path = "/v1/txs",
+    tag = "transactions",
+    request_body = SubmitTx,
+    responses(
+        (status = 202, description = "Pooled; it will be mined when a block has room for it.", body = Submitted),
+        (status = 400, description = "`invalid_json`, `invalid_hex`, `invalid_transaction` (does not decode), `invalid_signature`, `wrong_chain_id`, `overflow`.", body = ErrorBody),
+        (status = 409, description = "`nonce_too_low`, `nonce_gap`, `already_known`, `replacement_underpriced`.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: over 64 KiB.", body = ErrorBody),
+        (status = 422, description = "`fee_too_low`, `insufficient_balance`.", body = ErrorBody),
+        (status = 503, description = "`mempool_full`: the pool is full and the fee does not beat its cheapest entry.", body = ErrorBody),
+    )
+)]
+async fn submit(
+    State(AppState { core, .. }): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Submitted>), ApiError> {
     let req: SubmitTx = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("body must be {{\"tx\": \"<hex>\"}}: {e}")))?;
     let bytes = hex::decode(req.tx.trim().trim_start_matches("0x"))
@@ -509,6 +695,18 @@ async fn submit(State(AppState { core, .. }): State<AppState>, body: Bytes) -> R
     Ok((StatusCode::ACCEPTED, Json(Submitted { hash })))
 }
 
+/// A transaction: pending in the pool, or included in a canonical block.
+#[utoipa::path(
+    get,
+    path = "/v1/txs/{id}",
+    tag = "transactions",
+    params(("id" = Hash, Path, description = "Transaction id.")),
+    responses(
+        (status = 200, description = "The transaction and where it is.", body = TxStatus),
+        (status = 400, description = "`invalid_hash`.", body = ErrorBody),
+        (status = 404, description = "`not_found`: neither pooled nor included.", body = ErrorBody),
+    )
+)]
 async fn tx_status(State(AppState { core, .. }): State<AppState>, Path(id): Path<String>) -> ApiResult<TxStatus> {
     let id = parse_hash(&id)?;
     if let Some(tx) = core.mempool.get(&id) {

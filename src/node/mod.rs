@@ -142,11 +142,13 @@ impl Core {
             tracing::debug_span!("import", height = block.header.height, hash = %block.hash().short()).entered();
         let start = Instant::now();
         let mut pool_err = None;
+        let mut returned = Vec::new();
         let result = self.chain.import(block, |outcome| {
             if let ImportOutcome::NewTip { reverted, applied } = outcome {
                 let read = |a: &Address| -> Result<crate::state::Account, StoreError> { self.chain.read()?.account(a) };
-                if let Err(e) = self.mempool.on_new_tip(reverted, applied, &read) {
-                    pool_err = Some(e);
+                match self.mempool.on_new_tip(reverted, applied, &read) {
+                    Ok(txs) => returned = txs,
+                    Err(e) => pool_err = Some(e),
                 }
             }
         });
@@ -210,6 +212,9 @@ impl Core {
                 applied: Arc::new(applied.clone()),
                 source,
             });
+            for tx in returned {
+                let _ = self.events.send(Event::TxPooled { tx, source: TxSource::Reorg });
+            }
         }
         Ok(outcome)
     }
@@ -235,20 +240,11 @@ impl Core {
             }
         }
         batch.clear();
-        let Ok(r) = self.chain.read() else {
-            return results
-                .into_iter()
-                .map(|r| r.and(Err(MempoolError::Store("cannot read state".into()).into())))
-                .collect();
-        };
         for (i, tx) in txs.iter().enumerate() {
             if results[i].is_err() {
                 continue;
             }
-            results[i] = r
-                .account(&tx.from)
-                .map_err(|e| SubmitError::Mempool(e.into()))
-                .and_then(|acc| self.mempool.insert(*tx, acc).map_err(SubmitError::from));
+            results[i] = self.pool_insert(*tx);
             if results[i].is_ok() {
                 let _ = self.events.send(Event::TxPooled { tx: *tx, source });
             }
@@ -265,6 +261,28 @@ impl Core {
         fam.get_or_create(&TxLabels { source, result: TxResultLabel::Rejected })
             .inc_by(results.len() as u64 - accepted);
         results
+    }
+
+    /// Inserts into the pool against the tip state. The state snapshot and the pool can disagree
+    /// for an instant when a block is imported in between (the pool already follows the new tip,
+    /// the snapshot not yet); a nonce or balance refusal is then retried on a fresh snapshot.
+    fn pool_insert(&self, tx: Transaction) -> Result<Hash, SubmitError> {
+        let mut attempts = 0;
+        loop {
+            let tip = self.chain.tip().hash;
+            let account = self.chain.read().and_then(|r| r.account(&tx.from)).map_err(|e| SubmitError::Mempool(e.into()))?;
+            let result = self.mempool.insert(tx, account).map_err(SubmitError::from);
+            let stale = matches!(
+                result,
+                Err(SubmitError::Mempool(MempoolError::Invalid(
+                    TxError::NonceGap { .. } | TxError::NonceTooLow { .. } | TxError::InsufficientBalance { .. }
+                )))
+            );
+            attempts += 1;
+            if !stale || attempts >= 3 || self.chain.tip().hash == tip {
+                return result;
+            }
+        }
     }
 
     /// Checks and pools one transaction from the API.

@@ -2,8 +2,13 @@
 //! binary use `CARGO_BIN_EXE_vision-node`, temp dirs and port 0 / free ports on loopback, and wait
 //! on conditions with timeouts, never on fixed sleeps.
 
+mod api_ws;
 mod common;
+mod inprocess;
+mod metrics;
+mod misbehaving;
 mod network;
 mod node_cli;
+mod protocol_vectors;
 mod reorg;
 mod vectors;

@@ -175,10 +175,11 @@ fn partition_heals_to_the_heaviest_chain_and_reorged_transactions_are_mined_agai
         [&a, &b, &c].iter().all(|n| included(n, &tx_ab.id()) && included(n, &tx_c.id())).then_some(())
     });
     converge(&[&a, &b, &c], Duration::from_secs(60));
-    let off_chain = [tip_ab, tip_c]
+    // Each side's old tip is stored on its own side; exactly one of them left the canonical chain.
+    let off_chain = [(&a, tip_ab), (&c, tip_c)]
         .iter()
-        .filter(|t| {
-            let blk: vision_node::api::BlockJson = a.client().get(&format!("/v1/blocks/{t}")).unwrap();
+        .filter(|(node, t)| {
+            let blk: vision_node::api::BlockJson = node.client().get(&format!("/v1/blocks/{t}")).unwrap();
             !blk.canonical
         })
         .count();

@@ -1,0 +1,258 @@
+//! The OpenAPI 3.1 document of the HTTP API, generated from the handlers' `#[utoipa::path]`
+//! annotations and the types' `ToSchema` derives, so it cannot drift from the code.
+//!
+//! One document covers both listeners: the public API and, tagged `admin` and carrying the admin
+//! address as their `servers` entry, the admin API (served on `--admin-addr` only). It is served at
+//! `GET /v1/openapi.json` and checked in as `docs/openapi.json`; the integration test
+//! `api_ws::openapi_document_is_checked_in` fails when the two differ, and
+//! `VISION_WRITE_OPENAPI=1 cargo test --release --test it openapi` rewrites the file.
+//!
+//! Every operation documents its specific error statuses and codes; a modifier adds the generic
+//! `4XX` and `5XX` error responses to all of them, since every error uses [`ErrorBody`].
+
+use std::borrow::Cow;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::server::Server;
+use utoipa::openapi::{Content, RefOr, Response};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+
+use super::ws::{WsMessage, WsRequest, WsStream};
+use super::{ErrorBody, ErrorDetail, TxJson};
+use crate::chain::types::{Address, Hash};
+
+/// Path of the checked-in document, relative to the repository root.
+pub const CHECKED_IN_PATH: &str = "docs/openapi.json";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Vision Node API",
+        description = "HTTP JSON API, WebSocket stream and admin API of a Vision node. Amounts and work are decimal strings; every error is `{\"error\": {\"code\", \"message\"}}` (codes in docs/api.md). The `admin` operations are served on the admin address (`--admin-addr`, loopback by default) only.",
+        license(name = "MIT OR Apache-2.0"),
+    ),
+    paths(
+        super::status,
+        super::block,
+        super::account,
+        super::account_txs,
+        super::submit,
+        super::tx_status,
+        super::peers,
+        super::ws::upgrade,
+        serve,
+        super::admin_bans,
+        super::admin_ban,
+        super::admin_unban,
+        super::admin_dial,
+    ),
+    components(schemas(WsRequest, WsMessage, WsStream, ErrorBody, ErrorDetail, TxJson)),
+    tags(
+        (name = "chain", description = "Status and blocks."),
+        (name = "accounts", description = "Balances, nonces and account history."),
+        (name = "transactions", description = "Submitting transactions and following them."),
+        (name = "network", description = "Peers."),
+        (name = "stream", description = "The WebSocket stream of new heads and transactions."),
+        (name = "meta", description = "This document."),
+        (name = "admin", description = "Operator actions, served on the admin address (`--admin-addr`) only."),
+    ),
+    modifiers(&Finish),
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of the public and admin APIs.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The document as pretty JSON with a trailing newline: the exact content of `docs/openapi.json`.
+pub fn pretty_json() -> Result<String, serde_json::Error> {
+    let mut s = document().to_pretty_json()?;
+    s.push('\n');
+    Ok(s)
+}
+
+/// This document: the OpenAPI 3.1 description of the public API and the admin API.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "meta",
+    operation_id = "openapi",
+    responses((status = 200, description = "The OpenAPI 3.1 document (also checked in as `docs/openapi.json`).", content_type = "application/json", body = Object))
+)]
+pub(super) async fn serve() -> Result<impl IntoResponse, super::ApiError> {
+    let body = pretty_json()
+        .map_err(|e| super::ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body))
+}
+
+/// Adds what the macros cannot say: the generic error responses of every operation, and the
+/// admin address as the server of the admin operations.
+struct Finish;
+
+impl Modify for Finish {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let error = |description: &str| -> RefOr<Response> {
+            let mut r = Response::new(description);
+            r.content
+                .insert("application/json".into(), RefOr::T(Content::new(Some(RefOr::Ref(ErrorBody::reference())))));
+            RefOr::T(r)
+        };
+        let admin_server = Server::builder()
+            .url(format!("http://{}", crate::config::DEFAULT_ADMIN_ADDR))
+            .description(Some("The admin address (`--admin-addr`; the default is shown). Never the public address."))
+            .build();
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if path.starts_with("/admin/") {
+                item.servers = Some(vec![admin_server.clone()]);
+            }
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for op in ops.into_iter().flatten() {
+                let responses = &mut op.responses.responses;
+                responses.entry("4XX".into()).or_insert_with(|| {
+                    error("Any other client error, e.g. `method_not_allowed` (405), `body_too_large` (413), `bad_request`.")
+                });
+                responses
+                    .entry("5XX".into())
+                    .or_insert_with(|| error("`internal`: a fault of the node itself (storage); see its logs."));
+            }
+        }
+    }
+}
+
+/// `ErrorBody`'s `$ref`.
+trait Reference {
+    fn reference() -> utoipa::openapi::Ref;
+}
+
+impl<T: ToSchema> Reference for T {
+    fn reference() -> utoipa::openapi::Ref {
+        utoipa::openapi::Ref::from_schema_name(T::name())
+    }
+}
+
+impl PartialSchema for Hash {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A BLAKE3-256 hash (block hash, transaction id): 64 lowercase hex digits."))
+            .pattern(Some("^[0-9a-f]{64}$"))
+            .examples([serde_json::json!("908bf381bbec09dba20b400b784d38edd92c21d82a4d5474361f03efe9e6f940")])
+            .into()
+    }
+}
+
+impl ToSchema for Hash {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Hash")
+    }
+}
+
+impl PartialSchema for Address {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("An account: its ed25519 public key as bech32m with the `vis` prefix."))
+            .pattern(Some("^vis1[02-9ac-hj-np-z]{58}$"))
+            .examples([serde_json::json!("vis18vylnagnq8445f3dhv6d26vhcu44lqckd93gll7004xxz8ynkv5q9ce03x")])
+            .into()
+    }
+}
+
+impl ToSchema for Address {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Address")
+    }
+}
+
+/// The schema of [`crate::p2p::PeerInfo`], which lives in `p2p` (no HTTP there); a test keeps the
+/// two in step.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PeerInfo)]
+pub(crate) struct PeerInfoSchema {
+    /// Peer id.
+    peer_id: String,
+    /// Addresses (the connection's remote address first).
+    addresses: Vec<String>,
+    /// `inbound` or `outbound`.
+    direction: String,
+    /// Score in [-100, 100].
+    score: f64,
+    /// The peer's agent string from identify.
+    client: Option<String>,
+    /// Its advertised chain height, if known.
+    height: Option<u64>,
+}
+
+/// The schema of [`crate::p2p::BanInfo`]; a test keeps the two in step.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = BanInfo)]
+pub(crate) struct BanInfoSchema {
+    /// Peer id.
+    peer_id: String,
+    /// When the ban ends (unix ms).
+    until_unix_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The mirror schemas accept exactly what the `p2p` types serialize to.
+    #[test]
+    fn mirrors_match_p2p_types() {
+        let peer = crate::p2p::PeerInfo {
+            peer_id: "12D3KooW".into(),
+            addresses: vec!["/ip4/127.0.0.1/tcp/1".into()],
+            direction: "inbound".into(),
+            score: 1.5,
+            client: Some("vision-node/0.1.0".into()),
+            height: Some(7),
+        };
+        let json = serde_json::to_value(&peer).unwrap();
+        let mirror: PeerInfoSchema = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&mirror).unwrap(), json);
+        let ban = crate::p2p::BanInfo { peer_id: "12D3KooW".into(), until_unix_ms: 5 };
+        let json = serde_json::to_value(&ban).unwrap();
+        let mirror: BanInfoSchema = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&mirror).unwrap(), json);
+    }
+
+    /// The examples in the hash and address schemas parse as the real types.
+    #[test]
+    fn schema_examples_parse() {
+        let example = |s: RefOr<Schema>| match s {
+            RefOr::T(Schema::Object(o)) => o.examples[0].as_str().unwrap().to_string(),
+            _ => panic!("not an object schema"),
+        };
+        example(Hash::schema()).parse::<Hash>().unwrap();
+        example(Address::schema()).parse::<Address>().unwrap();
+    }
+
+    #[test]
+    fn every_operation_documents_errors() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.len() >= 12, "{:?}", paths.keys());
+        for (path, item) in paths {
+            for (method, op) in item.as_object().unwrap().iter().filter(|(k, _)| *k != "servers") {
+                let responses = op["responses"].as_object().unwrap();
+                assert!(responses.contains_key("4XX") && responses.contains_key("5XX"), "{method} {path}");
+            }
+        }
+    }
+}
