@@ -114,10 +114,10 @@ pub struct RunArgs {
     /// Address to announce to peers besides the listen addresses, repeatable.
     #[arg(long, env = "VISION_EXTERNAL_ADDR", value_name = "MULTIADDR", value_delimiter = ',')]
     pub external_addr: Vec<libp2p::Multiaddr>,
-    /// Bootstrap peer multiaddr (ending in /p2p/<peer id>), repeatable.
+    /// Bootstrap peer multiaddr (ending in /p2p/PEER_ID), repeatable.
     #[arg(long, env = "VISION_BOOTSTRAP", value_name = "MULTIADDR", value_delimiter = ',')]
     pub bootstrap: Vec<libp2p::Multiaddr>,
-    /// Node key file, created on first run [default: <data dir>/node-key].
+    /// Node key file, created on first run [default: DATA_DIR/node-key].
     #[arg(long, env = "VISION_NODE_KEY", value_name = "FILE")]
     pub node_key: Option<PathBuf>,
     /// Peer count to dial towards [default: 50].

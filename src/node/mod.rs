@@ -270,7 +270,8 @@ impl Core {
         let mut attempts = 0;
         loop {
             let tip = self.chain.tip().hash;
-            let account = self.chain.read().and_then(|r| r.account(&tx.from)).map_err(|e| SubmitError::Mempool(e.into()))?;
+            let account =
+                self.chain.read().and_then(|r| r.account(&tx.from)).map_err(|e| SubmitError::Mempool(e.into()))?;
             let result = self.mempool.insert(tx, account).map_err(SubmitError::from);
             let stale = matches!(
                 result,

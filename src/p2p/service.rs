@@ -21,7 +21,7 @@
 //! the worker checked every transaction: Reject (and penalty) if any carries a peer action,
 //! Accept if any was new, Ignore otherwise.
 //!
-//! Sync: every peer's [`Status`](super::sync::Status) is exchanged on connect and every
+//! Sync: every peer's [`Status`] is exchanged on connect and every
 //! [`STATUS_INTERVAL`]. When a peer has more work than our tip, we download its canonical chain in
 //! batches of [`BATCH`] blocks from our height on, up to [`MAX_INFLIGHT`] requests at once, spread
 //! round-robin over every peer that reports the same tip, and import the batches in order. If the

@@ -6,7 +6,7 @@
 //!   the first transaction that breaks a rule. Import, the miner's template builder and `db check`
 //!   all use it, so they cannot disagree.
 //! - [`Store`] owns the database; [`WriteView`] wraps one write transaction and offers the few
-//!   operations a block import needs ([`WriteView::connect`], [`WriteView::disconnect`]); nothing is
+//!   operations a block import needs ([`WriteView::connect`], [`WriteView::disconnect_tip`]); nothing is
 //!   visible to readers until [`WriteView::commit`], and dropping a `WriteView` aborts it. So a crash
 //!   at any instant leaves the old tip or the new one, never a mix.
 //!
