@@ -11,4 +11,5 @@ mod network;
 mod node_cli;
 mod protocol_vectors;
 mod reorg;
+mod vector_file;
 mod vectors;

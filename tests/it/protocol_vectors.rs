@@ -8,10 +8,9 @@
 //! negative vector must fail with the listed error. Every key of a file must be read by a check, and
 //! the `sync-*` / `gossip-*` files on disk must match the lists in the two specs.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use futures::executor::block_on;
 use futures::io::Cursor;
@@ -20,7 +19,7 @@ use libp2p::request_response::Codec as _;
 use vision_node::chain::consensus::check_header_stateless;
 use vision_node::chain::encoding::DecodeError;
 use vision_node::chain::genesis::{Genesis, dev_keypair};
-use vision_node::chain::types::{Address, Block, HEADER_LEN, Hash, MAX_BLOCK_BYTES};
+use vision_node::chain::types::{Block, HEADER_LEN, Hash, MAX_BLOCK_BYTES};
 use vision_node::chain::{ImportOutcome, Transaction};
 use vision_node::node::{BlockSource, Node, NodeConfig};
 use vision_node::p2p::gossip::{
@@ -32,83 +31,7 @@ use vision_node::p2p::sync::{
 };
 use vision_node::verify::verify_tx;
 
-fn vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("protocols/vectors")
-}
-
-/// One vector file: its fields, and which of them the checks have read.
-struct Vector {
-    name: String,
-    fields: BTreeMap<String, String>,
-    read: RefCell<BTreeSet<String>>,
-}
-
-impl Vector {
-    fn parse(name: &str, text: &str) -> Vector {
-        let mut fields: BTreeMap<String, String> = BTreeMap::new();
-        let mut last: Option<String> = None;
-        for (n, line) in text.lines().enumerate() {
-            if line.trim().is_empty() || line.starts_with('#') {
-                continue;
-            }
-            if line.starts_with([' ', '\t']) {
-                let key = last.as_ref().unwrap_or_else(|| panic!("{name}:{}: continuation with no key", n + 1));
-                fields.get_mut(key).unwrap().push_str(line.trim());
-                continue;
-            }
-            let (k, v) = line.split_once(':').unwrap_or_else(|| panic!("{name}:{}: expected `key: value`", n + 1));
-            let k = k.trim().to_string();
-            assert!(fields.insert(k.clone(), v.trim().to_string()).is_none(), "{name}: duplicate key {k}");
-            last = Some(k);
-        }
-        Vector { name: name.to_string(), fields, read: RefCell::new(BTreeSet::new()) }
-    }
-
-    fn has(&self, key: &str) -> bool {
-        self.fields.contains_key(key)
-    }
-
-    fn str(&self, key: &str) -> &str {
-        self.read.borrow_mut().insert(key.to_string());
-        self.fields.get(key).unwrap_or_else(|| panic!("{}: missing key {key}", self.name))
-    }
-
-    fn hex(&self, key: &str) -> Vec<u8> {
-        let s = self.str(key);
-        assert!(s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')), "{}: {key} is not lowercase hex", self.name);
-        hex::decode(s).unwrap_or_else(|e| panic!("{}: {key}: {e}", self.name))
-    }
-
-    fn hash(&self, key: &str) -> Hash {
-        let b = self.hex(key);
-        Hash(b.try_into().unwrap_or_else(|_| panic!("{}: {key} is not 32 bytes", self.name)))
-    }
-
-    fn num<T: std::str::FromStr>(&self, key: &str) -> T
-    where
-        T::Err: std::fmt::Debug,
-    {
-        self.str(key).parse().unwrap_or_else(|e| panic!("{}: {key} is not a number: {e:?}", self.name))
-    }
-
-    fn address(&self, key: &str) -> Address {
-        let s = self.str(key);
-        let a: Address = s.parse().unwrap_or_else(|e| panic!("{}: {key}: {e}", self.name));
-        assert_eq!(a.to_string(), s, "{}: {key} does not print back identically", self.name);
-        a
-    }
-
-    /// Keys with this prefix followed by 0, 1, 2, ... until one is missing.
-    fn indexed(&self, prefix: &str, suffix: &str) -> Vec<String> {
-        (0..).map(|i| format!("{prefix}{i}{suffix}")).take_while(|k| self.has(k)).collect()
-    }
-
-    fn assert_all_read(&self) {
-        let read = self.read.borrow();
-        let unread: Vec<&String> = self.fields.keys().filter(|k| !read.contains(*k)).collect();
-        assert!(unread.is_empty(), "{}: keys no check reads: {unread:?}", self.name);
-    }
-}
+use crate::vector_file::{Vector, vectors_dir};
 
 fn is_protocol_vector(name: &str) -> bool {
     name.starts_with("sync-") || name.starts_with("gossip-")

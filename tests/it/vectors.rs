@@ -8,8 +8,7 @@
 //! to that value. Every key in a file must be checked by the code below (an unread key fails), and
 //! the set of files must match the list in `protocols/encoding.md` (a deleted or unlisted file fails).
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use vision_node::chain::consensus::{meets_difficulty, pow_target};
@@ -21,97 +20,12 @@ use vision_node::chain::types::{
 };
 use vision_node::state::lthash::{LTHASH_BYTES, LtHash};
 use vision_node::verify::verify_tx;
-use vision_node::wallet::Keypair;
 
-fn vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("protocols/vectors")
-}
+use crate::vector_file::{Vector, vectors_dir};
+use vision_node::wallet::Keypair;
 
 fn spec_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("protocols/encoding.md")
-}
-
-/// One vector file: its fields, and which of them the checks have read.
-struct Vector {
-    name: String,
-    fields: BTreeMap<String, String>,
-    read: RefCell<BTreeSet<String>>,
-}
-
-impl Vector {
-    fn parse(name: &str, text: &str) -> Vector {
-        let mut fields: BTreeMap<String, String> = BTreeMap::new();
-        let mut last: Option<String> = None;
-        for (n, line) in text.lines().enumerate() {
-            if line.trim().is_empty() || line.starts_with('#') {
-                continue;
-            }
-            if line.starts_with([' ', '\t']) {
-                let key = last.as_ref().unwrap_or_else(|| panic!("{name}:{}: continuation with no key", n + 1));
-                fields.get_mut(key).unwrap().push_str(line.trim());
-                continue;
-            }
-            let (k, v) = line.split_once(':').unwrap_or_else(|| panic!("{name}:{}: expected `key: value`", n + 1));
-            let k = k.trim().to_string();
-            assert!(fields.insert(k.clone(), v.trim().to_string()).is_none(), "{name}: duplicate key {k}");
-            last = Some(k);
-        }
-        Vector { name: name.to_string(), fields, read: RefCell::new(BTreeSet::new()) }
-    }
-
-    fn has(&self, key: &str) -> bool {
-        self.fields.contains_key(key)
-    }
-
-    fn str(&self, key: &str) -> &str {
-        self.read.borrow_mut().insert(key.to_string());
-        self.fields.get(key).unwrap_or_else(|| panic!("{}: missing key {key}", self.name))
-    }
-
-    fn hex(&self, key: &str) -> Vec<u8> {
-        let s = self.str(key);
-        assert!(s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')), "{}: {key} is not lowercase hex", self.name);
-        hex::decode(s).unwrap_or_else(|e| panic!("{}: {key}: {e}", self.name))
-    }
-
-    fn hash(&self, key: &str) -> Hash {
-        let b = self.hex(key);
-        Hash(b.try_into().unwrap_or_else(|_| panic!("{}: {key} is not 32 bytes", self.name)))
-    }
-
-    fn num<T: std::str::FromStr>(&self, key: &str) -> T
-    where
-        T::Err: std::fmt::Debug,
-    {
-        self.str(key).parse().unwrap_or_else(|e| panic!("{}: {key} is not a number: {e:?}", self.name))
-    }
-
-    fn bool(&self, key: &str) -> bool {
-        match self.str(key) {
-            "true" => true,
-            "false" => false,
-            other => panic!("{}: {key} is {other:?}, expected true or false", self.name),
-        }
-    }
-
-    /// Parses a bech32m address and checks that it prints back as the same string.
-    fn address(&self, key: &str) -> Address {
-        let s = self.str(key);
-        let a: Address = s.parse().unwrap_or_else(|e| panic!("{}: {key}: {e}", self.name));
-        assert_eq!(a.to_string(), s, "{}: {key} does not print back identically", self.name);
-        a
-    }
-
-    /// Keys with this prefix followed by 0, 1, 2, ... until one is missing.
-    fn indexed(&self, prefix: &str) -> Vec<String> {
-        (0..).map(|i| format!("{prefix}{i}")).take_while(|k| self.has(k)).collect()
-    }
-
-    fn assert_all_read(&self) {
-        let read = self.read.borrow();
-        let unread: Vec<&String> = self.fields.keys().filter(|k| !read.contains(*k)).collect();
-        assert!(unread.is_empty(), "{}: keys no check reads: {unread:?}", self.name);
-    }
 }
 
 fn blake3(parts: &[&[u8]]) -> Hash {
@@ -260,7 +174,7 @@ fn check_block(v: &Vector) -> Block {
 }
 
 fn check_merkle(v: &Vector) {
-    let leaves: Vec<Hash> = v.indexed("leaf.").iter().map(|k| v.hash(k)).collect();
+    let leaves: Vec<Hash> = v.indexed("leaf.", "").iter().map(|k| v.hash(k)).collect();
     assert_eq!(merkle_root(&leaves), v.hash("root"), "{}: root", v.name);
 }
 
@@ -276,7 +190,7 @@ fn check_genesis(v: &Vector) {
     assert_eq!(v.num::<u128>("min_fee"), g.min_fee, "{name}: min_fee");
 
     let mut listed = Vec::new();
-    for k in v.indexed("allocation.") {
+    for k in v.indexed("allocation.", "") {
         let (addr, balance) = v.str(&k).split_once(' ').expect("allocation is `address balance`");
         let a: Address = addr.parse().unwrap();
         assert_eq!(a.to_string(), addr, "{name}: {k} prints back");
@@ -345,7 +259,7 @@ fn check_dev_account(v: &Vector) {
 fn check_lthash(v: &Vector) {
     let name = &v.name;
     let mut accounts = Vec::new();
-    for k in v.indexed("account.") {
+    for k in v.indexed("account.", "") {
         let parts: Vec<&str> = v.str(&k).split(' ').collect();
         let [addr, balance, nonce] = parts[..] else { panic!("{name}: {k} is not `address balance nonce`") };
         let a: Address = addr.parse().unwrap();
