@@ -31,7 +31,7 @@ use vision_node::p2p::sync::{
 };
 use vision_node::verify::verify_tx;
 
-use crate::vector_file::{Vector, vectors_dir};
+use crate::vector_file::{Vector, decode_error_fields, vectors_dir};
 
 fn is_protocol_vector(name: &str) -> bool {
     name.starts_with("sync-") || name.starts_with("gossip-")
@@ -138,27 +138,6 @@ fn error_code_name(code: ErrorCode) -> &'static str {
         ErrorCode::RateLimited => "RateLimited",
         ErrorCode::WrongNetwork => "WrongNetwork",
         ErrorCode::ServerError => "ServerError",
-    }
-}
-
-/// The variant name and fields of a decode error, in the vector file's terms.
-fn decode_error_fields(e: &DecodeError) -> (&'static str, Vec<(&'static str, String)>) {
-    match e {
-        DecodeError::UnexpectedEnd { offset, needed } => {
-            ("UnexpectedEnd", vec![("offset", offset.to_string()), ("needed", needed.to_string())])
-        }
-        DecodeError::TrailingBytes(n) => ("TrailingBytes", vec![("count", n.to_string())]),
-        DecodeError::UnknownVersion { what, version } => {
-            ("UnknownVersion", vec![("what", what.to_string()), ("version", version.to_string())])
-        }
-        DecodeError::UnknownTxKind(tag) => ("UnknownTxKind", vec![("tag", tag.to_string())]),
-        DecodeError::TooLarge { what, got, cap } => {
-            ("TooLarge", vec![("what", what.to_string()), ("got", got.to_string()), ("cap", cap.to_string())])
-        }
-        DecodeError::LengthMismatch { what, declared, actual } => (
-            "LengthMismatch",
-            vec![("what", what.to_string()), ("declared", declared.to_string()), ("actual", actual.to_string())],
-        ),
     }
 }
 

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use vision_node::chain::encoding::DecodeError;
 use vision_node::chain::types::{Address, Hash};
 
 /// `protocols/vectors`.
@@ -94,5 +95,26 @@ impl Vector {
         let read = self.read.borrow();
         let unread: Vec<&String> = self.fields.keys().filter(|k| !read.contains(*k)).collect();
         assert!(unread.is_empty(), "{}: keys no check reads: {unread:?}", self.name);
+    }
+}
+
+/// The variant name and fields of a decode error, in the vector file's terms.
+pub fn decode_error_fields(e: &DecodeError) -> (&'static str, Vec<(&'static str, String)>) {
+    match e {
+        DecodeError::UnexpectedEnd { offset, needed } => {
+            ("UnexpectedEnd", vec![("offset", offset.to_string()), ("needed", needed.to_string())])
+        }
+        DecodeError::TrailingBytes(n) => ("TrailingBytes", vec![("count", n.to_string())]),
+        DecodeError::UnknownVersion { what, version } => {
+            ("UnknownVersion", vec![("what", what.to_string()), ("version", version.to_string())])
+        }
+        DecodeError::UnknownTxKind(tag) => ("UnknownTxKind", vec![("tag", tag.to_string())]),
+        DecodeError::TooLarge { what, got, cap } => {
+            ("TooLarge", vec![("what", what.to_string()), ("got", got.to_string()), ("cap", cap.to_string())])
+        }
+        DecodeError::LengthMismatch { what, declared, actual } => (
+            "LengthMismatch",
+            vec![("what", what.to_string()), ("declared", declared.to_string()), ("actual", actual.to_string())],
+        ),
     }
 }

@@ -21,7 +21,7 @@ use vision_node::chain::types::{
 use vision_node::state::lthash::{LTHASH_BYTES, LtHash};
 use vision_node::verify::verify_tx;
 
-use crate::vector_file::{Vector, vectors_dir};
+use crate::vector_file::{Vector, decode_error_fields, vectors_dir};
 use vision_node::wallet::Keypair;
 
 fn spec_path() -> PathBuf {
@@ -303,27 +303,6 @@ fn check_lthash(v: &Vector) {
     }
     if live.is_empty() {
         assert!(acc.iter().all(|b| *b == 0), "{name}: no accounts, all-zero lanes");
-    }
-}
-
-/// The variant name and fields of a decode error, in the vector file's terms.
-fn decode_error_fields(e: &DecodeError) -> (&'static str, Vec<(&'static str, String)>) {
-    match e {
-        DecodeError::UnexpectedEnd { offset, needed } => {
-            ("UnexpectedEnd", vec![("offset", offset.to_string()), ("needed", needed.to_string())])
-        }
-        DecodeError::TrailingBytes(n) => ("TrailingBytes", vec![("count", n.to_string())]),
-        DecodeError::UnknownVersion { what, version } => {
-            ("UnknownVersion", vec![("what", what.to_string()), ("version", version.to_string())])
-        }
-        DecodeError::UnknownTxKind(tag) => ("UnknownTxKind", vec![("tag", tag.to_string())]),
-        DecodeError::TooLarge { what, got, cap } => {
-            ("TooLarge", vec![("what", what.to_string()), ("got", got.to_string()), ("cap", cap.to_string())])
-        }
-        DecodeError::LengthMismatch { what, declared, actual } => (
-            "LengthMismatch",
-            vec![("what", what.to_string()), ("declared", declared.to_string()), ("actual", actual.to_string())],
-        ),
     }
 }
 
