@@ -179,12 +179,6 @@ impl Chain {
         self.store.read()
     }
 
-    /// Stateless checks of a block: header (PoW, clock) and body (roots, signatures).
-    pub fn precheck(&self, block: &Block) -> Result<Path, BlockError> {
-        check_header_stateless(&block.header, now_ms())?;
-        check_body(&self.params, block, &self.verifier)
-    }
-
     /// Imports one block. See the module docs for the pipeline. `on_commit` runs after a
     /// successful commit while the writer lock is still held, so that whatever follows the tip
     /// (the mempool) sees tip changes in order.
