@@ -159,7 +159,7 @@ impl Fixture {
         let params = self.genesis.params();
         let v = Verifier::default();
         for block in &self.blocks {
-            check_body(&params, black_box(block), &v).expect("valid body");
+            check_body(&params, black_box(block), &v, None).expect("valid body");
         }
     }
 }

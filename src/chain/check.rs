@@ -83,7 +83,7 @@ pub fn check(store: &Store, genesis: &Genesis, verifier: &Verifier) -> Result<Ch
         if !super::consensus::meets_difficulty(&hash, block.header.difficulty) {
             return Err(mismatch(height, "proof of work does not meet its difficulty"));
         }
-        check_body(&params, &block, verifier).map_err(|e| mismatch(height, e.to_string()))?;
+        check_body(&params, &block, verifier, None).map_err(|e| mismatch(height, e.to_string()))?;
         let diff = execute(&state, &params, &block.transactions, &block.header.miner)
             .map_err(|e| mismatch(height, e.to_string()))?;
         lt = diff.apply_to(&lt);

@@ -10,7 +10,7 @@ use thiserror::Error;
 use super::encoding::DecodeError;
 use super::types::{Block, BlockHeader, ENCODING_VERSION, Hash, MAX_BLOCK_BYTES, MAX_BLOCK_TXS, Transaction, tx_root};
 use crate::errors::PeerAction;
-use crate::verify::{InvalidSignature, Path, SignatureError, Verifier};
+use crate::verify::{InvalidSignature, Path, SigCache, SignatureError, Verifier};
 
 /// A block may be at most this far ahead of our clock (milliseconds).
 pub const MAX_FUTURE_DRIFT_MS: u64 = 15_000;
@@ -329,8 +329,14 @@ pub fn check_tx_stateless(params: &ChainParams, tx: &Transaction) -> Result<(), 
 }
 
 /// Body checks that need no state: size caps, transactions root, duplicates, stateless
-/// transaction rules and every signature (through the parallel verifier).
-pub fn check_body(params: &ChainParams, block: &Block, verifier: &Verifier) -> Result<Path, BlockError> {
+/// transaction rules and every signature (through the parallel verifier; signatures found in
+/// `cache` were verified before and are skipped).
+pub fn check_body(
+    params: &ChainParams,
+    block: &Block,
+    verifier: &Verifier,
+    cache: Option<&SigCache>,
+) -> Result<Path, BlockError> {
     let n = block.transactions.len();
     if n > MAX_BLOCK_TXS {
         return Err(BlockError::TooManyTransactions(n));
@@ -349,7 +355,11 @@ pub fn check_body(params: &ChainParams, block: &Block, verifier: &Verifier) -> R
         }
         check_tx_stateless(params, tx).map_err(|error| BlockError::InvalidTransaction { index, error })?;
     }
-    verifier.verify_txs(&block.transactions).map_err(BlockError::InvalidSignature)
+    match cache {
+        Some(cache) => verifier.verify_txs_cached(&block.transactions, cache),
+        None => verifier.verify_txs(&block.transactions),
+    }
+    .map_err(BlockError::InvalidSignature)
 }
 
 /// Milliseconds since the Unix epoch by the local clock.
@@ -515,28 +525,28 @@ mod tests {
         let mut block = Block { header: header(1, 0, 1), transactions: vec![t] };
         block.header.tx_root = tx_root(&block.transactions);
         let v = Verifier::default();
-        assert!(check_body(&p, &block, &v).is_ok());
+        assert!(check_body(&p, &block, &v, None).is_ok());
 
         let mut bad_root = block.clone();
         bad_root.header.tx_root = Hash([1; 32]);
-        assert_eq!(check_body(&p, &bad_root, &v), Err(BlockError::TxRootMismatch));
+        assert_eq!(check_body(&p, &bad_root, &v, None), Err(BlockError::TxRootMismatch));
 
         let mut dup = block.clone();
         dup.transactions.push(t);
         dup.header.tx_root = tx_root(&dup.transactions);
-        assert_eq!(check_body(&p, &dup, &v), Err(BlockError::DuplicateTransaction(t.id())));
+        assert_eq!(check_body(&p, &dup, &v, None), Err(BlockError::DuplicateTransaction(t.id())));
 
         let mut bad_sig = block.clone();
         bad_sig.transactions[0].signature[0] ^= 1;
         bad_sig.header.tx_root = tx_root(&bad_sig.transactions);
-        assert!(matches!(check_body(&p, &bad_sig, &v), Err(BlockError::InvalidSignature(_))));
+        assert!(matches!(check_body(&p, &bad_sig, &v, None), Err(BlockError::InvalidSignature(_))));
 
         let mut low_fee = block.clone();
         low_fee.transactions[0].fee = 1;
         kp.sign_tx(&mut low_fee.transactions[0]);
         low_fee.header.tx_root = tx_root(&low_fee.transactions);
         assert!(matches!(
-            check_body(&p, &low_fee, &v),
+            check_body(&p, &low_fee, &v, None),
             Err(BlockError::InvalidTransaction { index: 0, error: TxError::FeeTooLow { .. } })
         ));
     }

@@ -27,7 +27,7 @@ use crate::errors::PeerAction;
 use crate::state::{
     BlockMeta, BlockMetaReader, BlockStatus, ExecError, ReadView, StateDiff, Store, StoreError, WriteView,
 };
-use crate::verify::{Path, Verifier};
+use crate::verify::{InvalidSignature, Path, SIG_CACHE_CAP, SigCache, Verifier};
 
 /// Default deepest reorg a node follows without operator action.
 pub const DEFAULT_MAX_REORG_DEPTH: u64 = 1_000;
@@ -118,6 +118,7 @@ pub struct Chain {
     params: ChainParams,
     genesis: Genesis,
     verifier: Verifier,
+    sig_cache: SigCache,
     max_reorg_depth: u64,
     writer: Mutex<()>,
     tip: RwLock<Tip>,
@@ -143,6 +144,7 @@ impl Chain {
             genesis,
             store,
             verifier,
+            sig_cache: SigCache::new(SIG_CACHE_CAP),
             max_reorg_depth,
             writer: Mutex::new(()),
             tip: RwLock::new(tip),
@@ -167,6 +169,12 @@ impl Chain {
     /// The canonical tip.
     pub fn tip(&self) -> Tip {
         *self.tip.read()
+    }
+
+    /// Verifies transaction signatures through the chain's signature cache (mempool admission
+    /// uses this, so the block that later includes them is not verified twice).
+    pub fn verify_transactions(&self, txs: &[crate::chain::types::Transaction]) -> Result<Path, InvalidSignature> {
+        self.verifier.verify_txs_cached(txs, &self.sig_cache)
     }
 
     /// The underlying store (for `db check` and tools).
@@ -198,7 +206,7 @@ impl Chain {
         }
         check_header_stateless(&block.header, now_ms())?;
         let t = Instant::now();
-        timings.verify_path = Some(check_body(&self.params, block, &self.verifier)?);
+        timings.verify_path = Some(check_body(&self.params, block, &self.verifier, Some(&self.sig_cache))?);
         timings.verify = t.elapsed();
 
         let _writer = self.writer.lock();

@@ -53,6 +53,8 @@ pub enum PathLabel {
     Sequential,
     /// Batches on the rayon pool.
     Parallel,
+    /// Every signature already verified (signature cache).
+    Cached,
 }
 
 /// Labels of `verify_duration_seconds`.

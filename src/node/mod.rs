@@ -178,6 +178,7 @@ impl Core {
             let path = match path {
                 crate::verify::Path::Sequential => PathLabel::Sequential,
                 crate::verify::Path::Parallel => PathLabel::Parallel,
+                crate::verify::Path::Cached => PathLabel::Cached,
             };
             m.verify_duration.get_or_create(&PathLabels { path }).observe(timings.verify.as_secs_f64());
         }
@@ -230,7 +231,7 @@ impl Core {
         let mut offset = 0;
         // Verify; on a failure mark the culprit and re-verify the rest after it.
         while offset < batch.len() {
-            match self.chain.verifier().verify_txs(&batch[offset..]) {
+            match self.chain.verify_transactions(&batch[offset..]) {
                 Ok(_) => break,
                 Err(bad) => {
                     let i = to_verify[offset + bad.index];

@@ -177,6 +177,46 @@ pub enum Path {
     Sequential,
     /// Batches on the rayon pool.
     Parallel,
+    /// Every signature was found in the [`SigCache`]: nothing to verify.
+    Cached,
+}
+
+/// Most entries in a [`SigCache`]: above the mempool's default cap (100,000), so every pooled
+/// transaction's signature stays cached until its block arrives (~96 bytes each, ~15 MB in all).
+pub const SIG_CACHE_CAP: usize = 150_000;
+
+/// Witness hashes of transactions whose signatures verified, least recently used evicted first.
+///
+/// A witness hash is BLAKE3 of the whole encoding, signature included, so an entry vouches for
+/// exactly that message, key and signature under the rule above. Transactions verified at mempool
+/// admission are therefore not verified again when their block is imported (Bitcoin Core's
+/// signature cache does the same). Only successes are cached.
+pub struct SigCache {
+    inner: parking_lot::Mutex<lru::LruCache<[u8; 32], ()>>,
+}
+
+impl std::fmt::Debug for SigCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigCache({} entries)", self.inner.lock().len())
+    }
+}
+
+impl SigCache {
+    /// An empty cache of at most `cap` entries (at least one).
+    pub fn new(cap: usize) -> Self {
+        let cap = std::num::NonZeroUsize::new(cap).unwrap_or(std::num::NonZeroUsize::MIN);
+        SigCache { inner: parking_lot::Mutex::new(lru::LruCache::new(cap)) }
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.inner.lock().len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The parallel verifier.
@@ -221,25 +261,41 @@ impl Verifier {
         if n < self.threshold.max(1) { Path::Sequential } else { Path::Parallel }
     }
 
+    /// Like [`Verifier::verify_txs`], but skips transactions whose witness hash is in `cache` and
+    /// adds the ones that verify.
+    pub fn verify_txs_cached(&self, txs: &[Transaction], cache: &SigCache) -> Result<Path, InvalidSignature> {
+        let hashes: Vec<[u8; 32]> = txs.iter().map(|t| t.witness_hash().0).collect();
+        let todo: Vec<usize> = {
+            let mut c = cache.inner.lock();
+            (0..txs.len()).filter(|i| c.get(&hashes[*i]).is_none()).collect()
+        };
+        if todo.is_empty() {
+            return Ok(Path::Cached);
+        }
+        let subset: Vec<Transaction> = todo.iter().map(|i| txs[*i]).collect();
+        let path = self.verify_txs(&subset).map_err(|e| InvalidSignature { index: todo[e.index], error: e.error })?;
+        let mut c = cache.inner.lock();
+        for i in todo {
+            c.put(hashes[i], ());
+        }
+        Ok(path)
+    }
+
     /// Verifies every transaction's signature; on failure names the lowest failing index.
     pub fn verify_txs(&self, txs: &[Transaction]) -> Result<Path, InvalidSignature> {
-        match self.path_for(txs.len()) {
-            Path::Sequential => {
-                for (index, tx) in txs.iter().enumerate() {
-                    verify_tx(tx).map_err(|error| InvalidSignature { index, error })?;
-                }
-                Ok(Path::Sequential)
+        if self.path_for(txs.len()) == Path::Sequential {
+            for (index, tx) in txs.iter().enumerate() {
+                verify_tx(tx).map_err(|error| InvalidSignature { index, error })?;
             }
-            Path::Parallel => {
-                let threads = rayon::current_num_threads().max(1);
-                let chunk = txs.len().div_ceil(threads * 2).max(MIN_CHUNK);
-                let failures: Vec<InvalidSignature> =
-                    txs.par_chunks(chunk).enumerate().filter_map(|(ci, c)| verify_chunk(c, ci * chunk).err()).collect();
-                match failures.into_iter().min_by_key(|f| f.index) {
-                    Some(f) => Err(f),
-                    None => Ok(Path::Parallel),
-                }
-            }
+            return Ok(Path::Sequential);
+        }
+        let threads = rayon::current_num_threads().max(1);
+        let chunk = txs.len().div_ceil(threads * 2).max(MIN_CHUNK);
+        let failures: Vec<InvalidSignature> =
+            txs.par_chunks(chunk).enumerate().filter_map(|(ci, c)| verify_chunk(c, ci * chunk).err()).collect();
+        match failures.into_iter().min_by_key(|f| f.index) {
+            Some(f) => Err(f),
+            None => Ok(Path::Parallel),
         }
     }
 }
@@ -279,6 +335,28 @@ mod tests {
             let sig = ed25519_dalek::Signature::from_bytes(&tx.signature);
             vk.verify_strict(&tx.signing_bytes(), &sig).unwrap();
         }
+    }
+
+    #[test]
+    fn the_cache_skips_only_what_verified() {
+        let cache = SigCache::new(1_000);
+        let v = Verifier::new(1);
+        let mut txs = signed(50);
+        assert_eq!(v.verify_txs_cached(&txs[..20], &cache), Ok(Path::Parallel));
+        assert_eq!(cache.len(), 20);
+        assert_eq!(v.verify_txs_cached(&txs[..20], &cache), Ok(Path::Cached));
+        // A bad signature among cached ones is still found, with its index in the full list.
+        txs[33].signature[0] ^= 1;
+        assert_eq!(v.verify_txs_cached(&txs, &cache).unwrap_err().index, 33);
+        assert_eq!(cache.len(), 20, "nothing from a failed list is cached");
+        // A cached transaction with its signature altered is a different witness: verified again.
+        let mut altered = txs[3];
+        altered.signature[1] ^= 1;
+        assert!(v.verify_txs_cached(&[altered], &cache).is_err());
+        // Capacity holds.
+        let small = SigCache::new(5);
+        v.verify_txs_cached(&signed(12), &small).unwrap();
+        assert_eq!(small.len(), 5);
     }
 
     #[test]
