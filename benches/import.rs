@@ -21,6 +21,9 @@
 //! import tx/s, its percentage of the raw limit, and where import time goes (verify / apply /
 //! commit, from `ImportTimings`). See `docs/performance.md`.
 
+mod common;
+use common::criterion_median;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -185,18 +188,6 @@ fn median(v: &[f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let m = v.len() / 2;
     if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
-}
-
-/// Criterion's median per-iteration time for `group/bench`, read from its `estimates.json` (found
-/// the way criterion finds its home, minus the `cargo metadata` fallback).
-fn criterion_median(group: &str, bench: &str) -> Option<f64> {
-    use std::path::PathBuf;
-    let home = std::env::var_os("CRITERION_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from).join("criterion")
-    });
-    let text = std::fs::read_to_string(home.join(group).join(bench).join("new/estimates.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    Some(v["median"]["point_estimate"].as_f64()? * 1e-9)
 }
 
 fn summary(f: &Fixture) {

@@ -26,6 +26,9 @@
 //! summary printed at the end (criterion medians, then round-robin medians of ratios) is what
 //! `docs/performance.md` and ADR 004 quote.
 
+mod common;
+use common::criterion_median;
+
 use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -205,18 +208,6 @@ fn min(v: &[f64]) -> f64 {
 /// Median over rounds of `a[r] / b[r]`.
 fn ratio(a: &[f64], b: &[f64]) -> f64 {
     median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>())
-}
-
-/// Criterion's median per-iteration time for `group/bench`, read from its `estimates.json` (found
-/// the way criterion finds its home, minus the `cargo metadata` fallback).
-fn criterion_median(group: &str, bench: &str) -> Option<f64> {
-    use std::path::PathBuf;
-    let home = std::env::var_os("CRITERION_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from).join("criterion")
-    });
-    let text = std::fs::read_to_string(home.join(group).join(bench).join("new/estimates.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    Some(v["median"]["point_estimate"].as_f64()? * 1e-9)
 }
 
 fn summary() {

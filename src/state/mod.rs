@@ -795,23 +795,13 @@ impl WriteView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::types::TxKind;
 
     fn params() -> ChainParams {
         Genesis::devnet().params()
     }
 
     fn transfer(from: &crate::wallet::Keypair, to: Address, amount: u128, fee: u128, nonce: u64) -> Transaction {
-        let mut tx = Transaction {
-            chain_id: 1337,
-            from: from.address(),
-            nonce,
-            fee,
-            kind: TxKind::Transfer { to, amount },
-            signature: [0; 64],
-        };
-        from.sign_tx(&mut tx);
-        tx
+        crate::testkit::transfer(from, to, amount, fee, nonce, 1337)
     }
 
     #[test]

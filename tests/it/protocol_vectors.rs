@@ -31,7 +31,7 @@ use vision_node::p2p::sync::{
 };
 use vision_node::verify::verify_tx;
 
-use crate::vector_file::{Vector, decode_error_fields, vectors_dir};
+use crate::vector_file::{Vector, check_all, decode_error_fields, vectors_dir};
 
 fn is_protocol_vector(name: &str) -> bool {
     name.starts_with("sync-") || name.starts_with("gossip-")
@@ -494,37 +494,21 @@ fn check_gossip_params(v: &Vector) {
 #[test]
 fn protocol_vectors_decode_encode_and_frame_as_recorded() {
     let vectors = read_vectors();
-    let mut failures = Vec::new();
-    let mut kinds = BTreeSet::new();
-    for v in &vectors {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let kind = v.str("type").to_string();
-            match kind.as_str() {
-                "sync-request" => check_sync_request(v),
-                "sync-response" => check_sync_response(v),
-                "sync-invalid" => check_sync_invalid(v),
-                "sync-frame-invalid" => check_sync_frame_invalid(v),
-                "sync-constants" => check_sync_constants(v),
-                "gossip-topics" => check_gossip_topics(v),
-                "gossip-tx-batch" => check_gossip_tx_batch(v),
-                "gossip-block" => check_gossip_block(v),
-                "gossip-message-id" => check_gossip_message_id(v),
-                "gossip-invalid" => check_gossip_invalid(v),
-                "gossip-constants" => check_gossip_constants(v),
-                "gossip-params" => check_gossip_params(v),
-                other => panic!("{}: unknown vector type {other:?}", v.name),
-            }
-            v.assert_all_read();
-            kind
-        }));
-        match result {
-            Ok(kind) => {
-                kinds.insert(kind);
-            }
-            Err(_) => failures.push(v.name.clone()),
-        }
-    }
-    assert!(failures.is_empty(), "vectors that failed (messages above): {failures:?}");
+    let kinds = check_all(&vectors, |v: &Vector, kind: &str| match kind {
+        "sync-request" => check_sync_request(v),
+        "sync-response" => check_sync_response(v),
+        "sync-invalid" => check_sync_invalid(v),
+        "sync-frame-invalid" => check_sync_frame_invalid(v),
+        "sync-constants" => check_sync_constants(v),
+        "gossip-topics" => check_gossip_topics(v),
+        "gossip-tx-batch" => check_gossip_tx_batch(v),
+        "gossip-block" => check_gossip_block(v),
+        "gossip-message-id" => check_gossip_message_id(v),
+        "gossip-invalid" => check_gossip_invalid(v),
+        "gossip-constants" => check_gossip_constants(v),
+        "gossip-params" => check_gossip_params(v),
+        other => panic!("{}: unknown vector type {other:?}", v.name),
+    });
     let expected: BTreeSet<String> = [
         "sync-request",
         "sync-response",

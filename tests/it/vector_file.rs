@@ -118,3 +118,27 @@ pub fn decode_error_fields(e: &DecodeError) -> (&'static str, Vec<(&'static str,
         ),
     }
 }
+
+/// Runs `check(vector, type)` on every vector, each in its own `catch_unwind` so one failure does
+/// not hide the others, insists that every key of each file was read, and fails listing every
+/// failed file. Returns the vector types seen.
+pub fn check_all(vectors: &[Vector], check: impl Fn(&Vector, &str)) -> BTreeSet<String> {
+    let mut failures = Vec::new();
+    let mut kinds = BTreeSet::new();
+    for v in vectors {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let kind = v.str("type").to_string();
+            check(v, &kind);
+            v.assert_all_read();
+            kind
+        }));
+        match result {
+            Ok(kind) => {
+                kinds.insert(kind);
+            }
+            Err(_) => failures.push(v.name.clone()),
+        }
+    }
+    assert!(failures.is_empty(), "vectors that failed (messages above): {failures:?}");
+    kinds
+}

@@ -21,7 +21,7 @@ use vision_node::chain::types::{
 use vision_node::state::lthash::{LTHASH_BYTES, LtHash};
 use vision_node::verify::verify_tx;
 
-use crate::vector_file::{Vector, decode_error_fields, vectors_dir};
+use crate::vector_file::{Vector, check_all, decode_error_fields, vectors_dir};
 use vision_node::wallet::Keypair;
 
 fn spec_path() -> PathBuf {
@@ -377,38 +377,22 @@ fn vectors_listed_in_spec() -> BTreeSet<String> {
 fn golden_vectors_decode_encode_and_hash_as_recorded() {
     let vectors = read_vectors();
     assert!(!vectors.is_empty(), "no vectors in {}", vectors_dir().display());
-    let mut failures = Vec::new();
-    let mut kinds = BTreeSet::new();
-    for v in &vectors {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let kind = v.str("type").to_string();
-            match kind.as_str() {
-                "tx" => check_tx(v),
-                "header" => {
-                    check_header(v);
-                }
-                "block" => {
-                    check_block(v);
-                }
-                "merkle" => check_merkle(v),
-                "genesis" => check_genesis(v),
-                "dev-account" => check_dev_account(v),
-                "lthash" => check_lthash(v),
-                "invalid" => check_invalid(v),
-                "invalid-address" => check_invalid_address(v),
-                other => panic!("{}: unknown vector type {other:?}", v.name),
-            }
-            v.assert_all_read();
-            kind
-        }));
-        match result {
-            Ok(kind) => {
-                kinds.insert(kind);
-            }
-            Err(_) => failures.push(v.name.clone()),
+    let kinds = check_all(&vectors, |v: &Vector, kind: &str| match kind {
+        "tx" => check_tx(v),
+        "header" => {
+            check_header(v);
         }
-    }
-    assert!(failures.is_empty(), "vectors that failed (messages above): {failures:?}");
+        "block" => {
+            check_block(v);
+        }
+        "merkle" => check_merkle(v),
+        "genesis" => check_genesis(v),
+        "dev-account" => check_dev_account(v),
+        "lthash" => check_lthash(v),
+        "invalid" => check_invalid(v),
+        "invalid-address" => check_invalid_address(v),
+        other => panic!("{}: unknown vector type {other:?}", v.name),
+    });
     let expected: BTreeSet<String> =
         ["tx", "header", "block", "merkle", "genesis", "dev-account", "lthash", "invalid", "invalid-address"]
             .map(String::from)
