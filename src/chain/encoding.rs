@@ -158,6 +158,15 @@ impl<'a> Reader<'a> {
     pub fn u128(&mut self) -> Result<u128, DecodeError> {
         Ok(u128::from_le_bytes(self.array()?))
     }
+    /// Reads a `u32` length prefix, refuses it above `cap` (naming `what`), and takes that many bytes.
+    pub fn length_prefixed(&mut self, cap: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        let len = self.u32()? as usize;
+        if len > cap {
+            return Err(DecodeError::TooLarge { what, got: len as u64, cap: cap as u64 });
+        }
+        self.take(len)
+    }
+
     /// Fails unless every byte was consumed.
     pub fn finish(self) -> Result<(), DecodeError> {
         match self.remaining() {

@@ -460,15 +460,8 @@ impl Block {
         }
         let mut txs = Vec::with_capacity(count);
         for _ in 0..count {
-            let len = r.u32()? as usize;
-            if len > MAX_TX_LEN {
-                return Err(DecodeError::TooLarge {
-                    what: "transaction length",
-                    got: len as u64,
-                    cap: MAX_TX_LEN as u64,
-                });
-            }
-            let bytes = r.take(len)?;
+            let bytes = r.length_prefixed(MAX_TX_LEN, "transaction length")?;
+            let len = bytes.len();
             let mut inner = Reader::new(bytes);
             let tx = Transaction::read(&mut inner)?;
             let actual = inner.position();

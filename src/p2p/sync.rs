@@ -211,15 +211,7 @@ impl Response {
                 check_count(count).or_else(|e| if count == 0 { Ok(()) } else { Err(e) })?;
                 let mut blocks = Vec::with_capacity(count as usize);
                 for _ in 0..count {
-                    let len = r.u32()? as usize;
-                    if len > MAX_BLOCK_BYTES {
-                        return Err(DecodeError::TooLarge {
-                            what: "block length",
-                            got: len as u64,
-                            cap: MAX_BLOCK_BYTES as u64,
-                        });
-                    }
-                    blocks.push(Block::decode(r.take(len)?)?);
+                    blocks.push(Block::decode(r.length_prefixed(MAX_BLOCK_BYTES, "block length")?)?);
                 }
                 Response::Blocks(blocks)
             }

@@ -31,7 +31,7 @@ use vision_node::p2p::sync::{
 };
 use vision_node::verify::verify_tx;
 
-use crate::vector_file::{Vector, check_all, decode_error_fields, vectors_dir};
+use crate::vector_file::{Vector, assert_same_files, check_all, decode_error_fields, vectors_dir};
 
 fn is_protocol_vector(name: &str) -> bool {
     name.starts_with("sync-") || name.starts_with("gossip-")
@@ -536,12 +536,7 @@ fn protocol_vector_files_match_the_lists_in_the_specs() {
         assert!(!here.is_empty(), "no {prefix}* vectors in {}", vectors_dir().display());
         // Other files may be named in the section (cross-references); only this prefix is the spec's list.
         let listed: BTreeSet<String> = vectors_listed_in(spec).into_iter().filter(|n| n.starts_with(prefix)).collect();
-        let missing: Vec<_> = listed.difference(&here).collect();
-        let unlisted: Vec<_> = here.difference(&listed).collect();
-        assert!(
-            missing.is_empty() && unlisted.is_empty(),
-            "protocols/{spec} lists files that are missing: {missing:?}; {prefix}* files not listed there: {unlisted:?}"
-        );
+        assert_same_files(spec, &listed, &here);
     }
 }
 

@@ -119,6 +119,16 @@ pub fn decode_error_fields(e: &DecodeError) -> (&'static str, Vec<(&'static str,
     }
 }
 
+/// Fails unless the files `listed` in `protocols/{spec}` and those `on_disk` are the same set.
+pub fn assert_same_files(spec: &str, listed: &BTreeSet<String>, on_disk: &BTreeSet<String>) {
+    let missing: Vec<_> = listed.difference(on_disk).collect();
+    let unlisted: Vec<_> = on_disk.difference(listed).collect();
+    assert!(
+        missing.is_empty() && unlisted.is_empty(),
+        "protocols/{spec} lists files that are missing: {missing:?}; files on disk not listed there: {unlisted:?}"
+    );
+}
+
 /// Runs `check(vector, type)` on every vector, each in its own `catch_unwind` so one failure does
 /// not hide the others, insists that every key of each file was read, and fails listing every
 /// failed file. Returns the vector types seen.

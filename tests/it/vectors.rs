@@ -21,7 +21,7 @@ use vision_node::chain::types::{
 use vision_node::state::lthash::{LTHASH_BYTES, LtHash};
 use vision_node::verify::verify_tx;
 
-use crate::vector_file::{Vector, check_all, decode_error_fields, vectors_dir};
+use crate::vector_file::{Vector, assert_same_files, check_all, decode_error_fields, vectors_dir};
 use vision_node::wallet::Keypair;
 
 fn spec_path() -> PathBuf {
@@ -404,13 +404,7 @@ fn golden_vectors_decode_encode_and_hash_as_recorded() {
 fn vector_files_match_the_list_in_the_spec() {
     let on_disk: BTreeSet<String> = read_vectors().into_iter().map(|v| v.name).collect();
     assert!(!on_disk.is_empty(), "no vectors in {}", vectors_dir().display());
-    let listed = vectors_listed_in_spec();
-    let missing: Vec<_> = listed.difference(&on_disk).collect();
-    let unlisted: Vec<_> = on_disk.difference(&listed).collect();
-    assert!(
-        missing.is_empty() && unlisted.is_empty(),
-        "protocols/encoding.md lists files that are missing: {missing:?}; files not listed there: {unlisted:?}"
-    );
+    assert_same_files("encoding.md", &vectors_listed_in_spec(), &on_disk);
 }
 
 #[test]
