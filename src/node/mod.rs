@@ -441,6 +441,7 @@ pub struct Node {
     core: Arc<Core>,
     miner: Option<Miner>,
     network: Option<crate::p2p::NetworkHandle>,
+    registry: Arc<prometheus_client::registry::Registry>,
     api_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
@@ -479,15 +480,19 @@ impl Node {
         let mut tasks = tokio::task::JoinSet::new();
         let mut registry = crate::metrics::registry(&core);
         let network = match config.network {
-            Some(net) => {
-                let metrics = crate::p2p::metrics::Metrics::new(registry.sub_registry_with_prefix("vision_p2p"));
-                Some(crate::p2p::Service::spawn(net, core.clone(), metrics, shutdown.clone(), &mut tasks)?)
-            }
+            Some(net) => Some(crate::p2p::Service::spawn(
+                net,
+                core.clone(),
+                registry.sub_registry_with_prefix("vision_p2p"),
+                shutdown.clone(),
+                &mut tasks,
+            )?),
             None => None,
         };
+        let registry = Arc::new(registry);
         let metrics_addr = match config.metrics_addr {
             Some(addr) => {
-                Some(crate::metrics::serve(addr, Arc::new(registry), shutdown.clone(), &mut tasks).await.map_err(
+                Some(crate::metrics::serve(addr, registry.clone(), shutdown.clone(), &mut tasks).await.map_err(
                     |source| NodeError::Io {
                         context: format!("cannot listen on {addr} for metrics; choose another --metrics-addr"),
                         source,
@@ -520,12 +525,17 @@ impl Node {
             }
             None => None,
         };
-        Ok(Node { core, miner, network, api_addr, admin_addr, metrics_addr, shutdown, tasks })
+        Ok(Node { core, miner, network, registry, api_addr, admin_addr, metrics_addr, shutdown, tasks })
     }
 
     /// The shared core.
     pub fn core(&self) -> &Arc<Core> {
         &self.core
+    }
+
+    /// The node's metrics in the text format `/metrics` serves (also without a metrics server).
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::encode(&self.registry)
     }
 
     /// Where the API listens, if it does.

@@ -11,6 +11,7 @@ use libp2p::{
     ping, request_response, tcp, yamux,
 };
 
+use super::link::Links;
 use super::{NetworkError, TransportKind, sync};
 
 /// Identify protocol version: peers on other protocol families are visible in logs.
@@ -56,11 +57,14 @@ pub struct Behaviour {
 /// Builds the behaviour for `keypair`. `max_peers` caps established connections, of which
 /// `min_outbound` are kept free of inbound ones, so an inbound flood never leaves us unable to
 /// dial out.
+/// With `gossip_metrics`, gossipsub registers its own metrics there (mesh sizes, messages received
+/// with and without duplicates, scores).
 pub fn build_behaviour(
     keypair: &identity::Keypair,
     max_peers: u32,
     min_outbound: u32,
     topics: &super::gossip::Topics,
+    gossip_metrics: Option<&mut prometheus_client::registry::Registry>,
 ) -> Result<Behaviour, NetworkError> {
     let peer_id = keypair.public().to_peer_id();
     let limits = connection_limits::ConnectionLimits::default()
@@ -74,6 +78,9 @@ pub fn build_behaviour(
         super::gossip::config().map_err(NetworkError::Build)?,
     )
     .map_err(|e| NetworkError::Build(e.to_string()))?;
+    if let Some(registry) = gossip_metrics {
+        gossipsub = gossipsub.with_metrics(registry, gossipsub::MetricsConfig::default());
+    }
     gossipsub
         .with_peer_score(super::gossip::score_params(topics), super::gossip::score_thresholds())
         .map_err(NetworkError::Build)?;
@@ -102,10 +109,12 @@ pub fn build_behaviour(
     })
 }
 
-/// The transport for `kind`, authenticated with noise and multiplexed with yamux.
+/// The transport for `kind`, authenticated with noise and multiplexed with yamux. On the memory
+/// transport, `links` (if any) shapes every connection this side dials ([`super::link`]).
 pub fn build_transport(
     kind: TransportKind,
     keypair: &identity::Keypair,
+    links: Option<&Links>,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, NetworkError> {
     let noise = noise::Config::new(keypair).map_err(|e| NetworkError::Build(e.to_string()))?;
     Ok(match kind {
@@ -118,26 +127,38 @@ pub fn build_transport(
                 .timeout(Duration::from_secs(20))
                 .boxed()
         }
-        TransportKind::Memory => MemoryTransport::default()
-            .upgrade(Version::V1)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .timeout(Duration::from_secs(20))
-            .boxed(),
+        TransportKind::Memory => match links.cloned() {
+            None => MemoryTransport::default()
+                .upgrade(Version::V1)
+                .authenticate(noise)
+                .multiplex(yamux::Config::default())
+                .timeout(Duration::from_secs(20))
+                .boxed(),
+            Some(links) => MemoryTransport::default()
+                .and_then(move |conn, endpoint| super::link::shape(conn, endpoint, links.clone()))
+                .upgrade(Version::V1)
+                .authenticate(noise)
+                .multiplex(yamux::Config::default())
+                .timeout(Duration::from_secs(20))
+                .boxed(),
+        },
     })
 }
 
-/// A swarm with the node's behaviour on the given transport.
+/// A swarm with the node's behaviour on the given transport (see [`build_transport`] and
+/// [`build_behaviour`]).
 pub fn build_swarm(
     kind: TransportKind,
     keypair: &identity::Keypair,
+    links: Option<&Links>,
     peers: &super::peer_manager::Config,
     topics: &super::gossip::Topics,
+    gossip_metrics: Option<&mut prometheus_client::registry::Registry>,
 ) -> Result<Swarm<Behaviour>, NetworkError> {
-    let transport = build_transport(kind, keypair)?;
+    let transport = build_transport(kind, keypair, links)?;
     let max_peers = u32::try_from(peers.max_peers).unwrap_or(u32::MAX);
     let min_outbound = u32::try_from(peers.min_outbound_peers).unwrap_or(u32::MAX);
-    let behaviour = build_behaviour(keypair, max_peers, min_outbound, topics)?;
+    let behaviour = build_behaviour(keypair, max_peers, min_outbound, topics, gossip_metrics)?;
     Ok(Swarm::new(
         transport,
         behaviour,

@@ -11,6 +11,7 @@
 #[allow(missing_docs)]
 pub mod behaviour;
 pub mod gossip;
+pub mod link;
 pub mod metrics;
 pub mod peer_manager;
 pub mod service;
@@ -60,6 +61,9 @@ pub struct NetworkConfig {
     pub peers: peer_manager::Config,
     /// Whether to dial the peers remembered in the database at start.
     pub dial_known_peers: bool,
+    /// Emulated links (latency, bandwidth, topology, cuts) for the memory transport; `None` is a
+    /// perfect network. Ignored on TCP.
+    pub links: Option<link::Links>,
 }
 
 impl NetworkConfig {
@@ -73,6 +77,7 @@ impl NetworkConfig {
             transport: TransportKind::Tcp,
             peers: peer_manager::Config::default(),
             dial_known_peers: true,
+            links: None,
         }
     }
 }

@@ -166,6 +166,8 @@ pub struct Service {
     /// Peers whose score crossed the disconnect threshold, disconnected at the next tick.
     disconnect_at_tick: Vec<PeerId>,
     bootstrap: Vec<Multiaddr>,
+    /// Our listeners (closed at shutdown).
+    listeners: Vec<libp2p::core::transport::ListenerId>,
     last_status_round: Instant,
     last_status_log: Instant,
     last_kad_bootstrap: Instant,
@@ -183,20 +185,31 @@ impl Service {
     pub fn spawn(
         config: NetworkConfig,
         core: Arc<Core>,
-        metrics: super::metrics::Metrics,
+        registry: &mut prometheus_client::registry::Registry,
         shutdown: CancellationToken,
         tasks: &mut tokio::task::JoinSet<()>,
     ) -> Result<NetworkHandle, NetworkError> {
         let topics = Topics::new(&core.chain.params().genesis_hash);
-        let mut swarm = build_swarm(config.transport, &config.keypair, &config.peers, &topics)?;
+        let metrics = super::metrics::Metrics::new(registry);
+        let mut swarm = build_swarm(
+            config.transport,
+            &config.keypair,
+            config.links.as_ref(),
+            &config.peers,
+            &topics,
+            Some(registry.sub_registry_with_prefix("gossipsub")),
+        )?;
         let local = *swarm.local_peer_id();
         for t in [&topics.blocks, &topics.txs] {
             swarm.behaviour_mut().gossipsub.subscribe(t).map_err(|e| NetworkError::Build(e.to_string()))?;
         }
+        let mut listeners = Vec::new();
         for addr in &config.listen {
-            swarm
-                .listen_on(addr.clone())
-                .map_err(|e| NetworkError::Listen { addr: addr.clone(), message: e.to_string() })?;
+            listeners.push(
+                swarm
+                    .listen_on(addr.clone())
+                    .map_err(|e| NetworkError::Listen { addr: addr.clone(), message: e.to_string() })?,
+            );
         }
         for addr in &config.external {
             swarm.add_external_address(addr.clone());
@@ -266,6 +279,7 @@ impl Service {
             serving: 0,
             disconnect_at_tick: Vec::new(),
             bootstrap: config.bootstrap,
+            listeners,
             last_status_round: Instant::now(),
             last_status_log: Instant::now(),
             last_kad_bootstrap: Instant::now(),
@@ -290,6 +304,11 @@ impl Service {
                 ev = self.events.recv() => self.on_core_event(ev),
                 _ = tick.tick() => self.on_tick(),
             }
+        }
+        // Close the listeners explicitly: the memory transport frees a port only this way, so a
+        // node restarted in the same process (simulations) can listen on it again.
+        for id in std::mem::take(&mut self.listeners) {
+            self.swarm.remove_listener(id);
         }
         tracing::info!("network stopped");
     }

@@ -294,7 +294,8 @@ impl StackPeer {
     fn spawn(rt: &Runtime, topics: &Topics, avoid: &[PeerId]) -> StackPeer {
         let keypair = identity::Keypair::generate_ed25519();
         let _enter = rt.enter();
-        let mut swarm = build_swarm(TransportKind::Tcp, &keypair, &peer_manager::Config::default(), topics).unwrap();
+        let mut swarm =
+            build_swarm(TransportKind::Tcp, &keypair, None, &peer_manager::Config::default(), topics, None).unwrap();
         // Kademlia would find the other nodes through `a` and gossip would then reach them directly.
         for p in avoid {
             swarm.behaviour_mut().blocked.block_peer(*p);
@@ -429,7 +430,7 @@ impl RawPeer {
             ),
         };
         let swarm = Swarm::new(
-            build_transport(TransportKind::Tcp, &keypair).unwrap(),
+            build_transport(TransportKind::Tcp, &keypair, None).unwrap(),
             behaviour,
             id,
             libp2p::swarm::Config::with_tokio_executor().with_idle_connection_timeout(Duration::from_secs(60)),

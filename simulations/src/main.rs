@@ -1,0 +1,232 @@
+//! `vision-sim`: runs many real Vision nodes in one process over libp2p's memory transport with
+//! emulated links, plays a scenario's timeline, checks its named assertions and writes CSV results
+//! and PNG plots. See `simulations/README.md` and `docs/simulations.md`.
+//!
+//! Exit status: 0 when every check held, 1 when one failed, 2 when the run could not be done
+//! (bad scenario file, a node that did not start).
+
+mod attack;
+mod net;
+mod plot;
+mod report;
+mod rng;
+mod runner;
+mod scenario;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::report::Outcome;
+use crate::runner::Runner;
+use crate::scenario::{CheckKind, Scenario};
+
+#[derive(Parser)]
+#[command(name = "vision-sim", version, about = "Simulations of many real Vision nodes in one process")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a scenario file and writes its results.
+    Run {
+        /// The scenario (e.g. simulations/scenarios/propagation.toml).
+        scenario: PathBuf,
+        /// Overrides the number of honest nodes started at the beginning.
+        #[arg(long)]
+        nodes: Option<usize>,
+        /// Overrides the seed of every random choice.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output directory (default: target/sim/<name>-n<nodes>-s<seed>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Lists the scenarios in a directory with their descriptions.
+    List {
+        /// Where the scenario files are.
+        #[arg(default_value = "simulations/scenarios")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,vision_sim=info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::List { dir } => list(&dir),
+        Command::Run { scenario, nodes, seed, out } => {
+            let mut s = match Scenario::load(&scenario) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Some(n) = nodes {
+                s.nodes = n;
+            }
+            if let Some(seed) = seed {
+                s.seed = seed;
+            }
+            if let Err(e) = s.validate() {
+                eprintln!("error: {}: {e}", scenario.display());
+                return ExitCode::from(2);
+            }
+            let out = out.unwrap_or_else(|| runner::default_out(&s));
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match rt.block_on(run(s, out)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn list(dir: &std::path::Path) -> ExitCode {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    let mut paths: Vec<PathBuf> =
+        entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+    paths.sort();
+    let mut ok = true;
+    for p in paths {
+        match Scenario::load(&p) {
+            Ok(s) => println!("{:<18} {:>4} nodes  {}", s.name, s.nodes, s.description),
+            Err(e) => {
+                ok = false;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(2) }
+}
+
+/// Runs a scenario; `Ok(true)` when every check held.
+async fn run(scenario: Scenario, out: PathBuf) -> Result<bool, String> {
+    println!(
+        "scenario {} | seed {} | {} nodes (+{} late) | degree {} | latency {:?} ms | bandwidth {} kbit/s | storage {:?}",
+        scenario.name,
+        scenario.seed,
+        scenario.nodes,
+        scenario.late_nodes,
+        scenario.degree,
+        scenario.links.latency_ms,
+        scenario.links.bandwidth_kbps,
+        scenario.storage,
+    );
+    println!("repeat with: vision-sim run <file> --nodes {} --seed {}", scenario.nodes, scenario.seed);
+    let checks = scenario.checks.clone();
+    let mut runner = Runner::new(scenario.clone())?;
+    let links = runner.net().links().len();
+    runner.start().await?;
+    tracing::info!(links, "network formed; timeline starts");
+    runner.play().await?;
+
+    // Checks that need the nodes running, in file order.
+    let mut live: Vec<Option<Outcome>> = vec![None; checks.len()];
+    for (i, c) in checks.iter().enumerate() {
+        live[i] = match &c.kind {
+            CheckKind::Converged { within_s, after } => {
+                let waited = runner.wait_converged(Duration::from_secs_f64(*within_s)).await;
+                let n = runner.live().len();
+                Some(match (waited, after) {
+                    (Err(e), _) => Outcome::new(&c.name, false, e),
+                    (Ok(_), Some(kind)) => match runner.agreement_after(kind) {
+                        Some(ms) => Outcome::new(
+                            &c.name,
+                            ms <= within_s * 1000.0,
+                            format!("{n} nodes first on one tip {:.2} s after the last {kind}", ms / 1000.0),
+                        ),
+                        None => Outcome::new(&c.name, false, format!("nodes never agreed after the last {kind}")),
+                    },
+                    (Ok(ms), None) => Outcome::new(
+                        &c.name,
+                        ms <= within_s * 1000.0,
+                        format!("{n} nodes on one tip {:.2} s after the last event or block", ms / 1000.0),
+                    ),
+                })
+            }
+            CheckKind::IdenticalChains => Some(match runner.chains() {
+                Ok(chains) => {
+                    let differ = chains.iter().filter(|(_, h)| *h != chains[0].1).count();
+                    let heights = chains.first().map(|(_, h)| h.len().saturating_sub(1)).unwrap_or(0);
+                    Outcome::new(
+                        &c.name,
+                        differ == 0 && !chains.is_empty(),
+                        format!("{} nodes compared at heights 0..={heights}; {differ} differ", chains.len()),
+                    )
+                }
+                Err(e) => Outcome::new(&c.name, false, e),
+            }),
+            CheckKind::Included { within_s } => {
+                let missing = runner.wait_included(Duration::from_secs_f64(*within_s)).await;
+                Some(Outcome::new(
+                    &c.name,
+                    missing == 0 && !runner.submitted.is_empty(),
+                    format!("{} transfers x {} nodes; {missing} missing", runner.submitted.len(), runner.live().len()),
+                ))
+            }
+            _ => None,
+        };
+    }
+    let results = runner.finish().await;
+    let outcomes: Vec<Outcome> = checks
+        .iter()
+        .zip(live)
+        .map(|(c, l)| {
+            l.or_else(|| results.evaluate(&c.name, &c.kind))
+                .unwrap_or_else(|| Outcome::new(&c.name, false, "not evaluated"))
+        })
+        .collect();
+    let summary = results.summary(&scenario, links, outcomes.clone());
+    let files = results.write(&out, &summary)?;
+
+    println!();
+    if let (Some(med), Some(worst)) = (summary.p95_median_ms, summary.p95_worst_ms) {
+        println!("block arrival p95: median over blocks {med:.0} ms, worst {worst:.0} ms");
+    }
+    if let Some(w) = summary.p100_worst_ms {
+        println!("block arrival p100 (last node), worst block: {w:.0} ms");
+    }
+    if let (Some(all), Some(first), Some(dup)) =
+        (summary.messages_per_block, summary.first_copies_per_block, summary.duplicate_ratio)
+    {
+        println!(
+            "gossip per block: {all:.0} messages received network-wide, {first:.0} first copies, {dup:.2} duplicates per first copy"
+        );
+    }
+    println!("final height {}", summary.final_height);
+    println!();
+    let mut passed = true;
+    for o in &outcomes {
+        passed &= o.passed;
+        println!("[{}] {}: {}", if o.passed { "PASS" } else { "FAIL" }, o.name, o.detail);
+    }
+    println!();
+    println!("wrote {} files to {}: {}", files.len(), out.display(), files.join(", "));
+    let failed = outcomes.iter().filter(|o| !o.passed).count();
+    println!("{} passed, {} failed", outcomes.len() - failed, failed);
+    Ok(passed)
+}

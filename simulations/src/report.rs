@@ -1,0 +1,533 @@
+//! What a run produced: the recorded data, the checks' outcomes, the numbers derived from them,
+//! and the files written (CSV for every series, PNG plots, `summary.json`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use libp2p::PeerId;
+use serde::Serialize;
+use vision_node::chain::types::Hash;
+
+use crate::attack::AttackKind;
+use crate::plot::{self, Series};
+use crate::runner::{Arrival, Join, Mined, ScoreSample};
+use crate::scenario::{CheckKind, Scenario};
+
+/// A check's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The check's name from the scenario.
+    pub name: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// The measured value, in words.
+    pub detail: String,
+}
+
+impl Outcome {
+    /// An outcome.
+    pub fn new(name: &str, passed: bool, detail: impl Into<String>) -> Outcome {
+        Outcome { name: name.to_string(), passed, detail: detail.into() }
+    }
+}
+
+/// Everything recorded in a run.
+pub struct Results {
+    /// First application of each block at each node, by time.
+    pub arrivals: Vec<Arrival>,
+    /// Blocks mined by the runner.
+    pub mined: Vec<Mined>,
+    /// (ms, node, height) samples.
+    pub heights: Vec<(f64, usize, u64)>,
+    /// Attacker score samples.
+    pub scores: Vec<ScoreSample>,
+    /// (peer id, kind, targets, start ms, first ban ms per target).
+    pub attackers: Vec<(PeerId, AttackKind, Vec<usize>, f64, BTreeMap<usize, f64>)>,
+    /// (node, blocks-topic messages received with duplicates, first copies).
+    pub gossip: Vec<(usize, u64, u64)>,
+    /// Late joins.
+    pub joins: Vec<Join>,
+    /// Honest nodes alive at the end.
+    pub live_at_end: Vec<usize>,
+    /// Height of the agreed chain at the end.
+    pub final_height: u64,
+}
+
+/// Arrival delays of one mined block over the nodes alive at the end that had joined before it
+/// was mined (ms after mining; `None` for nodes that never applied it).
+fn delays(r: &Results, by: &HashMap<(usize, Hash), f64>, m: &Mined) -> Vec<Option<f64>> {
+    let joined_later = |n: &usize| r.joins.iter().any(|j| j.node == *n && j.at_ms > m.at_ms);
+    r.live_at_end
+        .iter()
+        .filter(|n| !joined_later(n))
+        .map(|n| by.get(&(*n, m.hash)).map(|t| (t - m.at_ms).max(0.0)))
+        .collect()
+}
+
+/// The `p`-th percentile (nearest rank) of `sorted`, where a `None` (never arrived) sorts last.
+fn percentile(sorted: &[Option<f64>], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+fn sort_delays(mut v: Vec<Option<f64>>) -> Vec<Option<f64>> {
+    v.sort_by(|a, b| match (a, b) {
+        (Some(x), Some(y)) => x.total_cmp(y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    v
+}
+
+/// Per mined block: (block, p50, p95, p100, fraction reached).
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockStats {
+    /// Height.
+    pub height: u64,
+    /// Hash (short).
+    pub hash: String,
+    /// Node that mined it.
+    pub origin: usize,
+    /// When it was mined, ms after the timeline start.
+    pub mined_ms: f64,
+    /// Median arrival delay over nodes, ms.
+    pub p50_ms: Option<f64>,
+    /// 95th percentile, ms.
+    pub p95_ms: Option<f64>,
+    /// Last node, ms (None if some node never got it).
+    pub p100_ms: Option<f64>,
+    /// Fraction of the nodes alive at the end that applied it.
+    pub reached: f64,
+}
+
+/// Derived numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed.
+    pub seed: u64,
+    /// Honest nodes at the start.
+    pub nodes: usize,
+    /// Links.
+    pub links: usize,
+    /// Per mined block.
+    pub blocks: Vec<BlockStats>,
+    /// Median over blocks of the 95th-percentile arrival.
+    pub p95_median_ms: Option<f64>,
+    /// Worst over blocks of the 95th-percentile arrival.
+    pub p95_worst_ms: Option<f64>,
+    /// Worst over blocks of the last arrival.
+    pub p100_worst_ms: Option<f64>,
+    /// Blocks-topic gossip messages received per block over the whole network (with duplicates).
+    pub messages_per_block: Option<f64>,
+    /// ... of which first copies.
+    pub first_copies_per_block: Option<f64>,
+    /// Duplicates per first copy.
+    pub duplicate_ratio: Option<f64>,
+    /// Height of the agreed chain at the end.
+    pub final_height: u64,
+    /// Check outcomes.
+    pub checks: Vec<Outcome>,
+}
+
+impl Results {
+    fn arrival_index(&self) -> HashMap<(usize, Hash), f64> {
+        self.arrivals.iter().map(|a| ((a.node, a.hash), a.at_ms)).collect()
+    }
+
+    /// Per-block arrival statistics.
+    pub fn block_stats(&self) -> Vec<BlockStats> {
+        let by = self.arrival_index();
+        self.mined
+            .iter()
+            .map(|m| {
+                let d = sort_delays(delays(self, &by, m));
+                let reached = d.iter().filter(|x| x.is_some()).count() as f64 / d.len().max(1) as f64;
+                BlockStats {
+                    height: m.height,
+                    hash: m.hash.short(),
+                    origin: m.origin,
+                    mined_ms: m.at_ms,
+                    p50_ms: percentile(&d, 50.0),
+                    p95_ms: percentile(&d, 95.0),
+                    p100_ms: percentile(&d, 100.0),
+                    reached,
+                }
+            })
+            .collect()
+    }
+
+    /// Evaluates a check on the recorded data; `None` for checks evaluated while the nodes ran.
+    pub fn evaluate(&self, name: &str, kind: &CheckKind) -> Option<Outcome> {
+        let by = self.arrival_index();
+        Some(match kind {
+            CheckKind::AllReceived { fraction } => {
+                if self.mined.is_empty() {
+                    return Some(Outcome::new(name, false, "no block was mined"));
+                }
+                let worst = self.block_stats().iter().map(|b| b.reached).fold(1.0, f64::min);
+                Outcome::new(
+                    name,
+                    worst >= *fraction,
+                    format!(
+                        "{} blocks; the least-spread reached {:.1}% of {} nodes",
+                        self.mined.len(),
+                        worst * 100.0,
+                        self.live_at_end.len()
+                    ),
+                )
+            }
+            CheckKind::Arrival { percentile: p, max_ms } => {
+                if self.mined.is_empty() {
+                    return Some(Outcome::new(name, false, "no block was mined"));
+                }
+                let per_block: Vec<Option<f64>> =
+                    self.mined.iter().map(|m| percentile(&sort_delays(delays(self, &by, m)), *p)).collect();
+                let worst = per_block.iter().copied().fold(Some(0.0), |acc, x| match (acc, x) {
+                    (Some(a), Some(b)) => Some(f64::max(a, b)),
+                    _ => None,
+                });
+                match worst {
+                    Some(w) => Outcome::new(
+                        name,
+                        w <= *max_ms,
+                        format!("worst p{p} over {} blocks: {w:.0} ms (bound {max_ms} ms)", per_block.len()),
+                    ),
+                    None => Outcome::new(name, false, format!("a block never reached {p}% of the nodes")),
+                }
+            }
+            CheckKind::AttackersBanned { within_s } => {
+                let banning: Vec<_> = self.attackers.iter().filter(|a| a.1 != AttackKind::Silent).collect();
+                if banning.is_empty() {
+                    return Some(Outcome::new(name, false, "no banning attacker ran"));
+                }
+                let mut worst: f64 = 0.0;
+                let mut missing = Vec::new();
+                let mut pairs = 0;
+                for (k, (peer, kind, targets, start, bans)) in self.attackers.iter().enumerate() {
+                    if *kind == AttackKind::Silent {
+                        continue;
+                    }
+                    for t in targets {
+                        pairs += 1;
+                        match bans.get(t) {
+                            Some(at) => worst = worst.max(at - start),
+                            None => missing.push(format!("attacker {k} ({kind:?}, {}) at node {t}", short_peer(peer))),
+                        }
+                    }
+                }
+                let ok = missing.is_empty() && worst <= within_s * 1000.0;
+                let detail = if missing.is_empty() {
+                    format!("{pairs} (attacker, honest neighbour) pairs banned; slowest after {:.1} s", worst / 1000.0)
+                } else {
+                    format!("not banned: {}", missing.join(", "))
+                };
+                Outcome::new(name, ok, detail)
+            }
+            CheckKind::NotEclipsed => {
+                let Some(first) = self.attackers.iter().map(|a| a.3).reduce(f64::min) else {
+                    return Some(Outcome::new(name, false, "no attacker ran"));
+                };
+                let mut victims: Vec<usize> = self.attackers.iter().flat_map(|a| a.2.iter().copied()).collect();
+                victims.sort_unstable();
+                victims.dedup();
+                victims.retain(|v| self.live_at_end.contains(v));
+                let blocks: Vec<&Mined> = self.mined.iter().filter(|m| m.at_ms >= first).collect();
+                if blocks.is_empty() {
+                    return Some(Outcome::new(name, false, "no block was mined during the attack"));
+                }
+                let missed: usize =
+                    victims.iter().map(|v| blocks.iter().filter(|m| !by.contains_key(&(*v, m.hash))).count()).sum();
+                Outcome::new(
+                    name,
+                    missed == 0,
+                    format!(
+                        "{} attacked nodes, {} blocks mined during the attack, {missed} (node, block) misses",
+                        victims.len(),
+                        blocks.len()
+                    ),
+                )
+            }
+            CheckKind::Synced { within_s } => {
+                if self.joins.is_empty() {
+                    return Some(Outcome::new(name, false, "no node joined"));
+                }
+                let mut worst: Option<f64> = Some(0.0);
+                for j in &self.joins {
+                    let reached = self
+                        .arrivals
+                        .iter()
+                        .filter(|a| a.node == j.node && a.height >= j.target_height)
+                        .map(|a| a.at_ms - j.at_ms)
+                        .reduce(f64::min);
+                    worst = match (worst, reached) {
+                        (Some(w), Some(r)) => Some(w.max(r)),
+                        _ => None,
+                    };
+                }
+                match worst {
+                    Some(w) => Outcome::new(
+                        name,
+                        w <= within_s * 1000.0,
+                        format!(
+                            "{} late nodes reached height {} ; slowest in {:.1} s",
+                            self.joins.len(),
+                            self.joins[0].target_height,
+                            w / 1000.0
+                        ),
+                    ),
+                    None => Outcome::new(name, false, "a late node never reached the height it joined behind"),
+                }
+            }
+            CheckKind::Converged { .. } | CheckKind::IdenticalChains | CheckKind::Included { .. } => return None,
+        })
+    }
+
+    /// Derives the summary.
+    pub fn summary(&self, scenario: &Scenario, links: usize, checks: Vec<Outcome>) -> Summary {
+        let blocks = self.block_stats();
+        let mut p95: Vec<f64> = blocks.iter().filter_map(|b| b.p95_ms).collect();
+        p95.sort_by(f64::total_cmp);
+        let p95_worst_ms = if blocks.iter().all(|b| b.p95_ms.is_some()) { p95.last().copied() } else { None };
+        let p100_worst_ms = blocks.iter().map(|b| b.p100_ms).try_fold(0.0, |acc: f64, x| x.map(|v| acc.max(v)));
+        let n = self.mined.len() as f64;
+        let all: u64 = self.gossip.iter().map(|g| g.1).sum();
+        let first: u64 = self.gossip.iter().map(|g| g.2).sum();
+        Summary {
+            scenario: scenario.name.clone(),
+            seed: scenario.seed,
+            nodes: scenario.nodes,
+            links,
+            p95_median_ms: (!p95.is_empty()).then(|| p95[p95.len() / 2]),
+            p95_worst_ms,
+            p100_worst_ms: if blocks.is_empty() { None } else { p100_worst_ms },
+            messages_per_block: (n > 0.0).then(|| all as f64 / n),
+            first_copies_per_block: (n > 0.0).then(|| first as f64 / n),
+            duplicate_ratio: (first > 0).then(|| (all - first.min(all)) as f64 / first as f64),
+            final_height: self.final_height,
+            blocks,
+            checks,
+        }
+    }
+
+    /// Writes the CSV files and plots into `dir`; returns the files written.
+    pub fn write(&self, dir: &Path, summary: &Summary) -> Result<Vec<String>, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut files = Vec::new();
+        let mut csv = |name: &str, header: &[&str], rows: Vec<Vec<String>>| -> Result<(), String> {
+            plot::write_csv(&dir.join(name), header, &rows).map_err(|e| format!("{name}: {e}"))?;
+            files.push(name.to_string());
+            Ok(())
+        };
+        let by_hash: HashMap<Hash, &Mined> = self.mined.iter().map(|m| (m.hash, m)).collect();
+        csv(
+            "arrivals.csv",
+            &["node", "height", "block", "at_ms", "mined_by", "delay_ms"],
+            self.arrivals
+                .iter()
+                .map(|a| {
+                    let m = by_hash.get(&a.hash);
+                    vec![
+                        a.node.to_string(),
+                        a.height.to_string(),
+                        a.hash.short(),
+                        format!("{:.1}", a.at_ms),
+                        m.map(|m| m.origin.to_string()).unwrap_or_default(),
+                        m.map(|m| format!("{:.1}", (a.at_ms - m.at_ms).max(0.0))).unwrap_or_default(),
+                    ]
+                })
+                .collect(),
+        )?;
+        let opt = |x: Option<f64>| x.map(|v| format!("{v:.1}")).unwrap_or_else(|| "never".into());
+        csv(
+            "blocks.csv",
+            &["height", "block", "origin", "mined_ms", "p50_ms", "p95_ms", "p100_ms", "reached"],
+            summary
+                .blocks
+                .iter()
+                .map(|b| {
+                    vec![
+                        b.height.to_string(),
+                        b.hash.clone(),
+                        b.origin.to_string(),
+                        format!("{:.1}", b.mined_ms),
+                        opt(b.p50_ms),
+                        opt(b.p95_ms),
+                        opt(b.p100_ms),
+                        format!("{:.4}", b.reached),
+                    ]
+                })
+                .collect(),
+        )?;
+        csv(
+            "gossip.csv",
+            &["node", "block_msgs_received", "block_msgs_first_copies", "duplicates"],
+            self.gossip
+                .iter()
+                .map(|(n, all, first)| {
+                    vec![n.to_string(), all.to_string(), first.to_string(), all.saturating_sub(*first).to_string()]
+                })
+                .collect(),
+        )?;
+        csv(
+            "heights.csv",
+            &["at_ms", "node", "height"],
+            self.heights.iter().map(|(t, n, h)| vec![format!("{t:.0}"), n.to_string(), h.to_string()]).collect(),
+        )?;
+        if !self.scores.is_empty() {
+            csv(
+                "scores.csv",
+                &["at_ms", "node", "attacker", "kind", "score", "banned"],
+                self.scores
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            format!("{:.0}", s.at_ms),
+                            s.node.to_string(),
+                            s.attacker.to_string(),
+                            format!("{:?}", self.attackers[s.attacker].1),
+                            s.score.map(|x| format!("{x:.2}")).unwrap_or_default(),
+                            s.banned.to_string(),
+                        ]
+                    })
+                    .collect(),
+            )?;
+        }
+        csv(
+            "checks.csv",
+            &["check", "passed", "detail"],
+            summary.checks.iter().map(|c| vec![c.name.clone(), c.passed.to_string(), c.detail.clone()]).collect(),
+        )?;
+        let json = serde_json::to_string_pretty(summary).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("summary.json"), json).map_err(|e| format!("summary.json: {e}"))?;
+        files.push("summary.json".into());
+
+        let png = |name: &str, r: Result<(), plot::PlotError>| -> Result<String, String> {
+            r.map_err(|e| format!("{name}: {e}"))?;
+            Ok(name.to_string())
+        };
+        let by = self.arrival_index();
+        if !self.mined.is_empty() {
+            let mut all = Vec::new();
+            let mut per_block = Vec::new();
+            for m in &self.mined {
+                let d: Vec<f64> = delays(self, &by, m).into_iter().flatten().collect();
+                all.extend(d.iter().copied());
+                per_block.push((format!("block {}", m.height), d));
+            }
+            let mut series = vec![(format!("all {} blocks", self.mined.len()), all)];
+            if per_block.len() <= 8 {
+                series.extend(per_block);
+            }
+            files.push(png(
+                "arrival_cdf.png",
+                plot::cdf_chart(
+                    &dir.join("arrival_cdf.png"),
+                    &format!("{}: block arrival over {} nodes", summary.scenario, self.live_at_end.len()),
+                    "ms after mining",
+                    &series,
+                ),
+            )?);
+        }
+        if let (Some(all), Some(first)) = (summary.messages_per_block, summary.first_copies_per_block) {
+            files.push(png(
+                "messages.png",
+                plot::bar_chart(
+                    &dir.join("messages.png"),
+                    &format!("{}: gossip messages per block ({} nodes)", summary.scenario, self.live_at_end.len()),
+                    "",
+                    "messages per block, whole network",
+                    &[
+                        ("received".to_string(), all),
+                        ("first copies".to_string(), first),
+                        ("duplicates".to_string(), all - first),
+                    ],
+                ),
+            )?);
+        }
+        let mut per_node: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
+        for (t, n, h) in &self.heights {
+            per_node.entry(*n).or_default().push((t / 1000.0, *h as f64));
+        }
+        let height_series: Vec<Series> =
+            per_node.into_iter().map(|(n, points)| Series { name: format!("node {n}"), points }).collect();
+        files.push(png(
+            "heights.png",
+            plot::line_chart(
+                &dir.join("heights.png"),
+                &format!("{}: height per node", summary.scenario),
+                "s",
+                "height",
+                &height_series,
+            ),
+        )?);
+        if !self.scores.is_empty() {
+            let mut score_series: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
+            let mut ban_series: BTreeMap<usize, BTreeMap<i64, usize>> = BTreeMap::new();
+            for s in &self.scores {
+                let t = s.at_ms / 1000.0;
+                if let Some(score) = s.score {
+                    score_series.entry(s.attacker).or_default().push((t, score));
+                }
+                let slot =
+                    ban_series.entry(s.attacker).or_default().entry((s.at_ms / 250.0).round() as i64).or_default();
+                *slot += usize::from(s.banned);
+            }
+            let name = |k: &usize| format!("attacker {k} ({:?})", self.attackers[*k].1);
+            let series: Vec<Series> =
+                score_series.iter().map(|(k, p)| Series { name: name(k), points: p.clone() }).collect();
+            files.push(png(
+                "attacker_scores.png",
+                plot::line_chart(
+                    &dir.join("attacker_scores.png"),
+                    "attackers' scores at their honest neighbours",
+                    "s",
+                    "score",
+                    &series,
+                ),
+            )?);
+            let bans: Vec<Series> = ban_series
+                .iter()
+                .map(|(k, slots)| Series {
+                    name: name(k),
+                    points: slots.iter().map(|(t, n)| (*t as f64 * 0.25, *n as f64)).collect(),
+                })
+                .collect();
+            files.push(png(
+                "attacker_bans.png",
+                plot::line_chart(
+                    &dir.join("attacker_bans.png"),
+                    "honest neighbours that banned each attacker",
+                    "s",
+                    "nodes",
+                    &bans,
+                ),
+            )?);
+        }
+        Ok(files)
+    }
+}
+
+fn short_peer(p: &PeerId) -> String {
+    let s = p.to_string();
+    s[s.len().saturating_sub(8)..].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_treat_missing_as_slowest() {
+        let d = sort_delays(vec![Some(30.0), None, Some(10.0), Some(20.0)]);
+        assert_eq!(percentile(&d, 50.0), Some(20.0));
+        assert_eq!(percentile(&d, 75.0), Some(30.0));
+        assert_eq!(percentile(&d, 100.0), None);
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+}
