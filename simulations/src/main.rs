@@ -217,7 +217,7 @@ async fn run(scenario: Scenario, out: PathBuf) -> Result<bool, String> {
             "gossip per block: {all:.0} messages received network-wide, {first:.0} first copies, {dup:.2} duplicates per first copy"
         );
     }
-    println!("final height {}", summary.final_height);
+    println!("final height {}, {} mined blocks went stale", summary.final_height, summary.stale_blocks);
     println!();
     let mut passed = true;
     for o in &outcomes {

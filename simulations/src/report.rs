@@ -13,6 +13,9 @@ use crate::plot::{self, Series};
 use crate::runner::{Arrival, Join, Mined, ScoreSample};
 use crate::scenario::{CheckKind, Scenario};
 
+/// Width of the time slots score samples are grouped in.
+const SLOT_MS: f64 = 250.0;
+
 /// A check's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -31,6 +34,9 @@ impl Outcome {
     }
 }
 
+/// An attacker as recorded: (peer id, kind, linked honest nodes, start ms, first ban ms per node).
+pub type AttackerSummary = (PeerId, AttackKind, Vec<usize>, f64, BTreeMap<usize, f64>);
+
 /// Everything recorded in a run.
 pub struct Results {
     /// First application of each block at each node, by time.
@@ -42,7 +48,7 @@ pub struct Results {
     /// Attacker score samples.
     pub scores: Vec<ScoreSample>,
     /// (peer id, kind, targets, start ms, first ban ms per target).
-    pub attackers: Vec<(PeerId, AttackKind, Vec<usize>, f64, BTreeMap<usize, f64>)>,
+    pub attackers: Vec<AttackerSummary>,
     /// (node, blocks-topic messages received with duplicates, first copies).
     pub gossip: Vec<(usize, u64, u64)>,
     /// Late joins.
@@ -51,6 +57,9 @@ pub struct Results {
     pub live_at_end: Vec<usize>,
     /// Height of the agreed chain at the end.
     pub final_height: u64,
+    /// The blocks of the agreed chain (a mined block not in it went stale: another block at its
+    /// height won).
+    pub canonical: std::collections::HashSet<Hash>,
 }
 
 /// Arrival delays of one mined block over the nodes alive at the end that had joined before it
@@ -102,6 +111,8 @@ pub struct BlockStats {
     pub p100_ms: Option<f64>,
     /// Fraction of the nodes alive at the end that applied it.
     pub reached: f64,
+    /// Whether it is in the agreed chain at the end.
+    pub canonical: bool,
 }
 
 /// Derived numbers.
@@ -117,7 +128,9 @@ pub struct Summary {
     pub links: usize,
     /// Per mined block.
     pub blocks: Vec<BlockStats>,
-    /// Median over blocks of the 95th-percentile arrival.
+    /// Mined blocks that lost to another block at their height.
+    pub stale_blocks: usize,
+    /// Median over blocks of the final chain of the 95th-percentile arrival.
     pub p95_median_ms: Option<f64>,
     /// Worst over blocks of the 95th-percentile arrival.
     pub p95_worst_ms: Option<f64>,
@@ -157,6 +170,7 @@ impl Results {
                     p95_ms: percentile(&d, 95.0),
                     p100_ms: percentile(&d, 100.0),
                     reached,
+                    canonical: self.canonical.contains(&m.hash),
                 }
             })
             .collect()
@@ -167,38 +181,43 @@ impl Results {
         let by = self.arrival_index();
         Some(match kind {
             CheckKind::AllReceived { fraction } => {
-                if self.mined.is_empty() {
-                    return Some(Outcome::new(name, false, "no block was mined"));
+                let stats: Vec<BlockStats> = self.block_stats().into_iter().filter(|b| b.canonical).collect();
+                if stats.is_empty() {
+                    return Some(Outcome::new(name, false, "no mined block is in the final chain"));
                 }
-                let worst = self.block_stats().iter().map(|b| b.reached).fold(1.0, f64::min);
+                let worst = stats.iter().map(|b| b.reached).fold(1.0, f64::min);
                 Outcome::new(
                     name,
                     worst >= *fraction,
                     format!(
-                        "{} blocks; the least-spread reached {:.1}% of {} nodes",
-                        self.mined.len(),
+                        "{} blocks in the final chain ({} stale); the least-spread reached {:.1}% of {} nodes",
+                        stats.len(),
+                        self.mined.len() - stats.len(),
                         worst * 100.0,
                         self.live_at_end.len()
                     ),
                 )
             }
             CheckKind::Arrival { percentile: p, max_ms } => {
-                if self.mined.is_empty() {
-                    return Some(Outcome::new(name, false, "no block was mined"));
+                let canonical: Vec<&Mined> = self.mined.iter().filter(|m| self.canonical.contains(&m.hash)).collect();
+                if canonical.is_empty() {
+                    return Some(Outcome::new(name, false, "no mined block is in the final chain"));
                 }
                 let per_block: Vec<Option<f64>> =
-                    self.mined.iter().map(|m| percentile(&sort_delays(delays(self, &by, m)), *p)).collect();
-                let worst = per_block.iter().copied().fold(Some(0.0), |acc, x| match (acc, x) {
-                    (Some(a), Some(b)) => Some(f64::max(a, b)),
-                    _ => None,
-                });
+                    canonical.iter().map(|m| percentile(&sort_delays(delays(self, &by, m)), *p)).collect();
+                let worst = per_block.iter().copied().try_fold(0.0, |acc: f64, x| x.map(|v| acc.max(v)));
                 match worst {
                     Some(w) => Outcome::new(
                         name,
                         w <= *max_ms,
-                        format!("worst p{p} over {} blocks: {w:.0} ms (bound {max_ms} ms)", per_block.len()),
+                        format!(
+                            "worst p{p} over {} blocks of the final chain: {w:.0} ms (bound {max_ms} ms)",
+                            per_block.len()
+                        ),
                     ),
-                    None => Outcome::new(name, false, format!("a block never reached {p}% of the nodes")),
+                    None => {
+                        Outcome::new(name, false, format!("a block of the final chain never reached {p}% of the nodes"))
+                    }
                 }
             }
             CheckKind::AttackersBanned { within_s } => {
@@ -291,10 +310,11 @@ impl Results {
     /// Derives the summary.
     pub fn summary(&self, scenario: &Scenario, links: usize, checks: Vec<Outcome>) -> Summary {
         let blocks = self.block_stats();
-        let mut p95: Vec<f64> = blocks.iter().filter_map(|b| b.p95_ms).collect();
+        let canonical: Vec<&BlockStats> = blocks.iter().filter(|b| b.canonical).collect();
+        let mut p95: Vec<f64> = canonical.iter().filter_map(|b| b.p95_ms).collect();
         p95.sort_by(f64::total_cmp);
-        let p95_worst_ms = if blocks.iter().all(|b| b.p95_ms.is_some()) { p95.last().copied() } else { None };
-        let p100_worst_ms = blocks.iter().map(|b| b.p100_ms).try_fold(0.0, |acc: f64, x| x.map(|v| acc.max(v)));
+        let p95_worst_ms = if canonical.iter().all(|b| b.p95_ms.is_some()) { p95.last().copied() } else { None };
+        let p100_worst_ms = canonical.iter().map(|b| b.p100_ms).try_fold(0.0, |acc: f64, x| x.map(|v| acc.max(v)));
         let n = self.mined.len() as f64;
         let all: u64 = self.gossip.iter().map(|g| g.1).sum();
         let first: u64 = self.gossip.iter().map(|g| g.2).sum();
@@ -305,7 +325,8 @@ impl Results {
             links,
             p95_median_ms: (!p95.is_empty()).then(|| p95[p95.len() / 2]),
             p95_worst_ms,
-            p100_worst_ms: if blocks.is_empty() { None } else { p100_worst_ms },
+            p100_worst_ms: if canonical.is_empty() { None } else { p100_worst_ms },
+            stale_blocks: blocks.len() - canonical.len(),
             messages_per_block: (n > 0.0).then(|| all as f64 / n),
             first_copies_per_block: (n > 0.0).then(|| first as f64 / n),
             duplicate_ratio: (first > 0).then(|| (all - first.min(all)) as f64 / first as f64),
@@ -346,7 +367,7 @@ impl Results {
         let opt = |x: Option<f64>| x.map(|v| format!("{v:.1}")).unwrap_or_else(|| "never".into());
         csv(
             "blocks.csv",
-            &["height", "block", "origin", "mined_ms", "p50_ms", "p95_ms", "p100_ms", "reached"],
+            &["height", "block", "origin", "mined_ms", "p50_ms", "p95_ms", "p100_ms", "reached", "canonical"],
             summary
                 .blocks
                 .iter()
@@ -360,6 +381,7 @@ impl Results {
                         opt(b.p95_ms),
                         opt(b.p100_ms),
                         format!("{:.4}", b.reached),
+                        b.canonical.to_string(),
                     ]
                 })
                 .collect(),
@@ -415,12 +437,12 @@ impl Results {
         if !self.mined.is_empty() {
             let mut all = Vec::new();
             let mut per_block = Vec::new();
-            for m in &self.mined {
+            for m in self.mined.iter().filter(|m| self.canonical.contains(&m.hash)) {
                 let d: Vec<f64> = delays(self, &by, m).into_iter().flatten().collect();
                 all.extend(d.iter().copied());
                 per_block.push((format!("block {}", m.height), d));
             }
-            let mut series = vec![(format!("all {} blocks", self.mined.len()), all)];
+            let mut series = vec![(format!("all {} blocks", per_block.len()), all)];
             if per_block.len() <= 8 {
                 series.extend(per_block);
             }
@@ -467,44 +489,54 @@ impl Results {
             ),
         )?);
         if !self.scores.is_empty() {
-            let mut score_series: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
-            let mut ban_series: BTreeMap<usize, BTreeMap<i64, usize>> = BTreeMap::new();
+            // Per attacker kind and sample time: the mean score over (attacker, linked honest node)
+            // pairs, a banned pair counting at the ban threshold; and how many pairs are banned.
+            let ban_line = vision_node::p2p::peer_manager::DEFAULT_BAN_THRESHOLD;
+            let mut score_sum: BTreeMap<(String, i64), (f64, usize)> = BTreeMap::new();
+            let mut banned: BTreeMap<(String, i64), usize> = BTreeMap::new();
             for s in &self.scores {
-                let t = s.at_ms / 1000.0;
-                if let Some(score) = s.score {
-                    score_series.entry(s.attacker).or_default().push((t, score));
+                let kind = self.attackers[s.attacker].1.name().to_string();
+                let slot = (s.at_ms / SLOT_MS).round() as i64;
+                let value = if s.banned { Some(ban_line) } else { s.score };
+                if let Some(v) = value {
+                    let e = score_sum.entry((kind.clone(), slot)).or_default();
+                    e.0 += v;
+                    e.1 += 1;
                 }
-                let slot =
-                    ban_series.entry(s.attacker).or_default().entry((s.at_ms / 250.0).round() as i64).or_default();
-                *slot += usize::from(s.banned);
+                *banned.entry((kind, slot)).or_default() += usize::from(s.banned);
             }
-            let name = |k: &usize| format!("attacker {k} ({:?})", self.attackers[*k].1);
-            let series: Vec<Series> =
-                score_series.iter().map(|(k, p)| Series { name: name(k), points: p.clone() }).collect();
+            let by_kind = |points: Vec<(String, f64, f64)>| -> Vec<Series> {
+                let mut m: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+                for (k, x, y) in points {
+                    m.entry(k).or_default().push((x, y));
+                }
+                m.into_iter().map(|(name, points)| Series { name, points }).collect()
+            };
+            let scores = by_kind(
+                score_sum
+                    .into_iter()
+                    .map(|((k, t), (sum, n))| (k, t as f64 * SLOT_MS / 1000.0, sum / n as f64))
+                    .collect(),
+            );
             files.push(png(
                 "attacker_scores.png",
                 plot::line_chart(
                     &dir.join("attacker_scores.png"),
-                    "attackers' scores at their honest neighbours",
+                    &format!("attackers' mean score at linked honest nodes (banned = {ban_line})"),
                     "s",
                     "score",
-                    &series,
+                    &scores,
                 ),
             )?);
-            let bans: Vec<Series> = ban_series
-                .iter()
-                .map(|(k, slots)| Series {
-                    name: name(k),
-                    points: slots.iter().map(|(t, n)| (*t as f64 * 0.25, *n as f64)).collect(),
-                })
-                .collect();
+            let bans =
+                by_kind(banned.into_iter().map(|((k, t), n)| (k, t as f64 * SLOT_MS / 1000.0, n as f64)).collect());
             files.push(png(
                 "attacker_bans.png",
                 plot::line_chart(
                     &dir.join("attacker_bans.png"),
-                    "honest neighbours that banned each attacker",
+                    "(attacker, linked honest node) pairs banned",
                     "s",
-                    "nodes",
+                    "pairs",
                     &bans,
                 ),
             )?);

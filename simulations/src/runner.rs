@@ -108,12 +108,15 @@ pub struct Join {
     pub target_height: u64,
 }
 
+/// A running honest node as the background tasks see it.
+pub type LiveNode = (Arc<Core>, NetworkHandle);
+
 /// What the background tasks share with the runner.
 pub struct Shared {
     /// The timeline's start (set when the warm-up ends); every time recorded is relative to it.
     pub t0: Mutex<Instant>,
     /// Live honest nodes' cores and network handles, by node number.
-    pub live: Mutex<Vec<Option<(Arc<Core>, NetworkHandle)>>>,
+    pub live: Mutex<Vec<Option<LiveNode>>>,
     /// First application of each block at each node.
     pub arrivals: Mutex<HashMap<(usize, Hash), Arrival>>,
     /// Blocks the runner mined.
@@ -780,6 +783,7 @@ impl Runner {
             joins: self.joins.clone(),
             live_at_end,
             final_height: chains.first().map(|(_, h)| h.len() as u64 - 1).unwrap_or(0),
+            canonical: chains.first().map(|(_, h)| h.iter().copied().collect()).unwrap_or_default(),
         }
     }
 }

@@ -322,7 +322,8 @@ pub enum CheckKind {
     Converged {
         /// Bound in seconds.
         within_s: f64,
-        /// An event kind (`heal`, `join`, `churn`, `partition`, `mine`, `submit`, `attack`).
+        /// An event kind (`heal`, `join`, `churn`, `partition`, `mine`, `submit`, `attack`), or
+        /// `restart` (the runner's restart of the nodes a `churn` shut down).
         #[serde(default)]
         after: Option<String>,
     },
@@ -383,7 +384,7 @@ impl Scenario {
         if self.links.latency_ms[0] > self.links.latency_ms[1] {
             return Err("links.latency_ms: [low, high] with low <= high".into());
         }
-        if !(self.duration_s > 0.0) || !(self.warmup_s >= 0.0) {
+        if self.duration_s.is_nan() || self.duration_s <= 0.0 || self.warmup_s.is_nan() || self.warmup_s < 0.0 {
             return Err("duration_s must be > 0 and warmup_s >= 0".into());
         }
         if self.chain.accounts == 0 {
@@ -423,7 +424,10 @@ impl Scenario {
                     return Err(format!("checks[{i}]: fraction must be in (0, 1]"));
                 }
                 CheckKind::Converged { after: Some(kind), .. }
-                    if !self.events.iter().any(|e| e.action.kind() == kind.as_str()) =>
+                    if !self.events.iter().any(|e| {
+                        e.action.kind() == kind.as_str()
+                            || (kind == "restart" && matches!(e.action, Action::Churn { .. }))
+                    }) =>
                 {
                     return Err(format!("checks[{i}]: after = {kind:?}, but no event does {kind:?}"));
                 }
