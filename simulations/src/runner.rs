@@ -136,6 +136,29 @@ impl Shared {
     pub fn now_ms(&self) -> f64 {
         ms_since(*self.t0.lock())
     }
+
+    /// Live honest node numbers.
+    pub fn live_nodes(&self) -> Vec<usize> {
+        self.live.lock().iter().enumerate().filter_map(|(i, l)| l.as_ref().map(|_| i)).collect()
+    }
+
+    /// Node `i`'s core, if it is running.
+    pub fn core(&self, i: usize) -> Option<Arc<Core>> {
+        self.live.lock().get(i).and_then(|l| l.as_ref().map(|(c, _)| c.clone()))
+    }
+
+    /// The node `sel` names (`last` is the highest of the first `initial` nodes); a random one is
+    /// drawn among the live nodes. `None` when no node is live.
+    pub fn pick(&self, sel: NodeSel, initial: usize, rng: &mut Rng) -> Option<usize> {
+        match sel {
+            NodeSel::Index(i) => Some(i),
+            NodeSel::Named(NamedNode::Last) => Some(initial - 1),
+            NodeSel::Named(NamedNode::Random) => {
+                let live = self.live_nodes();
+                (!live.is_empty()).then(|| live[rng.below(live.len() as u64) as usize])
+            }
+        }
+    }
 }
 
 struct SimNode {
@@ -367,22 +390,11 @@ impl Runner {
 
     /// Live honest node numbers.
     pub fn live(&self) -> Vec<usize> {
-        self.shared.live.lock().iter().enumerate().filter_map(|(i, l)| l.as_ref().map(|_| i)).collect()
+        self.shared.live_nodes()
     }
 
     fn core(&self, i: usize) -> Option<Arc<Core>> {
-        self.shared.live.lock().get(i).and_then(|l| l.as_ref().map(|(c, _)| c.clone()))
-    }
-
-    fn pick(&mut self, sel: NodeSel) -> Option<usize> {
-        match sel {
-            NodeSel::Index(i) => Some(i),
-            NodeSel::Named(NamedNode::Last) => Some(self.scenario.nodes - 1),
-            NodeSel::Named(NamedNode::Random) => {
-                let live = self.live();
-                (!live.is_empty()).then(|| live[self.rng.below(live.len() as u64) as usize])
-            }
-        }
+        self.shared.core(i)
     }
 
     /// Starts the initial nodes and waits for every one to have a peer and for the warm-up.
@@ -503,30 +515,15 @@ impl Runner {
     }
 
     fn spawn_miner(&mut self, sel: NodeSel, count: u32, every_ms: u64) -> JoinHandle<()> {
-        let picks: Vec<NodeSel> = (0..count)
-            .map(|_| match sel {
-                NodeSel::Named(NamedNode::Random) => NodeSel::Named(NamedNode::Random),
-                other => other,
-            })
-            .collect();
         let mut rng = self.rng.fork(&format!("miner {}", self.background.len()));
         let shared = self.shared.clone();
-        let last = self.scenario.nodes - 1;
+        let initial = self.scenario.nodes;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(every_ms.max(1)));
-            for sel in picks {
+            for _ in 0..count {
                 tick.tick().await;
-                let node = match sel {
-                    NodeSel::Index(i) => Some(i),
-                    NodeSel::Named(NamedNode::Last) => Some(last),
-                    NodeSel::Named(NamedNode::Random) => {
-                        let live: Vec<usize> =
-                            shared.live.lock().iter().enumerate().filter_map(|(i, l)| l.as_ref().map(|_| i)).collect();
-                        (!live.is_empty()).then(|| live[rng.below(live.len() as u64) as usize])
-                    }
-                };
-                let Some(i) = node else { continue };
-                let Some(core) = shared.live.lock().get(i).and_then(|l| l.as_ref().map(|(c, _)| c.clone())) else {
+                let Some(i) = shared.pick(sel, initial, &mut rng) else { continue };
+                let Some(core) = shared.core(i) else {
                     tracing::warn!(node = i, "not mining: node is down");
                     continue;
                 };
@@ -544,7 +541,7 @@ impl Runner {
     }
 
     async fn submit(&mut self, sel: NodeSel, count: u32) -> Result<(), String> {
-        let Some(i) = self.pick(sel) else { return Ok(()) };
+        let Some(i) = self.shared.pick(sel, self.scenario.nodes, &mut self.rng) else { return Ok(()) };
         let Some(core) = self.core(i) else {
             tracing::warn!(node = i, "not submitting: node is down");
             return Ok(());

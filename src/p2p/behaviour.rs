@@ -117,32 +117,36 @@ pub fn build_transport(
     links: Option<&Links>,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, NetworkError> {
     let noise = noise::Config::new(keypair).map_err(|e| NetworkError::Build(e.to_string()))?;
-    Ok(match kind {
-        TransportKind::Tcp => {
+    Ok(match (kind, links.cloned()) {
+        (TransportKind::Tcp, _) => {
             let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
             let dns = libp2p::dns::tokio::Transport::system(tcp).map_err(|e| NetworkError::Build(e.to_string()))?;
-            dns.upgrade(Version::V1)
-                .authenticate(noise)
-                .multiplex(yamux::Config::default())
-                .timeout(Duration::from_secs(20))
-                .boxed()
+            secure(dns, noise)
         }
-        TransportKind::Memory => match links.cloned() {
-            None => MemoryTransport::default()
-                .upgrade(Version::V1)
-                .authenticate(noise)
-                .multiplex(yamux::Config::default())
-                .timeout(Duration::from_secs(20))
-                .boxed(),
-            Some(links) => MemoryTransport::default()
-                .and_then(move |conn, endpoint| super::link::shape(conn, endpoint, links.clone()))
-                .upgrade(Version::V1)
-                .authenticate(noise)
-                .multiplex(yamux::Config::default())
-                .timeout(Duration::from_secs(20))
-                .boxed(),
-        },
+        (TransportKind::Memory, None) => secure(MemoryTransport::default(), noise),
+        (TransportKind::Memory, Some(links)) => secure(
+            MemoryTransport::default()
+                .and_then(move |conn, endpoint| super::link::shape(conn, endpoint, links.clone())),
+            noise,
+        ),
     })
+}
+
+/// Noise, then yamux, with a 20 s timeout on the whole upgrade, on any raw transport.
+fn secure<T>(transport: T, noise: noise::Config) -> Boxed<(PeerId, StreamMuxerBox)>
+where
+    T: libp2p::Transport + Send + Unpin + 'static,
+    T::Output: futures::AsyncRead + futures::AsyncWrite + Unpin + Send + 'static,
+    T::Error: Send + Sync + 'static,
+    T::Dial: Send + 'static,
+    T::ListenerUpgrade: Send + 'static,
+{
+    transport
+        .upgrade(Version::V1)
+        .authenticate(noise)
+        .multiplex(yamux::Config::default())
+        .timeout(Duration::from_secs(20))
+        .boxed()
 }
 
 /// A swarm with the node's behaviour on the given transport (see [`build_transport`] and
