@@ -19,6 +19,7 @@ pub mod api;
 pub mod chain;
 pub mod config;
 pub mod errors;
+pub mod fault;
 pub mod mempool;
 pub mod metrics;
 pub mod miner;

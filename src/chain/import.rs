@@ -232,6 +232,7 @@ impl Chain {
         let total_work = parent.total_work.saturating_add(u128::from(block.header.difficulty));
         let meta = BlockMeta { header: block.header, total_work, status: BlockStatus::HeaderValid };
         w.put_block(block, &meta)?;
+        crate::fault::point("import.after_put_block");
         let tip = self.tip();
 
         let outcome = if total_work <= tip.total_work {
@@ -252,9 +253,11 @@ impl Chain {
             }
         };
         timings.apply = t.elapsed();
+        crate::fault::point("import.before_commit");
         let t = Instant::now();
         w.commit()?;
         timings.commit = t.elapsed();
+        crate::fault::point("import.after_commit");
         if let ImportOutcome::NewTip { .. } = outcome {
             *self.tip.write() = Tip { hash, header: block.header, total_work };
         }
@@ -315,12 +318,13 @@ impl Chain {
         let mut reverted = Vec::new();
         while w.tip_hash()? != branch[0].header.parent {
             let b = w.disconnect_tip()?;
+            crate::fault::point("reorg.after_disconnect");
             debug_assert!(b.header.height > fork_height);
             reverted.push(b);
         }
         for (i, b) in branch.iter().enumerate() {
             match self.connect(w, b) {
-                Ok(()) => {}
+                Ok(()) => crate::fault::point("reorg.after_connect"),
                 Err(ImportError::Store(s)) => return Err(ImportError::Store(s)),
                 Err(e) => return Ok(Err((b.clone(), branch[i + 1..].to_vec(), e))),
             }
@@ -356,6 +360,7 @@ impl Chain {
                 w.set_status(&hash, BlockStatus::Invalid)?;
             }
         }
+        crate::fault::point("invalid.before_commit");
         w.commit()
     }
 

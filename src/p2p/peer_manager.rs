@@ -121,6 +121,21 @@ pub const BLOCKS_REQUESTED_LIMIT: RateLimit = RateLimit { capacity: 1_024, refil
 /// sit well above the honest rate: the miner's default 10,000 txs per 1 s block spread over a mesh of
 /// ~6 peers is ~1,700/s each; the burst absorbs a full block's worth arriving at once.
 pub const GOSSIP_MESSAGE_LIMIT: RateLimit = RateLimit { capacity: 10_000, refill_per_sec: 2_000 };
+/// Our own sync requests to one peer: four fifths of what [`SYNC_REQUEST_LIMIT`] lets a peer send
+/// us, so that a node following a fast chain (a young low-difficulty one, or orphans arriving
+/// faster than round trips) paces itself instead of being punished by an honest server.
+pub const SYNC_REQUEST_SENT_LIMIT: RateLimit = RateLimit { capacity: 40, refill_per_sec: 16 };
+/// Blocks we ask one peer for: four fifths of [`BLOCKS_REQUESTED_LIMIT`], for the same reason.
+pub const BLOCKS_ASKED_LIMIT: RateLimit = RateLimit { capacity: 819, refill_per_sec: 204 };
+// Checked when compiling: our budgets stay below what a default peer accepts, and one full range
+// request fits the blocks budget (so sync never waits on a request it can never afford).
+const _: () = {
+    assert!(SYNC_REQUEST_SENT_LIMIT.capacity < SYNC_REQUEST_LIMIT.capacity);
+    assert!(SYNC_REQUEST_SENT_LIMIT.refill_per_sec < SYNC_REQUEST_LIMIT.refill_per_sec);
+    assert!(BLOCKS_ASKED_LIMIT.capacity < BLOCKS_REQUESTED_LIMIT.capacity);
+    assert!(BLOCKS_ASKED_LIMIT.refill_per_sec < BLOCKS_REQUESTED_LIMIT.refill_per_sec);
+    assert!(BLOCKS_ASKED_LIMIT.capacity >= crate::p2p::sync::MAX_BLOCKS_PER_REQUEST);
+};
 
 /// The policy table: what each [`PeerAction`] costs, in score points (see the module docs).
 pub const fn penalty(action: PeerAction) -> f64 {
@@ -190,6 +205,10 @@ pub struct RateLimits {
     pub blocks_requested: RateLimit,
     /// Gossip messages received (cost 1 each).
     pub gossip_message: RateLimit,
+    /// Sync requests we send (cost 1 each); below what a peer with default limits accepts.
+    pub sync_request_sent: RateLimit,
+    /// Blocks we ask for (cost: the number asked for); below what a peer with default limits serves.
+    pub blocks_asked: RateLimit,
 }
 
 impl Default for RateLimits {
@@ -198,6 +217,8 @@ impl Default for RateLimits {
             sync_request: SYNC_REQUEST_LIMIT,
             blocks_requested: BLOCKS_REQUESTED_LIMIT,
             gossip_message: GOSSIP_MESSAGE_LIMIT,
+            sync_request_sent: SYNC_REQUEST_SENT_LIMIT,
+            blocks_asked: BLOCKS_ASKED_LIMIT,
         }
     }
 }
@@ -209,6 +230,8 @@ impl RateLimits {
             RateClass::SyncRequest => self.sync_request,
             RateClass::BlocksRequested => self.blocks_requested,
             RateClass::GossipMessage => self.gossip_message,
+            RateClass::SyncRequestSent => self.sync_request_sent,
+            RateClass::BlocksAsked => self.blocks_asked,
         }
     }
 }
@@ -222,11 +245,21 @@ pub enum RateClass {
     BlocksRequested,
     /// Gossip messages received.
     GossipMessage,
+    /// Sync requests we send to the peer.
+    SyncRequestSent,
+    /// Blocks we ask the peer for.
+    BlocksAsked,
 }
 
 impl RateClass {
     /// Every class, in bucket order.
-    pub const ALL: [RateClass; 3] = [RateClass::SyncRequest, RateClass::BlocksRequested, RateClass::GossipMessage];
+    pub const ALL: [RateClass; 5] = [
+        RateClass::SyncRequest,
+        RateClass::BlocksRequested,
+        RateClass::GossipMessage,
+        RateClass::SyncRequestSent,
+        RateClass::BlocksAsked,
+    ];
 
     /// Stable lowercase name, used as a metrics label and in logs.
     pub fn as_str(&self) -> &'static str {
@@ -234,6 +267,8 @@ impl RateClass {
             RateClass::SyncRequest => "sync_request",
             RateClass::BlocksRequested => "blocks_requested",
             RateClass::GossipMessage => "gossip_message",
+            RateClass::SyncRequestSent => "sync_request_sent",
+            RateClass::BlocksAsked => "blocks_asked",
         }
     }
 
@@ -242,6 +277,8 @@ impl RateClass {
             RateClass::SyncRequest => 0,
             RateClass::BlocksRequested => 1,
             RateClass::GossipMessage => 2,
+            RateClass::SyncRequestSent => 3,
+            RateClass::BlocksAsked => 4,
         }
     }
 }
@@ -380,7 +417,7 @@ struct Connection {
     listen_addrs: Vec<Multiaddr>,
     agent: Option<String>,
     since: Instant,
-    buckets: [TokenBucket; 3],
+    buckets: [TokenBucket; RateClass::ALL.len()],
 }
 
 /// Per-peer scores, bans and rate limits; see the module docs.

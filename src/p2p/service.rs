@@ -120,8 +120,12 @@ enum Done {
 
 #[derive(Debug, Clone)]
 enum Pending {
-    Status,
-    Range { start: u64, count: u32 },
+    /// A status request to this peer (at most one per peer in flight).
+    Status(PeerId),
+    Range {
+        start: u64,
+        count: u32,
+    },
     Hash(Vec<Hash>),
 }
 
@@ -585,10 +589,36 @@ impl Service {
         }
     }
 
+    /// Asks `peer` for its status, unless a status request to it is already in flight: blocks
+    /// gossiped faster than the answer comes back (each may call this) must not add up to a
+    /// request flood that the peer's rate limit would punish us for.
     fn send_status(&mut self, peer: PeerId) {
+        if self.pending.values().any(|p| matches!(p, Pending::Status(q) if *q == peer)) {
+            return;
+        }
         let status = self.our_status();
-        let id = self.swarm.behaviour_mut().sync.send_request(&peer, Ok(Request::Status(status)));
-        self.pending.insert(id, Pending::Status);
+        self.request(peer, Request::Status(status), Pending::Status(peer));
+    }
+
+    /// Sends a sync request within our budget for `peer` (requests and blocks asked, below what a
+    /// peer with default limits accepts, see `SYNC_REQUEST_SENT_LIMIT`). Returns false, sending
+    /// nothing, when the budget is spent: the caller retries later.
+    fn request(&mut self, peer: PeerId, request: Request, pending: Pending) -> bool {
+        let now = Instant::now();
+        let blocks = match &request {
+            Request::Status(_) => 0,
+            Request::BlocksByRange { count, .. } => *count,
+            Request::BlocksByHash(hashes) => hashes.len() as u32,
+        };
+        if !self.peers.allow(&peer, RateClass::SyncRequestSent, 1, now)
+            || (blocks > 0 && !self.peers.allow(&peer, RateClass::BlocksAsked, blocks, now))
+        {
+            self.drop_count("sync_requests_paced");
+            return false;
+        }
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, Ok(request));
+        self.pending.insert(id, pending);
+        true
     }
 
     // ----- swarm events ----------------------------------------------------------------------
@@ -794,7 +824,7 @@ impl Service {
             E::OutboundFailure { peer, request_id, error, .. } => {
                 let pending = self.pending.remove(&request_id);
                 let kind = match pending {
-                    Some(Pending::Status) => super::metrics::SyncKind::Status,
+                    Some(Pending::Status(_)) => super::metrics::SyncKind::Status,
                     _ => super::metrics::SyncKind::Blocks,
                 };
                 self.count_sync(super::metrics::DirectionLabel::Outbound, kind, super::metrics::SyncResult::Error);
@@ -923,7 +953,7 @@ impl Service {
     fn on_response(&mut self, peer: PeerId, pending: Option<Pending>, response: Response) {
         self.count_response(super::metrics::DirectionLabel::Outbound, &response);
         match (pending, response) {
-            (Some(Pending::Status), Response::Status(status)) => {
+            (Some(Pending::Status(_)), Response::Status(status)) => {
                 if status.genesis != self.core.chain.params().genesis_hash {
                     tracing::info!(%peer, theirs = %status.genesis, "peer is on another network; disconnecting");
                     let _ = self.swarm.disconnect_peer_id(peer);
@@ -941,8 +971,12 @@ impl Service {
                 }
                 if let Some(t) = self.target.as_mut() {
                     if blocks.is_empty() {
-                        // The peer has nothing there (it reorged or lied about its height).
+                        // The peer has nothing there (it reorged or lied about its height). Forget
+                        // its status and ask again: retargeting on the stale one would repeat the
+                        // same empty requests every tick, a flood its rate limit punishes.
                         self.target = None;
+                        self.statuses.remove(&peer);
+                        self.send_status(peer);
                         return;
                     }
                     let n = blocks.len() as u32;
@@ -950,12 +984,10 @@ impl Service {
                     if n < count {
                         // A short answer (size budget): ask the same peer for the rest.
                         let (start, count) = (start + u64::from(n), count - n);
-                        let id = self
-                            .swarm
-                            .behaviour_mut()
-                            .sync
-                            .send_request(&peer, Ok(Request::BlocksByRange { start, count }));
-                        self.pending.insert(id, Pending::Range { start, count });
+                        if !self.request(peer, Request::BlocksByRange { start, count }, Pending::Range { start, count })
+                        {
+                            self.range_failed(start);
+                        }
                     }
                 }
                 self.drive_sync();
@@ -1087,9 +1119,10 @@ impl Service {
             }
             return;
         }
+        // One fetch per missing parent, within our request budget for the peer; a fetch skipped
+        // for budget is covered by a later orphan's fetch or by range sync.
         if !already_asked {
-            let id = self.swarm.behaviour_mut().sync.send_request(&p, Ok(Request::BlocksByHash(vec![parent])));
-            self.pending.insert(id, Pending::Hash(vec![parent]));
+            self.request(p, Request::BlocksByHash(vec![parent]), Pending::Hash(vec![parent]));
         }
     }
 
@@ -1197,8 +1230,11 @@ impl Service {
             );
         }
         for (peer, start, count) in requests {
-            let id = self.swarm.behaviour_mut().sync.send_request(&peer, Ok(Request::BlocksByRange { start, count }));
-            self.pending.insert(id, Pending::Range { start, count });
+            if !self.request(peer, Request::BlocksByRange { start, count }, Pending::Range { start, count }) {
+                // Over budget: ask for this range and the ones after it on a later tick.
+                self.range_failed(start);
+                break;
+            }
         }
         if let Some(job) = job
             && self.block_jobs.try_send(job).is_err()

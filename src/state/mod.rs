@@ -354,7 +354,10 @@ impl Store {
     pub fn open(dir: &Path, genesis: &Genesis) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(format!("cannot create {}: {e}", dir.display())))?;
         let db = Database::create(dir.join(DB_FILE))?;
-        Self::init(db, genesis)
+        crate::fault::point("open.after_create");
+        let store = Self::init(db, genesis)?;
+        crate::fault::point("open.after_init");
+        Ok(store)
     }
 
     /// A store in memory (tests and simulations).

@@ -4,6 +4,8 @@
 
 mod api_ws;
 mod common;
+#[cfg(feature = "fault-injection")]
+mod crash;
 mod inprocess;
 mod metrics;
 mod misbehaving;
