@@ -16,6 +16,13 @@
 //!   (d) sends sync frames whose length prefix is above `MAX_REQUEST_BYTES` → `LowTolerance` each;
 //!   (e) floods valid `BlocksByRange { start: 0, count: 64 }` requests → rate limited, `MidTolerance`
 //!   each.
+//!   (f) 80 junk frames of the maximum request size at once, while `h`'s requests are timed;
+//!   (g) a genuine block's header over an altered body (same block hash): the sender is charged and
+//!   the genuine block, published afterwards by `h`, is still accepted and relayed;
+//!   (h) a transaction with a broken signature costs its sender score, one below the fee minimum
+//!   does not;
+//!   (i) a block 20 s in the future is ignored without penalty, and accepted (through sync from
+//!   `b`) once it is within the 15 s the rules allow.
 //!
 //!   The sync attackers speak `/vision/sync/1` through their own behaviour with [`RawCodec`], which
 //!   writes caller-made bytes, length prefix included. They send in bursts (reconnecting if dropped)
@@ -45,7 +52,7 @@ use vision_node::chain::consensus::meets_difficulty;
 use vision_node::chain::types::{Address, Block, tx_root};
 use vision_node::node::{BlockSource, Core, Node, NodeConfig};
 use vision_node::p2p::behaviour::{self, BehaviourEvent, build_swarm, build_transport};
-use vision_node::p2p::gossip::Topics;
+use vision_node::p2p::gossip::{Topics, encode_tx_batch};
 use vision_node::p2p::sync::{self, MAX_REQUEST_BYTES, RawCodec, Request, Response};
 use vision_node::p2p::{BanInfo, PeerInfo, TransportKind, peer_manager};
 use vision_node::testkit::{TEST_CHAIN_ID, genesis_with_accounts, next_block, transfer};
@@ -278,7 +285,7 @@ fn answer(request: &Request) -> Response {
 
 enum StackCommand {
     Dial(Multiaddr),
-    Publish { data: Vec<u8>, reply: oneshot::Sender<Result<(), String>> },
+    Publish { txs_topic: bool, data: Vec<u8>, reply: oneshot::Sender<Result<(), String>> },
     Request { peer: PeerId, request: Request, reply: oneshot::Sender<Result<Response, String>> },
 }
 
@@ -315,8 +322,13 @@ impl StackPeer {
 
     /// Publishes on the blocks topic; an error until the node's subscription is known.
     fn publish(&self, data: Vec<u8>) -> Result<(), String> {
+        self.publish_on(false, data)
+    }
+
+    /// Publishes on the blocks or the transactions topic.
+    fn publish_on(&self, txs_topic: bool, data: Vec<u8>) -> Result<(), String> {
         let (reply, rx) = oneshot::channel();
-        self.commands.blocking_send(StackCommand::Publish { data, reply }).unwrap();
+        self.commands.blocking_send(StackCommand::Publish { txs_topic, data, reply }).unwrap();
         rx.blocking_recv().unwrap()
     }
 
@@ -355,8 +367,9 @@ async fn run_stack_peer(
                         link.dial_failures.fetch_add(1, Ordering::SeqCst);
                     }
                 }
-                Some(StackCommand::Publish { data, reply }) => {
-                    let res = swarm.behaviour_mut().gossipsub.publish(topics.blocks.clone(), data);
+                Some(StackCommand::Publish { txs_topic, data, reply }) => {
+                    let topic = if txs_topic { topics.txs.clone() } else { topics.blocks.clone() };
+                    let res = swarm.behaviour_mut().gossipsub.publish(topic, data);
                     let _ = reply.send(res.map(|_| ()).map_err(|e| e.to_string()));
                 }
                 Some(StackCommand::Request { peer, request, reply }) => {
@@ -717,4 +730,121 @@ fn bans_survive_a_restart_and_expire_on_time() {
     });
     let entry = peers(&a).into_iter().find(|p| p.peer_id == evil.id.to_string()).unwrap();
     assert!(entry.score >= 0.0, "served its sentence: {entry:?}");
+}
+
+/// The score `node` gives `peer`, if connected.
+fn score(node: &NodeProcess, peer: &PeerId) -> Option<f64> {
+    peers(node).into_iter().find(|p| p.peer_id == peer.to_string()).map(|p| p.score)
+}
+
+#[test]
+fn a_mutated_body_does_not_poison_the_genuine_block_and_bad_transactions_cost_only_when_invalid() {
+    let s = Setting::new();
+    let (a, b, h) = start(&s, &[]);
+
+    // A genuine next block with one transfer, and the same header over an altered body (the
+    // transfer dropped): the header and its PoW are valid, the transactions root is not.
+    let tx = transfer(&s.keys[0], Address([7; 32]), 5, 1, 0, TEST_CHAIN_ID);
+    let genuine = next_block(&s.local.chain, vec![tx], Address([0xb1; 32])).unwrap();
+    let mut mutated = genuine.clone();
+    mutated.transactions.clear();
+    assert_eq!(mutated.hash(), genuine.hash(), "same header, so the same block hash");
+    let evil = s.stack_peer(&a, &[&b]);
+    wait_for("the evil peer to publish the mutated block", Duration::from_secs(15), || {
+        evil.publish(mutated.encode()).ok()
+    });
+    wait_for("the mutated block's sender penalised", Duration::from_secs(10), || {
+        (banned(&a, &evil.id).is_some() || score(&a, &evil.id).is_some_and(|x| x < 0.0)).then_some(())
+    });
+    assert_eq!(a.status().height, 1, "the mutated block was not imported");
+    // The genuine block, same hash, from an honest peer: accepted by a and relayed to b.
+    s.local.import_block(&genuine, BlockSource::Miner).unwrap();
+    wait_for("h to publish the genuine block", Duration::from_secs(15), || h.publish(genuine.encode()).ok());
+    for n in [&a, &b] {
+        n.wait_height(2, Duration::from_secs(20));
+        assert_eq!(n.status().tip_hash, genuine.hash(), "the genuine block is the tip");
+    }
+    assert!(score(&a, &h.id).is_some_and(|x| x >= 0.0), "h is not charged for the mutation");
+
+    // Transactions from two fresh peers: one with a broken signature, one merely below the fee
+    // minimum. Only the first costs its sender.
+    let bad_sig = {
+        let mut t = transfer(&s.keys[1], Address([8; 32]), 5, 1, 0, TEST_CHAIN_ID);
+        t.signature[0] ^= 0xff;
+        t
+    };
+    let low_fee = transfer(&s.keys[1], Address([8; 32]), 5, 0, 0, TEST_CHAIN_ID);
+    let liar = s.stack_peer(&a, &[&b]);
+    let cheap = s.stack_peer(&a, &[&b]);
+    for (peer, tx) in [(&liar, bad_sig), (&cheap, low_fee)] {
+        wait_for("a transaction batch published", Duration::from_secs(15), || {
+            peer.publish_on(true, encode_tx_batch(&[tx])).ok()
+        });
+    }
+    wait_for("the invalid transaction's sender penalised", Duration::from_secs(10), || {
+        score(&a, &liar.id).filter(|x| *x < 0.0)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(score(&a, &cheap.id), Some(0.0), "a low fee is no offence");
+    assert!(banned(&a, &cheap.id).is_none());
+    assert_eq!(a.status().mempool_size, 0, "neither transaction entered the pool");
+}
+
+#[test]
+fn a_block_from_the_future_is_ignored_without_penalty_and_accepted_once_its_time_comes() {
+    let s = Setting::new();
+    let (a, b, h) = start(&s, &[]);
+    // 20 s ahead of the clock: 5 s beyond what the rules allow.
+    let mut block = next_block(&s.local.chain, vec![], Address([0xf0; 32])).unwrap();
+    block.header.timestamp_ms = now_ms() + 20_000;
+    assert!(meets_difficulty(&block.hash(), block.header.difficulty));
+    let early = s.stack_peer(&a, &[&b]);
+    wait_for("the early block published", Duration::from_secs(15), || early.publish(block.encode()).ok());
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(a.status().height, 1, "not imported while too far ahead");
+    assert_eq!(score(&a, &early.id), Some(0.0), "a clock ahead is no offence");
+    assert!(bans(&a).is_empty());
+
+    // Once it is less than 15 s ahead, the same block reaches b from another peer, and a, whose
+    // gossip has already seen it, gets it from b through sync.
+    let ready_at = block.header.timestamp_ms - 14_000;
+    std::thread::sleep(Duration::from_millis(ready_at.saturating_sub(now_ms())));
+    s.local.import_block(&block, BlockSource::Miner).unwrap();
+    let late = s.stack_peer(&b, &[&a]);
+    wait_for("the block published to b", Duration::from_secs(15), || late.publish(block.encode()).ok());
+    for n in [&b, &a] {
+        wait_for("the block accepted once its time came", Duration::from_secs(20), || {
+            (n.status().tip_hash == block.hash()).then_some(())
+        });
+    }
+    assert!(bans(&a).is_empty() && bans(&b).is_empty());
+    // The chain goes on on top of it.
+    s.feed_block(&h, &[&a, &b]);
+}
+
+#[test]
+fn eighty_maximum_size_junk_frames_while_an_honest_peer_is_served() {
+    let s = Setting::new();
+    let (a, _b, h) = start(&s, &[]);
+    let addr = multiaddr(&a);
+    let evil = s.raw_peer();
+    let junk = {
+        let mut payload = vec![0xee; MAX_REQUEST_BYTES];
+        for (i, x) in payload.iter_mut().enumerate() {
+            *x = (i as u8).wrapping_mul(31) | 0x80;
+        }
+        frame(&payload)
+    };
+    let mut sent = 0;
+    let mut worst = Duration::ZERO;
+    attack_until_banned(&a, &evil.id, "maximum-size junk", Duration::from_millis(500), |_| {
+        evil.burst(&a, &addr, vec![junk.clone(); 80]);
+        sent += 80;
+        let took = h.time_range_request(&a);
+        worst = worst.max(took);
+        assert!(took < HONEST_LATENCY, "honest request took {took:?} during the junk");
+    });
+    assert_banned_and_dropped(&a, &evil.id, &evil.link, "maximum-size junk", &["bad_sync_request"]);
+    eprintln!("{sent} junk frames of {MAX_REQUEST_BYTES} bytes; slowest honest request {worst:?}");
+    s.feed_block(&h, &[&a]);
 }
