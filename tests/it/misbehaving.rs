@@ -23,6 +23,7 @@
 //!   does not;
 //!   (i) a block 20 s in the future is ignored without penalty, and accepted (through sync from
 //!   `b`) once it is within the 15 s the rules allow.
+//!   (j) 1,000 inbound connections from one address: `a` keeps its outbound peer and its API.
 //!
 //!   The sync attackers speak `/vision/sync/1` through their own behaviour with [`RawCodec`], which
 //!   writes caller-made bytes, length prefix included. They send in bursts (reconnecting if dropped)
@@ -847,4 +848,48 @@ fn eighty_maximum_size_junk_frames_while_an_honest_peer_is_served() {
     assert_banned_and_dropped(&a, &evil.id, &evil.link, "maximum-size junk", &["bad_sync_request"]);
     eprintln!("{sent} junk frames of {MAX_REQUEST_BYTES} bytes; slowest honest request {worst:?}");
     s.feed_block(&h, &[&a]);
+}
+
+#[test]
+fn a_thousand_inbound_connections_from_one_address_leave_outbound_peers_served() {
+    const FLOOD: usize = 1_000;
+    let s = Setting::new();
+    // b first, then a dialing it: b is a's outbound peer. A stack peer feeds blocks to b only, so
+    // whatever reaches a arrives over that outbound connection.
+    let b = s.node("b", &[]);
+    let a = s.node("a", &["--bootstrap", &b.multiaddr()]);
+    let (a_id, b_id): (PeerId, PeerId) = (a.peer_id().parse().unwrap(), b.peer_id().parse().unwrap());
+    wait_for("a connected to b", Duration::from_secs(20), || listed(&a, &b_id).then_some(()));
+    let feeder = s.stack_peer(&b, &[&a]);
+    s.feed_block(&feeder, &[&b, &a]);
+
+    // 1,000 peers from 127.0.0.1, each its own identity, all dialing a at once.
+    let addr = multiaddr(&a);
+    let flood: Vec<RawPeer> = (0..FLOOD).map(|_| s.raw_peer()).collect();
+    for p in &flood {
+        p.dial(addr.clone());
+    }
+    let settled =
+        |p: &RawPeer| p.link.established.load(Ordering::SeqCst) > 0 || p.link.dial_failures.load(Ordering::SeqCst) > 0;
+    wait_for("every flood dial to connect or be refused", Duration::from_secs(120), || {
+        flood.iter().all(settled).then_some(())
+    });
+    let connected = flood.iter().filter(|p| p.link.connected.load(Ordering::SeqCst)).count();
+
+    // a stays within its limits, keeps b as an outbound peer, answers its API, and still gets
+    // blocks from b.
+    let start = Instant::now();
+    let status = a.status();
+    let api_latency = start.elapsed();
+    assert!(api_latency < HONEST_LATENCY, "API took {api_latency:?} under the flood");
+    assert!(status.peers <= peer_manager::DEFAULT_MAX_PEERS, "{} peers", status.peers);
+    let b_entry = peers(&a).into_iter().find(|p| p.peer_id == b_id.to_string());
+    assert_eq!(b_entry.map(|p| p.direction), Some("outbound".to_string()), "a keeps b as outbound peer");
+    let fed = s.feed_block(&feeder, &[&b, &a]);
+    assert_eq!(a.status().tip_hash, fed.hash());
+    assert!(listed(&b, &a_id), "b keeps a");
+    eprintln!(
+        "{FLOOD} inbound dials: {connected} still connected, a holds {} peers, API answered in {api_latency:?}",
+        status.peers
+    );
 }
