@@ -205,6 +205,15 @@ impl Chain {
             };
         }
         check_header_stateless(&block.header, now_ms())?;
+        // A block this far below the tip forks off deeper than any reorganisation we follow, so
+        // it can never become canonical: refuse it before verifying or storing anything. This
+        // bounds what a flood of cheap side-chain blocks can make us store to branches off the last
+        // `max_reorg_depth` blocks, each paying those blocks' difficulty.
+        let tip_height = self.tip().header.height;
+        if block.header.height.saturating_add(self.max_reorg_depth) <= tip_height {
+            let depth = tip_height + 1 - block.header.height;
+            return Err(BlockError::ReorgTooDeep { depth, limit: self.max_reorg_depth }.into());
+        }
         let t = Instant::now();
         timings.verify_path = Some(check_body(&self.params, block, &self.verifier, Some(&self.sig_cache))?);
         timings.verify = t.elapsed();

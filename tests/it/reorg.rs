@@ -188,12 +188,42 @@ fn reorg_depth_is_limited() {
     let s = setup(5);
     let z = core(&s.genesis, None, 2);
     import_all(&z, &s.prefix);
-    import_all(&z, &s.branch_a);
-    for b in &s.branch_b[..3] {
+    // A branch that started while it was within the limit grows heavier after the tip moved on:
+    // the switch would revert more than 2 blocks, so it is refused.
+    z.import_block(&s.branch_a[0], BlockSource::Network).unwrap();
+    z.import_block(&s.branch_b[0], BlockSource::Network).unwrap();
+    for b in &s.branch_a[1..] {
+        z.import_block(b, BlockSource::Network).unwrap();
+    }
+    assert_eq!(z.chain.tip().hash, s.branch_a[2].hash());
+    for b in &s.branch_b[1..3] {
         z.import_block(b, BlockSource::Network).unwrap();
     }
     let err = z.import_block(&s.branch_b[3], BlockSource::Network).unwrap_err();
     assert!(matches!(err, ImportError::Block(BlockError::ReorgTooDeep { depth: 3, limit: 2 })), "{err}");
+    assert_eq!(z.chain.tip().hash, s.branch_a[2].hash());
+}
+
+#[test]
+fn side_chain_blocks_below_the_reorg_window_are_refused_unstored() {
+    // A flood of cheap blocks forking off deep history costs nothing to make at old difficulties;
+    // none of them is verified or stored, and the sender is charged.
+    let s = setup(5);
+    let z = core(&s.genesis, None, 2);
+    import_all(&z, &s.prefix);
+    import_all(&z, &s.branch_a);
+    let stored_before = z.chain.read().unwrap().all_accounts().unwrap();
+    for b in &s.branch_b {
+        let err = z.import_block(b, BlockSource::Network).unwrap_err();
+        let deep = matches!(err, ImportError::Block(BlockError::ReorgTooDeep { limit: 2, .. }));
+        let orphan = matches!(err, ImportError::Block(BlockError::UnknownParent(_)));
+        assert!(deep || orphan, "{err}");
+        assert!(z.chain.read().unwrap().block_meta(&b.hash()).unwrap().is_none(), "nothing stored");
+    }
+    let err = z.import_block(&s.branch_b[0], BlockSource::Network).unwrap_err();
+    assert!(matches!(err, ImportError::Block(BlockError::ReorgTooDeep { depth: 3, limit: 2 })), "{err}");
+    assert_eq!(err.peer_action(), Some(PeerAction::LowTolerance));
+    assert_eq!(z.chain.read().unwrap().all_accounts().unwrap(), stored_before);
     assert_eq!(z.chain.tip().hash, s.branch_a[2].hash());
 }
 
