@@ -1265,7 +1265,10 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
 }
 
 /// Reads the blocks a sync request asks for, within the response size cap.
-fn serve_blocks(core: &Core, what: Result<Vec<Hash>, (u64, u32)>) -> Result<Vec<Block>, String> {
+/// The blocks a sync response carries: `Ok(hashes)` for `BlocksByHash` (stored blocks, any
+/// branch), `Err((start, count))` for `BlocksByRange` (the canonical chain, stopping at its tip),
+/// cut to the response byte budget. Public so that the fuzz targets serve exactly as the node does.
+pub fn serve_blocks(core: &Core, what: Result<Vec<Hash>, (u64, u32)>) -> Result<Vec<Block>, String> {
     let r = core.chain.read().map_err(|e| e.to_string())?;
     // Payload = tag (1) + count (4) + per block (4 + length).
     let budget = sync::MAX_RESPONSE_BYTES - 5;
