@@ -63,10 +63,7 @@ mod imp {
 
     /// SplitMix64 of (seed, hit): a uniform draw in [0, 1).
     fn draw(seed: u64, hit: u64) -> f64 {
-        let mut z = seed ^ hit.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
+        let z = crate::util::splitmix64(seed ^ hit.wrapping_mul(crate::util::SPLITMIX64_GAMMA));
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
 

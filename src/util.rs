@@ -29,3 +29,17 @@ pub mod u128_string {
         }
     }
 }
+
+/// SplitMix64's output function (Steele, Lea and Flood): a well-mixed 64-bit value from a state.
+/// A generator adds the golden-ratio increment `0x9e37_79b9_7f4a_7c15` to its state before each
+/// call; a hash of a counter calls it on `seed ^ counter * increment`. For repeatable test,
+/// simulation and fault-injection choices, never for cryptography.
+pub fn splitmix64(state: u64) -> u64 {
+    let mut z = state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The increment of a SplitMix64 generator (the 64-bit golden ratio).
+pub const SPLITMIX64_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;

@@ -2,6 +2,8 @@
 //! latencies, node picks, keys. The same seed gives the same choices on every machine, which is
 //! what makes a failing run repeatable; it is not for cryptography.
 
+use vision_node::util::{SPLITMIX64_GAMMA, splitmix64};
+
 /// SplitMix64 (Steele, Lea and Flood): a 64-bit state, one add and two multiply-xorshifts per draw.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -15,7 +17,7 @@ impl Rng {
     /// An independent generator for a named purpose, so adding draws in one place does not shift
     /// the choices made elsewhere.
     pub fn fork(&self, purpose: &str) -> Rng {
-        let mut h = self.0 ^ 0x9e37_79b9_7f4a_7c15;
+        let mut h = self.0 ^ SPLITMIX64_GAMMA;
         for b in purpose.bytes() {
             h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
         }
@@ -24,11 +26,8 @@ impl Rng {
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0 = self.0.wrapping_add(SPLITMIX64_GAMMA);
+        splitmix64(self.0)
     }
 
     /// Uniform in `0..n` (`n > 0`).

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use vision_node::chain::types::Address;
 use vision_node::testkit::{genesis_with_accounts, test_key};
+use vision_node::util::{SPLITMIX64_GAMMA, splitmix64};
 
 use crate::common::{NodeProcess, bin, cli, wait_for};
 
@@ -44,11 +45,8 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0 = self.0.wrapping_add(SPLITMIX64_GAMMA);
+        splitmix64(self.0)
     }
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
