@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod bounds;
 pub mod chain;
 pub mod config;
 pub mod errors;

@@ -107,6 +107,9 @@ struct Inner {
     seq: u64,
     version: u64,
     evicted: u64,
+    /// High-water marks of `by_id.len()` and `bytes`, taken after every insertion.
+    peak_len: usize,
+    peak_bytes: usize,
 }
 
 /// Counters and gauges for metrics and the API.
@@ -120,6 +123,10 @@ pub struct Stats {
     pub evicted: u64,
     /// Smallest fee that enters right now.
     pub min_fee_to_enter: u128,
+    /// Most transactions pooled at once since start.
+    pub peak_len: usize,
+    /// Most bytes pooled at once since start.
+    pub peak_bytes: usize,
 }
 
 /// The pool.
@@ -170,6 +177,8 @@ impl Inner {
         self.by_id.insert(id, Entry { tx, seq: self.seq, size, added: Instant::now() });
         self.bytes += size;
         self.version += 1;
+        self.peak_len = self.peak_len.max(self.by_id.len());
+        self.peak_bytes = self.peak_bytes.max(self.bytes);
         id
     }
 
@@ -425,7 +434,14 @@ impl Mempool {
             Some((fee, _, _)) if full => fee.saturating_add(1),
             _ => self.min_fee,
         };
-        Stats { len: inner.by_id.len(), bytes: inner.bytes, evicted: inner.evicted, min_fee_to_enter }
+        Stats {
+            len: inner.by_id.len(),
+            bytes: inner.bytes,
+            evicted: inner.evicted,
+            min_fee_to_enter,
+            peak_len: inner.peak_len,
+            peak_bytes: inner.peak_bytes,
+        }
     }
 }
 

@@ -192,6 +192,10 @@ pub fn registry(core: &Arc<Core>) -> Registry {
     let mut registry = Registry::default();
     core.metrics.register(registry.sub_registry_with_prefix("vision"));
     registry.register_collector(Box::new(CoreCollector::new(core.clone())));
+    let at_scrape = core.clone();
+    registry.register_collector(Box::new(crate::bounds::BoundsCollector::new(core.bounds.clone(), move |_| {
+        at_scrape.record_bounds()
+    })));
     registry
 }
 

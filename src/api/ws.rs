@@ -225,6 +225,7 @@ async fn upgrade(
             format!("{MAX_CLIENTS} WebSocket clients are connected; retry later"),
         )
     })?;
+    state.core.bounds.record(crate::bounds::Resource::WsClients, MAX_CLIENTS - state.clients.available_permits());
     let events = state.core.subscribe();
     Ok(upgrade
         .read_buffer_size(READ_BUFFER_BYTES)

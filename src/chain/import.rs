@@ -177,6 +177,11 @@ impl Chain {
         self.verifier.verify_txs_cached(txs, &self.sig_cache)
     }
 
+    /// Entries in the verified-signature cache (for `bounds`).
+    pub fn sig_cache_len(&self) -> usize {
+        self.sig_cache.len()
+    }
+
     /// The underlying store (for `db check` and tools).
     pub fn store(&self) -> &Store {
         &self.store

@@ -113,6 +113,8 @@ pub struct Core {
     pub mempool: Mempool,
     /// The miner's template cache.
     pub templates: TemplateCache,
+    /// Caps and occupancy of every bounded resource (`vision_resource_*`).
+    pub bounds: Arc<crate::bounds::Bounds>,
     events: broadcast::Sender<Event>,
 }
 
@@ -127,7 +129,21 @@ impl Core {
     pub fn new(chain: Chain, limits: Limits) -> Self {
         let mempool = Mempool::new(limits, chain.params().min_fee);
         let (events, _) = broadcast::channel(EVENT_CHANNEL_CAP);
-        Core { chain, mempool, templates: TemplateCache::default(), events, metrics: Default::default() }
+        let bounds = Arc::new(crate::bounds::Bounds::default());
+        bounds.set_cap(crate::bounds::Resource::MempoolTxs, limits.max_txs);
+        bounds.set_cap(crate::bounds::Resource::MempoolBytes, limits.max_bytes);
+        Core { chain, mempool, templates: TemplateCache::default(), bounds, events, metrics: Default::default() }
+    }
+
+    /// Records the resources read at scrape time: the mempool (which keeps its own peaks), the
+    /// signature cache and the event channel.
+    pub fn record_bounds(&self) {
+        use crate::bounds::Resource;
+        let stats = self.mempool.stats();
+        self.bounds.record_with_peak(Resource::MempoolTxs, stats.len, stats.peak_len);
+        self.bounds.record_with_peak(Resource::MempoolBytes, stats.bytes, stats.peak_bytes);
+        self.bounds.record(Resource::SigCache, self.chain.sig_cache_len());
+        self.bounds.record(Resource::CoreEvents, self.events.len());
     }
 
     /// Subscribes to events.

@@ -636,7 +636,12 @@ impl PeerManager {
         connection.agent = Some(truncate_utf8(agent, MAX_AGENT_LEN));
     }
 
-    /// Number of connected peers.
+    /// Scores kept for peers that are not connected (at most `max_retained_scores`).
+    pub fn retained_count(&self) -> usize {
+        self.scores.keys().filter(|p| !self.connected.contains_key(*p)).count()
+    }
+
+    /// Connected peers.
     pub fn connected_count(&self) -> usize {
         self.connected.len()
     }

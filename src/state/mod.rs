@@ -429,8 +429,9 @@ impl Store {
     }
 
     /// Remembers a peer's addresses (raw peer id and multiaddr bytes: this layer knows no libp2p).
-    /// Keeps at most [`MAX_STORED_PEERS`] peers, forgetting the longest unseen.
-    pub fn save_peer(&self, peer: &[u8], addrs: &[Vec<u8>], last_seen_ms: u64) -> Result<(), StoreError> {
+    /// Keeps at most [`MAX_STORED_PEERS`] peers, forgetting the longest unseen. Returns how many
+    /// peers are stored.
+    pub fn save_peer(&self, peer: &[u8], addrs: &[Vec<u8>], last_seen_ms: u64) -> Result<u64, StoreError> {
         let mut w = Writer::default();
         w.u64(last_seen_ms);
         let addrs: Vec<&Vec<u8>> =
@@ -441,6 +442,7 @@ impl Store {
             w.bytes(a);
         }
         let tx = self.write()?;
+        let stored;
         {
             let mut t = tx.txn.open_table(PEERS)?;
             t.insert(peer, w.finish().as_slice())?;
@@ -457,8 +459,10 @@ impl Store {
                     t.remove(k.as_slice())?;
                 }
             }
+            stored = t.len()?;
         }
-        tx.commit()
+        tx.commit()?;
+        Ok(stored)
     }
 
     /// Known peers, most recently seen first.
