@@ -119,7 +119,8 @@ pub fn build_transport(
     let noise = noise::Config::new(keypair).map_err(|e| NetworkError::Build(e.to_string()))?;
     Ok(match (kind, links.cloned()) {
         (TransportKind::Tcp, _) => {
-            let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+            let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                .map(|conn, _| super::stall::StallGuard::new(conn));
             let dns = libp2p::dns::tokio::Transport::system(tcp).map_err(|e| NetworkError::Build(e.to_string()))?;
             secure(dns, noise)
         }

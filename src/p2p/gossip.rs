@@ -21,6 +21,12 @@ use crate::chain::types::{Block, Hash, MAX_BLOCK_BYTES, Transaction};
 pub const MAX_TX_BATCH: usize = 1024;
 /// Largest gossip message: one maximum-size block plus framing.
 pub const MAX_MESSAGE_BYTES: usize = MAX_BLOCK_BYTES + 1024;
+/// Messages gossipsub queues for one peer's connection before it drops further publishes and
+/// forwards to it (gossipsub's default is 5,000). At the largest transaction batch (~190 KB) a
+/// peer that stops reading holds at most ~48 MB here until it is disconnected: each heartbeat in
+/// which messages to it were dropped costs it `HighTolerance` (`slow_peer`), and a connection that
+/// stops answering pings is closed after `behaviour::PING_TIMEOUT`.
+pub const PEER_QUEUE_CAP: usize = 256;
 
 /// The two topics of a network.
 #[derive(Debug, Clone)]
@@ -80,6 +86,7 @@ pub fn config() -> Result<gossipsub::Config, String> {
         .max_transmit_size(MAX_MESSAGE_BYTES)
         .heartbeat_interval(Duration::from_millis(700))
         .duplicate_cache_time(Duration::from_secs(120))
+        .connection_handler_queue_len(PEER_QUEUE_CAP)
         .build()
         .map_err(|e| e.to_string())
 }

@@ -15,6 +15,7 @@ pub mod link;
 pub mod metrics;
 pub mod peer_manager;
 pub mod service;
+pub mod stall;
 pub mod sync;
 
 use std::path::Path;

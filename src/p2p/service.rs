@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify};
 use tokio::sync::{broadcast, mpsc};
@@ -79,6 +79,15 @@ pub const ORPHAN_FETCH_GAP: u64 = 8;
 pub const MAX_SERVING: usize = 32;
 /// Locally submitted transactions waiting to be gossiped.
 pub const TX_OUTBOX_CAP: usize = 16 * MAX_TX_BATCH;
+/// Bytes of block responses handed to libp2p and not yet written to their peers, all peers
+/// together. A peer that stops reading keeps its responses here until the write completes, the
+/// request times out (`behaviour::SYNC_REQUEST_TIMEOUT`) or the connection closes; past this
+/// cap, block requests are answered "busy" (counted as `dropped{queue="sync_unsent"}`).
+pub const MAX_UNSENT_RESPONSE_BYTES: usize = 128 * 1024 * 1024;
+/// The same, for one peer: one response of the largest size. Its further block requests are
+/// refused until it reads what it asked for (`dropped{queue="sync_unsent_peer"}`), so sixteen
+/// slow readers are needed to fill the whole budget (and pings drop them, see `tests/it/slow_readers.rs`).
+pub const MAX_UNSENT_RESPONSE_BYTES_PER_PEER: usize = sync::MAX_RESPONSE_BYTES;
 
 enum Job {
     /// One block from gossip (with the peer that signed the gossip message, its author) or an
@@ -113,6 +122,8 @@ enum Done {
         penalty: Option<PeerAction>,
     },
     Served {
+        peer: PeerId,
+        request_id: InboundRequestId,
         channel: ResponseChannel<Response>,
         response: Response,
     },
@@ -167,6 +178,9 @@ pub struct Service {
     orphan_count: usize,
     outbox: VecDeque<Transaction>,
     serving: usize,
+    /// Block responses handed to libp2p and not yet written: peer and bytes by request.
+    unsent: HashMap<InboundRequestId, (PeerId, usize)>,
+    unsent_bytes: usize,
     /// Peers whose score crossed the disconnect threshold, disconnected at the next tick.
     disconnect_at_tick: Vec<PeerId>,
     bootstrap: Vec<Multiaddr>,
@@ -177,6 +191,11 @@ pub struct Service {
     last_kad_bootstrap: Instant,
     shutdown: CancellationToken,
     metrics: super::metrics::Metrics,
+}
+
+/// Encoded length of a `Blocks` response (see `protocols/sync.md`).
+fn blocks_response_len(blocks: &[Block]) -> usize {
+    5 + blocks.iter().map(|b| 4 + b.encoded_len()).sum::<usize>()
 }
 
 fn unix_ms() -> u64 {
@@ -227,6 +246,7 @@ impl Service {
             .filter_map(|(id, until)| PeerId::from_bytes(&id).ok().map(|p| (p, until)))
             .collect();
         let peers = PeerManager::new(config.peers.clone(), bans, unix_ms());
+        core.bounds.set_cap(crate::bounds::Resource::Peers, config.peers.max_peers);
         for (p, _) in peers.bans() {
             swarm.behaviour_mut().blocked.block_peer(p);
         }
@@ -281,6 +301,8 @@ impl Service {
             orphan_count: 0,
             outbox: VecDeque::new(),
             serving: 0,
+            unsent: HashMap::new(),
+            unsent_bytes: 0,
             disconnect_at_tick: Vec::new(),
             bootstrap: config.bootstrap,
             listeners,
@@ -318,7 +340,11 @@ impl Service {
     }
 
     fn drop_count(&mut self, queue: &'static str) {
-        self.metrics.dropped.get_or_create(&super::metrics::QueueLabels { queue: queue.to_string() }).inc();
+        self.drop_many(queue, 1);
+    }
+
+    fn drop_many(&mut self, queue: &'static str, n: u64) {
+        self.metrics.dropped.get_or_create(&super::metrics::QueueLabels { queue: queue.to_string() }).inc_by(n);
     }
 
     fn our_status(&self) -> Status {
@@ -471,10 +497,7 @@ impl Service {
             Ok(Event::TxPooled { .. }) => {}
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(missed = n, "network fell behind the node's events");
-                self.metrics
-                    .dropped
-                    .get_or_create(&super::metrics::QueueLabels { queue: "core_events".to_string() })
-                    .inc_by(n);
+                self.drop_many("core_events", n);
             }
             Err(broadcast::error::RecvError::Closed) => self.shutdown.cancel(),
         }
@@ -556,6 +579,26 @@ impl Service {
         m.syncing.set(i64::from(self.target.is_some()));
         m.sync_target_height.set(self.target.as_ref().map_or(0, |t| t.status.height as i64));
         m.orphans.set(self.orphan_count as i64);
+        self.record_bounds();
+    }
+
+    /// Records the occupancy of the network's bounded resources (`crate::bounds`): every tick,
+    /// and after each push onto a worker queue.
+    fn record_bounds(&self) {
+        use crate::bounds::Resource;
+        let b = &self.core.bounds;
+        b.record_channel(Resource::BlockJobs, &self.block_jobs);
+        b.record_channel(Resource::TxJobs, &self.tx_jobs);
+        b.record_channel(Resource::Results, &self.results_tx);
+        b.record(Resource::Commands, self.commands.len());
+        b.record(Resource::Orphans, self.orphan_count);
+        b.record(Resource::TxOutbox, self.outbox.len());
+        b.record(Resource::SyncServing, self.serving);
+        b.record(Resource::SyncUnsentBytes, self.unsent_bytes);
+        b.record(Resource::SyncInflight, self.pending.values().filter(|p| matches!(p, Pending::Range { .. })).count());
+        b.record(Resource::Peers, self.peers.connected_count());
+        b.record(Resource::Bans, self.peers.ban_count());
+        b.record(Resource::RetainedScores, self.peers.retained_count());
     }
 
     fn find_peers(&mut self, now: Instant) {
@@ -681,8 +724,9 @@ impl Service {
                 let addrs: Vec<Vec<u8>> = info.listen_addrs.iter().map(|a| a.to_vec()).collect();
                 let core = self.core.clone();
                 tokio::task::spawn_blocking(move || {
-                    if let Err(e) = core.chain.store().save_peer(&peer_id.to_bytes(), &addrs, unix_ms()) {
-                        tracing::warn!(error = %e, "cannot remember peer");
+                    match core.chain.store().save_peer(&peer_id.to_bytes(), &addrs, unix_ms()) {
+                        Ok(stored) => core.bounds.record(crate::bounds::Resource::StoredPeers, stored as usize),
+                        Err(e) => tracing::warn!(error = %e, "cannot remember peer"),
                     }
                 });
             }
@@ -691,6 +735,15 @@ impl Service {
                 message_id,
                 message,
             })) => self.on_gossip(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            })) => {
+                // Its queue (`gossip::PEER_QUEUE_CAP`) overflowed during the last heartbeat.
+                tracing::debug!(peer = %peer_id, ?failed_messages, "gossip messages to a slow peer dropped");
+                self.drop_many("gossip_peer_queue", (failed_messages.priority + failed_messages.non_priority) as u64);
+                self.report(peer_id, PeerAction::HighTolerance, "slow_peer");
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync_event(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event { peer, connection, result: Err(e) })) => {
                 // libp2p's ping no longer closes connections itself: a link that stopped answering
@@ -764,8 +817,12 @@ impl Service {
             let known = self.core.chain.read().ok().and_then(|r| r.block_meta(&block.hash()).ok().flatten());
             match known.map(|m| m.status) {
                 Some(BlockStatus::Invalid) => {
-                    gs(self, MessageAcceptance::Reject);
-                    self.report(source, PeerAction::Fatal, "known_invalid_block");
+                    // Like a body found invalid at import: the signed author pays, not the relay,
+                    // which may have forwarded it honestly before anyone could know.
+                    gs(self, MessageAcceptance::Ignore);
+                    if let Some(author) = message.source.filter(|a| *a != *self.swarm.local_peer_id()) {
+                        self.report(author, PeerAction::Fatal, "known_invalid_block");
+                    }
                 }
                 Some(_) => gs(self, MessageAcceptance::Ignore),
                 None => {
@@ -776,6 +833,7 @@ impl Service {
                         gs(self, MessageAcceptance::Ignore);
                         self.drop_count("block_jobs");
                     } else {
+                        self.core.bounds.record_channel(crate::bounds::Resource::BlockJobs, &self.block_jobs);
                         gs(self, MessageAcceptance::Accept);
                     }
                 }
@@ -789,6 +847,7 @@ impl Service {
                         self.verdict(&msg, &source, TopicLabel::Txs, MessageAcceptance::Ignore);
                         self.drop_count("tx_jobs");
                     }
+                    self.core.bounds.record_channel(crate::bounds::Resource::TxJobs, &self.tx_jobs);
                 }
                 Err(_) => {
                     gs(self, MessageAcceptance::Reject);
@@ -807,10 +866,10 @@ impl Service {
     }
 
     fn on_sync_event(&mut self, ev: request_response::Event<Result<Request, Refused>, Response>) {
-        use request_response::{Event as E, InboundFailure, Message, OutboundFailure};
+        use request_response::{Event as E, Message, OutboundFailure};
         match ev {
-            E::Message { peer, message: Message::Request { request: Ok(request), channel, .. }, .. } => {
-                self.on_request(peer, request, channel)
+            E::Message { peer, message: Message::Request { request_id, request: Ok(request), channel }, .. } => {
+                self.on_request(peer, request_id, request, channel)
             }
             E::Message { peer, message: Message::Request { request: Err(Refused(why)), channel, .. }, .. } => {
                 tracing::info!(%peer, error = %why, "bad sync request");
@@ -839,16 +898,35 @@ impl Service {
                     _ => {}
                 }
             }
-            E::InboundFailure { peer, error, .. } => match error {
-                InboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                    tracing::info!(%peer, error = %e, "bad sync request");
-                    self.report(peer, PeerAction::LowTolerance, "bad_sync_request");
-                }
-                // A stream cut short (UnexpectedEof) is what a peer that crashed or lost its link
-                // looks like: not misbehaviour, no penalty.
-                _ => {}
-            },
-            E::ResponseSent { .. } => {}
+            E::InboundFailure { peer, request_id, error, .. } => {
+                self.response_gone(request_id);
+                self.on_inbound_failure(peer, error)
+            }
+            E::ResponseSent { request_id, .. } => self.response_gone(request_id),
+        }
+    }
+
+    /// A block response was written, or will never be: its bytes leave the unsent budget.
+    fn response_gone(&mut self, request_id: InboundRequestId) {
+        if let Some((_, bytes)) = self.unsent.remove(&request_id) {
+            self.unsent_bytes -= bytes;
+        }
+    }
+
+    fn unsent_of(&self, peer: &PeerId) -> usize {
+        self.unsent.values().filter(|(p, _)| p == peer).map(|(_, b)| b).sum()
+    }
+
+    fn on_inbound_failure(&mut self, peer: PeerId, error: request_response::InboundFailure) {
+        use request_response::InboundFailure;
+        match error {
+            InboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                tracing::info!(%peer, error = %e, "bad sync request");
+                self.report(peer, PeerAction::LowTolerance, "bad_sync_request");
+            }
+            // A stream cut short (UnexpectedEof) is what a peer that crashed or lost its link
+            // looks like: not misbehaviour, no penalty.
+            _ => {}
         }
     }
 
@@ -871,9 +949,7 @@ impl Service {
         use super::metrics::{SyncKind, SyncResult};
         let (kind, result, bytes) = match response {
             Response::Status(_) => (SyncKind::Status, SyncResult::Ok, 89),
-            Response::Blocks(b) => {
-                (SyncKind::Blocks, SyncResult::Ok, 5 + b.iter().map(|b| 4 + b.encoded_len()).sum::<usize>())
-            }
+            Response::Blocks(b) => (SyncKind::Blocks, SyncResult::Ok, blocks_response_len(b)),
             Response::Error { code: ErrorCode::RateLimited, message } => {
                 (SyncKind::Blocks, SyncResult::RateLimited, 4 + message.len())
             }
@@ -889,7 +965,13 @@ impl Service {
             .inc_by(bytes as u64);
     }
 
-    fn on_request(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
+    fn on_request(
+        &mut self,
+        peer: PeerId,
+        request_id: InboundRequestId,
+        request: Request,
+        channel: ResponseChannel<Response>,
+    ) {
         let now = Instant::now();
         if !self.peers.allow(&peer, RateClass::SyncRequest, 1, now) {
             self.respond(
@@ -924,7 +1006,21 @@ impl Service {
             Ok(h) => h.len() as u32,
             Err((_, count)) => *count,
         };
-        if self.serving >= MAX_SERVING {
+        if self.unsent_of(&peer) >= MAX_UNSENT_RESPONSE_BYTES_PER_PEER {
+            // It has not read what it asked for: a slow reader (or a stalled link); no penalty,
+            // pings close a link that is really dead.
+            self.respond(
+                channel,
+                Response::Error { code: ErrorCode::RateLimited, message: "read your earlier responses first".into() },
+            );
+            self.drop_count("sync_unsent_peer");
+            return;
+        }
+        // Responses being read count against the unsent budget at their largest, so what is read
+        // and what waits to be written stay within `MAX_UNSENT_RESPONSE_BYTES` together.
+        if self.serving >= MAX_SERVING
+            || self.unsent_bytes + (self.serving + 1) * sync::MAX_RESPONSE_BYTES > MAX_UNSENT_RESPONSE_BYTES
+        {
             // We are busy: not this peer's fault.
             self.respond(
                 channel,
@@ -946,7 +1042,7 @@ impl Service {
                 Ok(blocks) => Response::Blocks(blocks),
                 Err(e) => Response::Error { code: ErrorCode::ServerError, message: e },
             };
-            let _ = results.blocking_send(Done::Served { channel, response });
+            let _ = results.blocking_send(Done::Served { peer, request_id, channel, response });
         });
     }
 
@@ -1024,8 +1120,22 @@ impl Service {
 
     fn on_done(&mut self, done: Done) {
         match done {
-            Done::Served { channel, response } => {
+            Done::Served { peer, request_id, channel, mut response } => {
                 self.serving = self.serving.saturating_sub(1);
+                if let Response::Blocks(blocks) = &response {
+                    let bytes = blocks_response_len(blocks);
+                    if self.unsent_bytes + bytes > MAX_UNSENT_RESPONSE_BYTES
+                        || self.unsent_of(&peer) + bytes > MAX_UNSENT_RESPONSE_BYTES_PER_PEER.max(bytes)
+                    {
+                        self.drop_count("sync_unsent");
+                        response =
+                            Response::Error { code: ErrorCode::RateLimited, message: "busy, retry later".into() };
+                    } else {
+                        self.unsent.insert(request_id, (peer, bytes));
+                        self.unsent_bytes += bytes;
+                        self.core.bounds.record(crate::bounds::Resource::SyncUnsentBytes, self.unsent_bytes);
+                    }
+                }
                 self.respond(channel, response);
             }
             Done::Txs { from, msg, acceptance, penalty } => {
