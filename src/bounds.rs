@@ -279,6 +279,14 @@ mod tests {
     }
 
     #[test]
+    fn docs_metrics_lists_every_resource() {
+        let doc = include_str!("../docs/metrics.md");
+        for r in Resource::ALL {
+            assert!(doc.contains(&format!("| `{}` |", r.name())), "docs/metrics.md has no row for {}", r.name());
+        }
+    }
+
+    #[test]
     fn the_collector_exports_three_families_for_every_resource() {
         let bounds = std::sync::Arc::new(Bounds::default());
         let mut registry = prometheus_client::registry::Registry::default();
