@@ -23,9 +23,13 @@ pub const SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Concurrent inbound sync streams per connection.
 pub const SYNC_MAX_CONCURRENT_STREAMS: usize = 16;
 /// How often each connection is pinged.
-pub const PING_INTERVAL: Duration = Duration::from_secs(10);
-/// A ping unanswered this long closes the connection (a silently dead link, e.g. a partition).
-pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// A ping unanswered this long fails. libp2p-ping forgives a connection's first failure and
+/// reports the second in a row, on which we close the connection: a silently dead link (a
+/// partition, a frozen process, a peer that stopped reading) is dropped within about
+/// 2 × (`PING_INTERVAL` + `PING_TIMEOUT`) = 20 s. Measured 40 s with 10 s + 10 s
+/// (`tests/it/partition.rs`, `tests/it/slow_readers.rs`).
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections to one peer.
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
 /// Inbound connections still in the handshake.

@@ -25,7 +25,7 @@ pub const MAX_MESSAGE_BYTES: usize = MAX_BLOCK_BYTES + 1024;
 /// forwards to it (gossipsub's default is 5,000). At the largest transaction batch (~190 KB) a
 /// peer that stops reading holds at most ~48 MB here until it is disconnected: each heartbeat in
 /// which messages to it were dropped costs it `HighTolerance` (`slow_peer`), and a connection that
-/// stops answering pings is closed after `behaviour::PING_TIMEOUT`.
+/// stops answering pings is closed after two failed pings (`behaviour::PING_TIMEOUT`).
 pub const PEER_QUEUE_CAP: usize = 256;
 
 /// The two topics of a network.

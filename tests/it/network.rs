@@ -2,46 +2,11 @@
 //! and transaction gossip, sync of a late joiner, a partition that heals by reorganisation, and a
 //! SIGKILLed node that reconnects to its remembered peers without `--bootstrap`.
 
-use std::path::Path;
 use std::time::Duration;
 
-use vision_node::chain::genesis::{Allocation, Genesis};
 use vision_node::wallet::Keypair;
 
-use crate::common::{NodeProcess, wait_for};
-
-/// A fast genesis funding `keys`; blocks every `target_ms`.
-fn genesis(dir: &Path, keys: &[&Keypair], target_ms: u64, difficulty: u64) -> String {
-    let g = Genesis {
-        chain_id: 42,
-        timestamp_ms: 1_700_000_000_000,
-        initial_difficulty: difficulty,
-        target_block_time_ms: target_ms,
-        block_reward: 1_000,
-        min_fee: 10,
-        allocations: keys.iter().map(|k| Allocation { address: k.address(), balance: 1_000_000_000 }).collect(),
-    };
-    let path = dir.join("genesis.toml");
-    g.save(&path).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
-/// Waits until every node reports the same tip (and returns it).
-fn converge(nodes: &[&NodeProcess], timeout: Duration) -> String {
-    wait_for("all nodes on one tip", timeout, || {
-        let tips: Vec<String> =
-            nodes.iter().filter_map(|n| n.client().status().ok()).map(|s| s.tip_hash.to_string()).collect();
-        (tips.len() == nodes.len() && tips.iter().all(|t| *t == tips[0])).then(|| tips[0].clone())
-    })
-}
-
-fn balance(node: &NodeProcess, who: &vision_node::chain::types::Address) -> String {
-    node.client().account(who).unwrap().balance
-}
-
-fn included(node: &NodeProcess, id: &vision_node::chain::types::Hash) -> bool {
-    node.client().tx(id).map(|s| s.status == "included").unwrap_or(false)
-}
+use crate::common::{NodeProcess, balance, ban, converge, dial, genesis, included, unban, wait_for};
 
 #[test]
 fn three_nodes_discover_gossip_and_mine_each_others_transactions() {
@@ -129,12 +94,6 @@ fn partition_heals_to_the_heaviest_chain_and_reorged_transactions_are_mined_agai
     converge(&[&a, &b, &c], Duration::from_secs(30));
 
     // Split {a, b} | {c}: every side bans the other (the admin "disconnect and block").
-    let ban = |on: &NodeProcess, peer: &str| {
-        let _: serde_json::Value = on
-            .admin_client()
-            .post(&format!("/admin/peers/{peer}/ban"), &serde_json::json!({"duration_secs": 3600}))
-            .unwrap();
-    };
     let (pa, pb, pc) = (a.peer_id(), b.peer_id(), c.peer_id());
     ban(&c, &pa);
     ban(&c, &pb);
@@ -161,13 +120,11 @@ fn partition_heals_to_the_heaviest_chain_and_reorged_transactions_are_mined_agai
     assert!(!included(&a, &tx_c.id()) && !included(&c, &tx_ab.id()));
 
     // Heal: lift the bans and reconnect.
-    let unban = |on: &NodeProcess, peer: &str| http_delete(&on.admin, &format!("/admin/peers/{peer}/ban"));
     unban(&c, &pa);
     unban(&c, &pb);
     unban(&a, &pc);
     unban(&b, &pc);
-    let _: serde_json::Value =
-        c.admin_client().post("/admin/peers", &serde_json::json!({"addr": a.multiaddr()})).unwrap();
+    dial(&c, &a.multiaddr());
 
     converge(&[&a, &b, &c], Duration::from_secs(60));
     // Both transfers end up in the one chain: the loser's went back to its mempool and was mined again.
@@ -191,17 +148,6 @@ fn partition_heals_to_the_heaviest_chain_and_reorged_transactions_are_mined_agai
     }
     assert_eq!(balance(&a, &x), "111");
     assert_eq!(balance(&a, &y), "222");
-}
-
-/// DELETE over a raw socket (the test client has no DELETE helper).
-fn http_delete(base: &str, path: &str) {
-    use std::io::{Read, Write};
-    let host = base.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(s, "DELETE {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
 
 #[test]
