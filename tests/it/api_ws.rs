@@ -20,7 +20,7 @@ use vision_node::api::ws::{MAX_CLIENTS, WsMessage, WsStream};
 use vision_node::chain::genesis::{Allocation, Genesis};
 use vision_node::wallet::Keypair;
 
-use crate::common::{NodeProcess, wait_for};
+use crate::common::{NodeProcess, rss_kib, wait_for};
 
 /// A genesis funding `keys`, with blocks every `target_ms` at `difficulty`.
 fn genesis(dir: &Path, keys: &[Keypair], target_ms: u64, difficulty: u64) -> String {
@@ -216,13 +216,6 @@ fn ws_streams_heads_and_a_transfer_from_pending_to_included() {
     });
     assert!(now.is_empty(), "{now:?}");
     assert!(node.terminate());
-}
-
-/// Resident memory of a process in KiB (Linux), for the log.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[test]

@@ -23,6 +23,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
+use vision_node::chain::genesis::{Allocation, Genesis};
+use vision_node::chain::types::{Address, Hash};
+use vision_node::wallet::Keypair;
+
 /// Path of the node binary cargo built for this test run.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_vision-node")
@@ -178,6 +182,18 @@ impl NodeProcess {
             wait_for("node to exit after SIGTERM", Duration::from_secs(30), || self.child.try_wait().ok().flatten());
         status.success()
     }
+
+    /// SIGSTOP: the process freezes (its sockets stay open but nothing answers) until [`Self::resume`].
+    pub fn pause(&self) {
+        // SAFETY: plain syscall on a pid we own.
+        assert_eq!(unsafe { libc_kill(self.child.id() as i32, 19) }, 0, "SIGSTOP");
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&self) {
+        // SAFETY: plain syscall on a pid we own.
+        assert_eq!(unsafe { libc_kill(self.child.id() as i32, 18) }, 0, "SIGCONT");
+    }
 }
 
 impl Drop for NodeProcess {
@@ -202,4 +218,149 @@ impl Drop for NodeProcess {
 unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+// ----- networks of node processes ---------------------------------------------------------------
+
+/// Writes a fast genesis funding `keys` with 10^9 each into `dir`; blocks every `target_ms`. Returns
+/// its path for `--genesis`.
+pub fn genesis(dir: &Path, keys: &[&Keypair], target_ms: u64, difficulty: u64) -> String {
+    let g = Genesis {
+        chain_id: 42,
+        timestamp_ms: 1_700_000_000_000,
+        initial_difficulty: difficulty,
+        target_block_time_ms: target_ms,
+        block_reward: 1_000,
+        min_fee: 10,
+        allocations: keys.iter().map(|k| Allocation { address: k.address(), balance: 1_000_000_000 }).collect(),
+    };
+    let path = dir.join("genesis.toml");
+    g.save(&path).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Waits until every node reports the same tip (and returns it).
+pub fn converge(nodes: &[&NodeProcess], timeout: Duration) -> String {
+    wait_for("all nodes on one tip", timeout, || {
+        let tips: Vec<String> =
+            nodes.iter().filter_map(|n| n.client().status().ok()).map(|s| s.tip_hash.to_string()).collect();
+        (tips.len() == nodes.len() && tips.iter().all(|t| *t == tips[0])).then(|| tips[0].clone())
+    })
+}
+
+/// The balance of `who` as `node` sees it (decimal).
+pub fn balance(node: &NodeProcess, who: &Address) -> String {
+    node.client().account(who).unwrap().balance
+}
+
+/// Whether `node` has transaction `id` in its canonical chain.
+pub fn included(node: &NodeProcess, id: &Hash) -> bool {
+    node.client().tx(id).map(|s| s.status == "included").unwrap_or(false)
+}
+
+/// Bans `peer` on `on` through the admin API for an hour (disconnects and blocks it).
+pub fn ban(on: &NodeProcess, peer: &str) {
+    let _: serde_json::Value = on
+        .admin_client()
+        .post(&format!("/admin/peers/{peer}/ban"), &serde_json::json!({"duration_secs": 3600}))
+        .unwrap();
+}
+
+/// Lifts a ban of `peer` on `on` through the admin API.
+pub fn unban(on: &NodeProcess, peer: &str) {
+    http_delete(&on.admin, &format!("/admin/peers/{peer}/ban"));
+}
+
+/// Makes `on` dial `addr` through the admin API.
+pub fn dial(on: &NodeProcess, addr: &str) {
+    let _: serde_json::Value = on.admin_client().post("/admin/peers", &serde_json::json!({"addr": addr})).unwrap();
+}
+
+/// DELETE over a raw socket (the test client has no DELETE helper).
+pub fn http_delete(base: &str, path: &str) {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(s, "DELETE {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+// ----- scraping /metrics ---------------------------------------------------------------------
+
+/// GET over a raw socket; returns the body (the test client speaks JSON only).
+pub fn http_get(base: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "GET {path}: {}", out.lines().next().unwrap_or(""));
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    if out.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(&body) } else { body }
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = &tail[n + 2..];
+    }
+    out
+}
+
+/// Sample values by full series name (`name{labels}`), from the text format.
+pub fn samples(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Sum of every sample whose series starts with `prefix` (a name, or a name and some labels).
+pub fn sum(s: &std::collections::HashMap<String, f64>, prefix: &str) -> f64 {
+    s.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum()
+}
+
+/// Scrapes `node`'s `/metrics` and checks every bounded resource (`vision_node::bounds`): all of
+/// them are exported with a cap, a current use and a peak, and neither use nor peak is above the
+/// cap. Returns `(resource, cap, peak)` for each, to print.
+pub fn assert_resource_bounds(node: &NodeProcess) -> Vec<(&'static str, u64, u64)> {
+    let s = samples(&http_get(&node.metrics, "/metrics"));
+    vision_node::bounds::Resource::ALL
+        .iter()
+        .map(|r| {
+            let get = |family: &str| -> u64 {
+                let series = format!("{family}{{resource=\"{}\"}}", r.name());
+                *s.get(&series).unwrap_or_else(|| panic!("{series} is not exported")) as u64
+            };
+            let (cap, used, peak) =
+                (get("vision_resource_cap"), get("vision_resource_used"), get("vision_resource_peak"));
+            assert!(cap > 0, "{}: cap 0", r.name());
+            assert!(used <= cap && peak <= cap, "{}: used {used}, peak {peak}, cap {cap}", r.name());
+            (r.name(), cap, peak)
+        })
+        .collect()
+}
+
+/// Resident memory of a process in KiB (Linux): `VmRSS`, now.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// A `/proc/<pid>/status` field in KiB (`VmRSS:`, `VmHWM:` for the peak).
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -15,50 +15,7 @@ use std::time::Duration;
 use vision_node::chain::genesis::{Allocation, Genesis};
 use vision_node::wallet::Keypair;
 
-use crate::common::{NodeProcess, wait_for};
-
-/// GET over a raw socket; returns the body (the test client speaks JSON only).
-fn http_get(base: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let host = base.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.1 200"), "GET {path}: {}", out.lines().next().unwrap_or(""));
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    if out.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(&body) } else { body }
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = &tail[n + 2..];
-    }
-    out
-}
-
-/// Sample values by full series name (`name{labels}`), from the text format.
-fn samples(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            Some((series.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-/// Sum of every sample whose series starts with `prefix` (a name, or a name and some labels).
-fn sum(s: &HashMap<String, f64>, prefix: &str) -> f64 {
-    s.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum()
-}
+use crate::common::{NodeProcess, http_get, samples, sum, wait_for};
 
 fn tool(name: &str) -> Option<String> {
     let found = Command::new("sh").args(["-c", &format!("command -v {name}")]).output().ok()?;
@@ -138,6 +95,9 @@ fn metrics_pass_promtool_and_show_activity() {
     // Mempool and miner.
     assert!(sb.contains_key("vision_mempool_transactions"));
     positive(&sb, "vision_mempool_max_transactions", "b");
+    // Every bounded resource is exported with its cap, and within it.
+    let bounds = crate::common::assert_resource_bounds(&b);
+    assert!(bounds.iter().any(|(name, _, peak)| *name == "peers" && *peak >= 1), "{bounds:?}");
     assert!(sb.contains_key("vision_mempool_evictions_total"));
     positive(&sa, "vision_miner_template_cache_misses_total", "a");
     assert!(sa.contains_key("vision_miner_template_cache_hits_total"));
