@@ -46,7 +46,7 @@ const TXS_PER_BLOCK: u32 = 1_000;
 /// number of slow readers and of how long they stay: the unsent-response budget (128 MiB for
 /// responses being read and waiting to be written, one 8 MiB response per peer) counted twice (a
 /// response exists as blocks and as encoded bytes while it is written), plus 64 MiB for redb's
-/// page cache of the 17 MB chain, the honest sync and allocator slack. Measured: +236 MiB.
+/// page cache of the 17 MB chain, the honest sync and allocator slack. Measured: +214 to +236 MiB.
 const RSS_GROWTH_BOUND_KIB: u64 = (2 * 128 + 64) * 1024;
 /// Node-to-peer bytes a proxy forwards before it stops reading.
 const FREEZE_AFTER_BYTES: usize = 1024 * 1024;
@@ -54,8 +54,9 @@ const FREEZE_AFTER_BYTES: usize = 1024 * 1024;
 /// Longest time from a slow reader's freeze to the node dropping it. Yamux's per-stream flow
 /// control stops the node's writes before its socket fills (so the write-stall guard,
 /// `p2p::stall`, does not fire here); what drops the reader is the second failed ping in a row
-/// (`behaviour::PING_INTERVAL` + `PING_TIMEOUT`, twice: 20 s at worst), plus scheduling slack.
-const DISCONNECT_WITHIN: Duration = Duration::from_secs(30);
+/// (`behaviour::PING_INTERVAL` + `PING_TIMEOUT`, twice: about 20 s), plus slack for a loaded
+/// machine (measured 24.8 s with the other tests running).
+const DISCONNECT_WITHIN: Duration = Duration::from_secs(40);
 
 /// Builds a chain of large blocks into `dir/a` (the node's data directory) and returns the
 /// genesis file, the gossip topics and the tip height.
