@@ -112,6 +112,15 @@ fn ancestry<R: BlockMetaReader>(r: &R, parent: &BlockHeader) -> Result<(Vec<u64>
     Ok((times, grandparent_ts))
 }
 
+/// When an import's commit reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// With the commit (fsync).
+    Immediate,
+    /// With the next durable commit.
+    Deferred,
+}
+
 /// The chain: store, parameters and the single-writer import path.
 pub struct Chain {
     store: Store,
@@ -166,6 +175,12 @@ impl Chain {
         &self.verifier
     }
 
+    /// Deepest reorganisation followed: blocks at or below `tip height - max_reorg_depth` are
+    /// refused unverified.
+    pub fn max_reorg_depth(&self) -> u64 {
+        self.max_reorg_depth
+    }
+
     /// The canonical tip.
     pub fn tip(&self) -> Tip {
         *self.tip.read()
@@ -175,6 +190,17 @@ impl Chain {
     /// uses this, so the block that later includes them is not verified twice).
     pub fn verify_transactions(&self, txs: &[crate::chain::types::Transaction]) -> Result<Path, InvalidSignature> {
         self.verifier.verify_txs_cached(txs, &self.sig_cache)
+    }
+
+    /// Verifies every signature of `blocks` as one parallel batch into the signature cache, so
+    /// that importing them one by one finds them verified (`verify::Path::Cached`). One large
+    /// batch uses every core and the multiscalar multiplication's economy of scale, where the
+    /// blocks' own batches are small and start with the workers asleep. Returns false if some
+    /// signature fails (nothing is cached then; the block import finds and reports it).
+    pub fn preverify(&self, blocks: &[Block]) -> bool {
+        let txs: Vec<crate::chain::types::Transaction> =
+            blocks.iter().flat_map(|b| b.transactions.iter().copied()).collect();
+        self.verifier.verify_txs_cached(&txs, &self.sig_cache).is_ok()
     }
 
     /// Entries in the verified-signature cache (for `bounds`).
@@ -198,6 +224,17 @@ impl Chain {
     pub fn import(
         &self,
         block: &Block,
+        on_commit: impl FnOnce(&ImportOutcome),
+    ) -> Result<(ImportOutcome, ImportTimings), ImportError> {
+        self.import_with(block, Durability::Immediate, on_commit)
+    }
+
+    /// [`Chain::import`], with the commit made durable at once or deferred to the next durable
+    /// commit (`state::WriteView::defer_durability`). Failures are always recorded durably.
+    pub fn import_with(
+        &self,
+        block: &Block,
+        durability: Durability,
         on_commit: impl FnOnce(&ImportOutcome),
     ) -> Result<(ImportOutcome, ImportTimings), ImportError> {
         let mut timings = ImportTimings::default();
@@ -225,7 +262,10 @@ impl Chain {
 
         let _writer = self.writer.lock();
         let t = Instant::now();
-        let w = self.store.write()?;
+        let mut w = self.store.write()?;
+        if durability == Durability::Deferred {
+            w.defer_durability()?;
+        }
         if let Some(meta) = w.block_meta(&hash)? {
             // Imported by another thread while we verified.
             return match meta.status {

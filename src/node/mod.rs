@@ -153,13 +153,52 @@ impl Core {
 
     /// Imports a block; on a new tip updates the pool (in tip order) and announces it.
     pub fn import_block(&self, block: &Block, source: BlockSource) -> Result<ImportOutcome, ImportError> {
+        self.import_block_with(block, source, crate::chain::import::Durability::Immediate)
+    }
+
+    /// Imports consecutive blocks fetched by sync: their signatures are verified first as one
+    /// parallel batch ([`Chain::preverify`]), then each block is imported in order with its commit
+    /// deferred, and the last one (or the last good one, if a block fails) is made durable. A
+    /// crash in the middle loses only this batch's blocks, which sync fetches again. Stops at the
+    /// first failure; returns how many were imported and that failure.
+    pub fn import_batch(&self, blocks: Vec<Block>, source: BlockSource) -> (usize, Option<(Box<Block>, ImportError)>) {
+        use crate::chain::import::Durability;
+        self.chain.preverify(&blocks);
+        let n = blocks.len();
+        let mut imported = 0;
+        let mut failure = None;
+        for (i, b) in blocks.into_iter().enumerate() {
+            let durability = if i + 1 == n { Durability::Immediate } else { Durability::Deferred };
+            match self.import_block_with(&b, source, durability) {
+                Ok(_) => imported += 1,
+                Err(e) => {
+                    failure = Some((Box::new(b), e));
+                    break;
+                }
+            }
+        }
+        if failure.is_some()
+            && let Err(e) = self.chain.store().persist()
+        {
+            tracing::error!(error = %e, "cannot make the imported blocks durable");
+        }
+        (imported, failure)
+    }
+
+    /// [`Core::import_block`] with the commit's durability chosen by the caller.
+    pub fn import_block_with(
+        &self,
+        block: &Block,
+        source: BlockSource,
+        durability: crate::chain::import::Durability,
+    ) -> Result<ImportOutcome, ImportError> {
         use crate::chain::metrics::{ImportLabels, OutcomeLabel, PathLabel, PathLabels, SourceLabel};
         let _span =
             tracing::debug_span!("import", height = block.header.height, hash = %block.hash().short()).entered();
         let start = Instant::now();
         let mut pool_err = None;
         let mut returned = Vec::new();
-        let result = self.chain.import(block, |outcome| {
+        let result = self.chain.import_with(block, durability, |outcome| {
             if let ImportOutcome::NewTip { reverted, applied } = outcome {
                 let read = |a: &Address| -> Result<crate::state::Account, StoreError> { self.chain.read()?.account(a) };
                 match self.mempool.on_new_tip(reverted, applied, &read) {

@@ -349,11 +349,16 @@ fn decode_peer(v: &[u8]) -> Option<(u64, Vec<Vec<u8>>)> {
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "chain.redb";
 
+/// redb's page cache (its default is 1 GiB, which let the node's memory follow the database's size:
+/// found by the mempool flood in `tests/it/flood.rs`). 128 MiB holds the account table and the
+/// recent blocks a node reads most.
+pub const DB_CACHE_BYTES: usize = 128 * 1024 * 1024;
+
 impl Store {
     /// Opens (or creates) the database in `dir` for the network of `genesis`.
     pub fn open(dir: &Path, genesis: &Genesis) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(format!("cannot create {}: {e}", dir.display())))?;
-        let db = Database::create(dir.join(DB_FILE))?;
+        let db = Database::builder().set_cache_size(DB_CACHE_BYTES).create(dir.join(DB_FILE))?;
         crate::fault::point("open.after_create");
         let store = Self::init(db, genesis)?;
         crate::fault::point("open.after_init");
@@ -509,6 +514,12 @@ impl Store {
     /// The one write transaction (blocks while another is open).
     pub fn write(&self) -> Result<WriteView, StoreError> {
         Ok(WriteView { txn: self.db.begin_write()? })
+    }
+
+    /// An empty durable commit: makes every deferred commit before it durable
+    /// ([`WriteView::defer_durability`]).
+    pub fn persist(&self) -> Result<(), StoreError> {
+        self.write()?.commit()
     }
 }
 
@@ -796,6 +807,15 @@ impl WriteView {
     pub fn commit(self) -> Result<(), StoreError> {
         self.txn.commit()?;
         Ok(())
+    }
+
+    /// Makes the commit of this transaction atomic and visible but not yet durable: it reaches
+    /// the disk with the next durable commit (no fsync of its own). A crash before then loses it
+    /// and every deferred commit since the last durable one, all together: the database reopens
+    /// at that durable commit, consistent. Sync uses this inside a batch of blocks it can fetch
+    /// again (see `node::Core::import_batch`).
+    pub fn defer_durability(&mut self) -> Result<(), StoreError> {
+        self.txn.set_durability(redb::Durability::None).map_err(|e| StoreError::Db(e.to_string()))
     }
 }
 
