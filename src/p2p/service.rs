@@ -498,6 +498,12 @@ impl Service {
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(missed = n, "network fell behind the node's events");
                 self.drop_many("core_events", n);
+                // A missed event may have been our own new block: publish the tip again. If it
+                // came from the network, gossipsub knows its id and publishes nothing.
+                let tip = self.core.chain.tip().hash;
+                if let Ok(Some(b)) = self.core.chain.read().and_then(|r| r.block(&tip)) {
+                    let _ = self.swarm.behaviour_mut().gossipsub.publish(self.topics.blocks.clone(), b.encode());
+                }
             }
             Err(broadcast::error::RecvError::Closed) => self.shutdown.cancel(),
         }
@@ -813,6 +819,16 @@ impl Service {
                     self.report(source, e.peer_action().unwrap_or(PeerAction::LowTolerance), "invalid_block_header");
                     return;
                 }
+            }
+            // Below the reorg window: it can never become canonical (the import would refuse it
+            // unverified); do not relay it. No honest node relays such a block either. Ignore, not
+            // Reject: the peer manager's `LowTolerance` bans after five, where gossipsub's own
+            // penalty would only graylist the sender after a few and leave it connected.
+            let tip_height = self.core.chain.tip().header.height;
+            if block.header.height.saturating_add(self.core.chain.max_reorg_depth()) <= tip_height {
+                gs(self, MessageAcceptance::Ignore);
+                self.report(source, PeerAction::LowTolerance, "deep_fork_block");
+                return;
             }
             let known = self.core.chain.read().ok().and_then(|r| r.block_meta(&block.hash()).ok().flatten());
             match known.map(|m| m.status) {
@@ -1189,12 +1205,16 @@ impl Service {
         result: Result<ImportOutcome, ImportError>,
     ) {
         match result {
-            Ok(ImportOutcome::NewTip { .. } | ImportOutcome::SideChain) => {
+            Ok(ImportOutcome::NewTip { .. }) => {
+                // Only a block that moved our tip earns its sender score: side-chain blocks cost
+                // their sender only proof of work, and a stream of them must not buy the standing
+                // that delays a later disconnect.
                 if let Some(p) = from {
                     self.peers.reward(&p, 1.0, Instant::now());
                 }
                 self.release_orphans(hash);
             }
+            Ok(ImportOutcome::SideChain) => self.release_orphans(hash),
             Ok(ImportOutcome::AlreadyKnown) => self.release_orphans(hash),
             Err(ImportError::Block(BlockError::UnknownParent(parent))) => self.add_orphan(block, from, parent),
             Err(e) => {
@@ -1454,17 +1474,7 @@ fn run_job(core: &Core, job: Job) -> Vec<Done> {
             .collect(),
         Job::Batch { blocks, from, start } => {
             let _span = tracing::info_span!("sync_batch", %from, start, blocks = blocks.len()).entered();
-            let mut imported = 0;
-            let mut failure = None;
-            for b in blocks {
-                match core.import_block(&b, BlockSource::Network) {
-                    Ok(_) => imported += 1,
-                    Err(e) => {
-                        failure = Some((Box::new(b), e));
-                        break;
-                    }
-                }
-            }
+            let (imported, failure) = core.import_batch(blocks, BlockSource::Network);
             vec![Done::Batch { from, start, imported, failure }]
         }
         Job::Txs { txs, from, msg } => {
