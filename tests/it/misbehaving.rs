@@ -72,18 +72,18 @@ const SHORT_BAN_SECS: u64 = 8;
 
 /// What every test shares: a temp dir with the genesis file, the runtime of the in-process peers and
 /// a local copy of the chain fed to the node under test.
-struct Setting {
+pub(crate) struct Setting {
     dir: tempfile::TempDir,
     genesis_file: String,
     keys: Vec<Keypair>,
     topics: Topics,
     /// In-memory chain mirroring what was fed to `a`; blocks are built on its tip.
-    local: Core,
+    pub(crate) local: Core,
     rt: Runtime,
 }
 
 impl Setting {
-    fn new() -> Setting {
+    pub(crate) fn new() -> Setting {
         let dir = tempfile::tempdir().unwrap();
         let (genesis, keys) = genesis_with_accounts(2, 1_000_000_000);
         let genesis_file = dir.path().join("genesis.toml");
@@ -95,7 +95,7 @@ impl Setting {
     }
 
     /// Starts a non-mining node in `name` with `extra` flags.
-    fn node(&self, name: &str, extra: &[&str]) -> NodeProcess {
+    pub(crate) fn node(&self, name: &str, extra: &[&str]) -> NodeProcess {
         let mut args = vec!["--genesis", &self.genesis_file, "--mine", "false"];
         args.extend_from_slice(extra);
         NodeProcess::start_networked(&self.dir.path().join(name), &args)
@@ -103,7 +103,7 @@ impl Setting {
 
     /// A peer on the node's own stack with a fresh identity, dialing `a` and refusing to connect to
     /// `avoid` (so that whatever reaches those nodes came through `a`).
-    fn stack_peer(&self, a: &NodeProcess, avoid: &[&NodeProcess]) -> StackPeer {
+    pub(crate) fn stack_peer(&self, a: &NodeProcess, avoid: &[&NodeProcess]) -> StackPeer {
         let avoid: Vec<PeerId> = avoid.iter().map(|n| n.peer_id().parse().unwrap()).collect();
         let peer = StackPeer::spawn(&self.rt, &self.topics, &avoid);
         peer.dial(multiaddr(a));
@@ -117,7 +117,7 @@ impl Setting {
 
     /// Builds the next valid block, gossips it to `a` through `h` and waits until every node in
     /// `followers` has it.
-    fn feed_block(&self, h: &StackPeer, followers: &[&NodeProcess]) -> Block {
+    pub(crate) fn feed_block(&self, h: &StackPeer, followers: &[&NodeProcess]) -> Block {
         let block = next_block(&self.local.chain, vec![], Address([0xb0; 32])).unwrap();
         self.local.import_block(&block, BlockSource::Miner).unwrap();
         let data = block.encode();
@@ -153,11 +153,11 @@ impl Setting {
     }
 }
 
-fn multiaddr(node: &NodeProcess) -> Multiaddr {
+pub(crate) fn multiaddr(node: &NodeProcess) -> Multiaddr {
     node.multiaddr().parse().unwrap()
 }
 
-fn peers(node: &NodeProcess) -> Vec<PeerInfo> {
+pub(crate) fn peers(node: &NodeProcess) -> Vec<PeerInfo> {
     node.client().get("/v1/peers").unwrap()
 }
 
@@ -165,11 +165,11 @@ fn bans(node: &NodeProcess) -> Vec<BanInfo> {
     node.admin_client().get("/admin/bans").unwrap()
 }
 
-fn listed(node: &NodeProcess, peer: &PeerId) -> bool {
+pub(crate) fn listed(node: &NodeProcess, peer: &PeerId) -> bool {
     peers(node).iter().any(|p| p.peer_id == peer.to_string())
 }
 
-fn banned(node: &NodeProcess, peer: &PeerId) -> Option<BanInfo> {
+pub(crate) fn banned(node: &NodeProcess, peer: &PeerId) -> Option<BanInfo> {
     bans(node).into_iter().find(|b| b.peer_id == peer.to_string())
 }
 
@@ -202,7 +202,7 @@ fn attack_until_banned(
 }
 
 /// The reason `node` logged when it banned `peer`.
-fn ban_reason(node: &NodeProcess, peer: &PeerId) -> Option<String> {
+pub(crate) fn ban_reason(node: &NodeProcess, peer: &PeerId) -> Option<String> {
     let id = peer.to_string();
     let logs = node.logs.lock().unwrap();
     logs.iter()
@@ -292,14 +292,14 @@ enum StackCommand {
 
 /// A peer running the node's exact stack (gossipsub, sync, identify, ping, kad, limits) in this
 /// process, subscribed to both topics.
-struct StackPeer {
-    id: PeerId,
+pub(crate) struct StackPeer {
+    pub(crate) id: PeerId,
     commands: mpsc::Sender<StackCommand>,
     link: Arc<Link>,
 }
 
 impl StackPeer {
-    fn spawn(rt: &Runtime, topics: &Topics, avoid: &[PeerId]) -> StackPeer {
+    pub(crate) fn spawn(rt: &Runtime, topics: &Topics, avoid: &[PeerId]) -> StackPeer {
         let keypair = identity::Keypair::generate_ed25519();
         let _enter = rt.enter();
         let mut swarm =
@@ -317,17 +317,17 @@ impl StackPeer {
         StackPeer { id: keypair.public().to_peer_id(), commands: tx, link }
     }
 
-    fn dial(&self, addr: Multiaddr) {
+    pub(crate) fn dial(&self, addr: Multiaddr) {
         self.commands.blocking_send(StackCommand::Dial(addr)).unwrap();
     }
 
     /// Publishes on the blocks topic; an error until the node's subscription is known.
-    fn publish(&self, data: Vec<u8>) -> Result<(), String> {
+    pub(crate) fn publish(&self, data: Vec<u8>) -> Result<(), String> {
         self.publish_on(false, data)
     }
 
     /// Publishes on the blocks or the transactions topic.
-    fn publish_on(&self, txs_topic: bool, data: Vec<u8>) -> Result<(), String> {
+    pub(crate) fn publish_on(&self, txs_topic: bool, data: Vec<u8>) -> Result<(), String> {
         let (reply, rx) = oneshot::channel();
         self.commands.blocking_send(StackCommand::Publish { txs_topic, data, reply }).unwrap();
         rx.blocking_recv().unwrap()

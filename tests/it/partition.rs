@@ -246,6 +246,7 @@ fn block(client: &Client, hash: &Hash) -> BlockJson {
 }
 
 #[test]
+#[ignore = "slow suite: saturates both cores for minutes; .ci/run runs it alone with --ignored"]
 fn five_nodes_recover_from_kill_pause_disconnect_and_a_long_split() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
