@@ -6,12 +6,15 @@ mod api_ws;
 mod common;
 #[cfg(feature = "fault-injection")]
 mod crash;
+mod flood;
 mod inprocess;
 mod metrics;
 mod misbehaving;
 mod network;
 mod node_cli;
+mod partition;
 mod protocol_vectors;
 mod reorg;
+mod slow_readers;
 mod vector_file;
 mod vectors;
