@@ -283,6 +283,35 @@ impl Mempool {
         Ok(inner.add(tx))
     }
 
+    /// The refusals [`Mempool::insert`] would certainly give, checked without the signature (which
+    /// costs far more): already pooled, nonce below the account's, a nonce gap (allowing `ahead`
+    /// earlier transactions of the same sender in the caller's batch), or a full pool that the fee
+    /// does not enter. Passing says nothing: `insert` decides.
+    pub fn precheck(&self, tx: &Transaction, account: Account, ahead: u64) -> Result<(), MempoolError> {
+        let inner = self.inner.lock();
+        let id = tx.id();
+        if inner.by_id.contains_key(&id) {
+            return Err(MempoolError::AlreadyKnown(id));
+        }
+        if tx.nonce < account.nonce {
+            return Err(TxError::NonceTooLow { expected: account.nonce, got: tx.nonce }.into());
+        }
+        let next =
+            inner.by_sender.get(&tx.from).and_then(|q| q.keys().next_back()).map(|n| n + 1).unwrap_or(account.nonce);
+        if tx.nonce > next.saturating_add(ahead) {
+            return Err(TxError::NonceGap { expected: next, got: tx.nonce }.into());
+        }
+        let full = inner.by_id.len() >= self.limits.max_txs || inner.bytes + tx.encoded_len() > self.limits.max_bytes;
+        if full
+            && tx.nonce >= next
+            && let Some(&(low_fee, _, _)) = inner.by_fee.iter().next()
+            && tx.fee <= low_fee
+        {
+            return Err(MempoolError::Full { min_fee: low_fee.saturating_add(1) });
+        }
+        Ok(())
+    }
+
     /// Removes transactions included in `applied`, drops what the new state invalidates, and
     /// returns transactions of `reverted` blocks (not re-included) to the pool; returns those that
     /// re-entered it. `account` reads the new tip state.
@@ -544,6 +573,28 @@ mod tests {
         // a's nonce 0 (fee 5) went, and with it nonces 1 and 2: no gaps remain.
         assert_eq!(pool.len(), 1);
         assert_eq!(pool.pending_nonce(&a.address(), 0), 0);
+    }
+
+    #[test]
+    fn precheck_refuses_only_what_insert_would_refuse() {
+        let pool = Mempool::new(Limits { max_txs: 2, ..Limits::default() }, 1);
+        let a = Keypair::from_seed(&[1; 32]);
+        let b = Keypair::from_seed(&[2; 32]);
+        let first = tx(&a, 0, 10, 1);
+        pool.precheck(&first, rich(), 0).unwrap();
+        pool.insert(first, rich()).unwrap();
+        assert!(matches!(pool.precheck(&first, rich(), 0), Err(MempoolError::AlreadyKnown(_))));
+        // Nonce 2 is a gap after nonce 0, unless the batch carries nonce 1 ahead of it.
+        let gap = tx(&a, 2, 10, 1);
+        assert!(matches!(pool.precheck(&gap, rich(), 0), Err(MempoolError::Invalid(TxError::NonceGap { .. }))));
+        pool.precheck(&gap, rich(), 1).unwrap();
+        let low = Account { nonce: 3, ..rich() };
+        assert!(matches!(pool.precheck(&tx(&b, 1, 10, 1), low, 0), Err(MempoolError::Invalid(_))));
+        // Full: a fee at or below the lowest pooled fee does not enter; above it, insert decides.
+        pool.insert(tx(&a, 1, 20, 1), rich()).unwrap();
+        assert!(matches!(pool.precheck(&tx(&b, 0, 10, 1), rich(), 0), Err(MempoolError::Full { min_fee: 11 })));
+        assert_eq!(pool.insert(tx(&b, 0, 10, 1), rich()), Err(MempoolError::Full { min_fee: 11 }));
+        pool.precheck(&tx(&b, 0, 11, 1), rich(), 0).unwrap();
     }
 
     #[test]

@@ -281,6 +281,7 @@ impl Core {
         let params = self.chain.params();
         let mut results: Vec<Result<Hash, SubmitError>> =
             txs.iter().map(|t| check_tx_stateless(params, t).map(|_| t.id()).map_err(SubmitError::from)).collect();
+        self.precheck_pool(txs, &mut results);
         let to_verify: Vec<usize> = (0..txs.len()).filter(|i| results[*i].is_ok()).collect();
         let mut batch: Vec<Transaction> = to_verify.iter().map(|i| txs[*i]).collect();
         let mut offset = 0;
@@ -317,6 +318,35 @@ impl Core {
         fam.get_or_create(&TxLabels { source, result: TxResultLabel::Rejected })
             .inc_by(results.len() as u64 - accepted);
         results
+    }
+
+    /// Refuses, before their signatures are checked, the transactions the pool would certainly
+    /// refuse ([`Mempool::precheck`]): a flood of hopeless transactions (nonce gaps after an
+    /// eviction, fees below a full pool's entry fee) then costs no signature verification. Gap
+    /// refusals are dropped (left to `pool_insert`) if a block moved the tip meanwhile.
+    fn precheck_pool(&self, txs: &[Transaction], results: &mut [Result<Hash, SubmitError>]) {
+        let tip = self.chain.tip().hash;
+        let Ok(read) = self.chain.read() else { return };
+        let mut ahead: std::collections::HashMap<Address, u64> = std::collections::HashMap::new();
+        let mut refused = Vec::new();
+        for (i, tx) in txs.iter().enumerate() {
+            if results[i].is_err() {
+                continue;
+            }
+            let Ok(account) = read.account(&tx.from) else { return };
+            let n = ahead.entry(tx.from).or_default();
+            match self.mempool.precheck(tx, account, *n) {
+                Ok(()) => *n += 1,
+                Err(e) => refused.push((i, e)),
+            }
+        }
+        let moved = self.chain.tip().hash != tip;
+        for (i, e) in refused {
+            if moved && matches!(e, MempoolError::Invalid(TxError::NonceGap { .. })) {
+                continue;
+            }
+            results[i] = Err(SubmitError::Mempool(e));
+        }
     }
 
     /// Inserts into the pool against the tip state. The state snapshot and the pool can disagree
