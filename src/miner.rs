@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -121,16 +122,32 @@ pub fn solve(template: &Template, timestamp_ms: u64) -> Block {
     Block { header, transactions: template.transactions.to_vec() }
 }
 
-/// Template cache keyed by (tip hash, mempool version).
+/// A template whose pool has changed since it was built is still served for this long (on the same
+/// tip): under a transaction flood the pool changes thousands of times a second, and rebuilding on
+/// every change (selecting and executing up to a block of transactions each time) took the miner's
+/// core and stretched block gaps to 27 s in the million-transaction flood (`tests/it/flood.rs`).
+/// Bitcoin Core's `getblocktemplate` likewise reuses a template for a few seconds while only its
+/// mempool changed. A new tip always rebuilds at once.
+pub const TEMPLATE_REFRESH: Duration = Duration::from_millis(500);
+
+/// Template cache keyed by tip hash and mempool version (see [`TEMPLATE_REFRESH`]).
 #[derive(Default)]
 pub struct TemplateCache {
-    slot: Mutex<Option<((Hash, u64), Template)>>,
+    slot: Mutex<Option<Cached>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
+struct Cached {
+    tip: Hash,
+    pool_version: u64,
+    built: Instant,
+    template: Template,
+}
+
 impl TemplateCache {
-    /// The cached template if the tip and mempool are unchanged, else a fresh one.
+    /// The cached template if it was built on the current tip for this miner, and either the pool
+    /// is unchanged or the template is younger than [`TEMPLATE_REFRESH`]; else a fresh one.
     pub fn get(
         &self,
         chain: &Chain,
@@ -138,19 +155,21 @@ impl TemplateCache {
         miner: Address,
         max_txs: usize,
     ) -> Result<Template, StoreError> {
-        let key = (chain.tip().hash, mempool.version());
+        let (tip, pool_version) = (chain.tip().hash, mempool.version());
         let mut slot = self.slot.lock();
-        if let Some((k, t)) = slot.as_ref()
-            && *k == key
-            && t.header.miner == miner
+        if let Some(c) = slot.as_ref()
+            && c.tip == tip
+            && c.template.header.miner == miner
+            && (c.pool_version == pool_version || c.built.elapsed() < TEMPLATE_REFRESH)
         {
             self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(t.clone());
+            return Ok(c.template.clone());
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        let built = Instant::now();
         let t = build_template(chain, mempool, miner, max_txs)?;
-        // Key by the tip the template was actually built on.
-        *slot = Some(((t.header.parent, key.1), t.clone()));
+        // Keyed by the tip the template was actually built on.
+        *slot = Some(Cached { tip: t.header.parent, pool_version, built, template: t.clone() });
         Ok(t)
     }
 
@@ -245,5 +264,34 @@ fn mine_loop(core: &Core, config: MinerConfig, thread: u64, stop: &AtomicBool) {
             }
             header.timestamp_ms = header.timestamp_ms.max(now_ms());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::{Node, NodeConfig};
+    use crate::testkit::{TEST_CHAIN_ID, genesis_with_accounts, transfer};
+
+    #[test]
+    fn a_template_outlives_pool_changes_for_the_refresh_interval_but_not_a_new_tip() {
+        let (genesis, keys) = genesis_with_accounts(2, 1_000_000);
+        let core = Node::open_core(&NodeConfig { genesis, ..NodeConfig::devnet() }).unwrap();
+        let miner = Address([7; 32]);
+        let get = || core.templates.get(&core.chain, &core.mempool, miner, DEFAULT_MAX_BLOCK_TXS).unwrap();
+        let empty = get();
+        core.submit_transaction(transfer(&keys[0], Address([9; 32]), 5, 1, 0, TEST_CHAIN_ID)).unwrap();
+        // The pool changed: the template built a moment ago is still served.
+        assert!(get().transactions.is_empty());
+        assert_eq!(core.templates.counts(), (1, 1));
+        std::thread::sleep(TEMPLATE_REFRESH);
+        assert_eq!(get().transactions.len(), 1, "rebuilt once the refresh interval passed");
+        // A new tip rebuilds at once, whatever the template's age.
+        let block = solve(&get(), empty.header.timestamp_ms);
+        core.import_block(&block, crate::node::BlockSource::Miner).unwrap();
+        core.submit_transaction(transfer(&keys[1], Address([9; 32]), 5, 1, 0, TEST_CHAIN_ID)).unwrap();
+        let next = get();
+        assert_eq!(next.header.parent, block.hash());
+        assert_eq!(next.transactions.len(), 1);
     }
 }
