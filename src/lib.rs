@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod bench;
 pub mod bounds;
 pub mod chain;
 pub mod config;

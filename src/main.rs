@@ -48,6 +48,10 @@ enum Command {
         #[arg(long)]
         key: PathBuf,
     },
+    /// Benchmarks against running nodes: `load` (signed transfers at a target rate) and `peers`
+    /// (many libp2p connections); see docs/performance.md.
+    #[command(subcommand)]
+    Bench(vision_node::bench::BenchCmd),
 }
 
 #[derive(Subcommand)]
@@ -176,6 +180,7 @@ fn main() -> ExitCode {
         Command::PeerId { key } => vision_node::p2p::load_existing_node_key(&key)
             .map(|k| println!("{}", k.public().to_peer_id()))
             .map_err(Into::into),
+        Command::Bench(cmd) => vision_node::bench::run(cmd).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

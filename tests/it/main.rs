@@ -3,6 +3,7 @@
 //! on conditions with timeouts, never on fixed sleeps.
 
 mod api_ws;
+mod bench_cli;
 mod common;
 #[cfg(feature = "fault-injection")]
 mod crash;

@@ -1,0 +1,140 @@
+//! `vision-node bench load` and `bench peers` against real node processes on loopback: a short
+//! low-rate load run gets transfers included, bad input fails with a clear message and a non-zero
+//! exit code, and the peer-load tool holds its connections (the node counts them).
+
+use std::path::Path;
+
+use crate::common::{NodeProcess, cli, cli_ok};
+
+/// The `key=value` fields of the first `RESULT` line of `stdout` that contains `filter`.
+fn result_fields(stdout: &str, filter: &str) -> std::collections::HashMap<String, String> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("RESULT ") && l.contains(filter))
+        .unwrap_or_else(|| panic!("no RESULT line with {filter:?} in:\n{stdout}"));
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+fn bench_genesis(dir: &Path) -> String {
+    let g = dir.join("bench-genesis.toml");
+    let g = g.to_str().unwrap().to_string();
+    let hash = cli_ok(&[
+        "bench",
+        "load",
+        "--write-genesis",
+        &g,
+        "--accounts",
+        "20",
+        "--target-block-time-ms",
+        "300",
+        "--initial-difficulty",
+        "1",
+    ]);
+    assert_eq!(hash.len(), 64, "prints the genesis hash: {hash}");
+    g
+}
+
+#[test]
+fn bench_load_gets_transfers_included_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = bench_genesis(dir.path());
+    let node = NodeProcess::start(&dir.path().join("n"), &["--genesis", &genesis, "--network", "false"]);
+    let pid = node.child.id().to_string();
+    let out = cli(&[
+        "bench",
+        "load",
+        "--api",
+        &node.api,
+        "--keys-from-genesis",
+        &genesis,
+        "--tps",
+        "40",
+        "--duration",
+        "3",
+        "--senders",
+        "4",
+        "--drain-timeout",
+        "15",
+        "--pid",
+        &pid,
+        "--metrics",
+        &node.metrics,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench load failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    println!("{stdout}");
+    assert!(stdout.contains("| included by end of drain"), "{stdout}");
+    let r = result_fields(&stdout, "included=");
+    let included: u64 = r["included"].parse().unwrap();
+    let accepted: f64 = r["accepted_tps"].parse().unwrap();
+    assert!(included > 0, "no transfer included:\n{stdout}");
+    assert!(accepted > 0.0, "{stdout}");
+
+    // Unreachable node: a clear message, exit code 1, no panic.
+    let out = cli(&["bench", "load", "--api", "http://127.0.0.1:1", "--accounts", "5", "--duration", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot reach the node at http://127.0.0.1:1"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Malformed URL, missing accounts, a genesis the node does not run.
+    for (args, expected) in [
+        (vec!["bench", "load", "--api", "ftp://127.0.0.1:1", "--accounts", "5"], "must start with http://"),
+        (vec!["bench", "load", "--api", &node.api], "needs funded accounts"),
+        (vec!["bench", "load", "--api", &node.api, "--accounts", "5", "--tps", "0"], "at least 1"),
+    ] {
+        let out = cli(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let other = dir.path().join("other.toml");
+    cli_ok(&["bench", "load", "--write-genesis", other.to_str().unwrap(), "--accounts", "3", "--chain-id", "99"]);
+    let out = cli(&["bench", "load", "--api", &node.api, "--keys-from-genesis", other.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("but the node runs"), "{stderr}");
+}
+
+#[test]
+fn bench_peers_holds_its_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start_networked(dir.path(), &["--mine", "false"]);
+    let pid = node.child.id().to_string();
+    let out = cli(&[
+        "bench",
+        "peers",
+        "--target",
+        &node.multiaddr(),
+        "--api",
+        &node.api,
+        "--count",
+        "20",
+        "--steps",
+        "20",
+        "--duration",
+        "2",
+        "--settle",
+        "1",
+        "--pid",
+        &pid,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench peers failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    println!("{stdout}");
+    let r = result_fields(&stdout, "step=20");
+    assert_eq!(r["held"], "20", "{stdout}");
+    let seen: usize = r["node_peers_max"].parse().unwrap();
+    assert!(seen >= 20, "the node saw {seen} peers:\n{stdout}");
+    assert_eq!(r["api_errors"], "0", "{stdout}");
+
+    let out =
+        cli(&["bench", "peers", "--target", "/ip4/127.0.0.1/tcp/1", "--api", "http://127.0.0.1:1", "--count", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot reach the node"), "{stderr}");
+    let out = cli(&["bench", "peers", "--target", "not-a-multiaddr", "--count", "1"]);
+    assert_eq!(out.status.code(), Some(2), "clap refuses a malformed multiaddr");
+}
