@@ -2,7 +2,7 @@
 //!
 //! Setup (not timed): a genesis with 10,000 funded accounts and a chain of [`BLOCKS`] blocks of
 //! [`TXS_PER_BLOCK`] transfers each (distinct senders within a block, nonces tracked per sender),
-//! built with `testkit::next_block` on an in-memory chain.
+//! built with `testkit::next_block` on an in-memory chain (`common::build_blocks`, shared with `sync.rs`).
 //!
 //! - `import/redb_file_20x1000`: imports those blocks, in order, into a **fresh redb file** in a temp
 //!   directory (`Store::open`) through `Chain::import`: stateless header and body checks, every
@@ -22,22 +22,20 @@
 //! commit, from `ImportTimings`). See `docs/performance.md`.
 
 mod common;
-use common::criterion_median;
+use common::{Raw, build_blocks, criterion_median, median};
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
-use rayon::prelude::*;
 use vision_node::chain::Chain;
 use vision_node::chain::consensus::check_body;
 use vision_node::chain::genesis::Genesis;
 use vision_node::chain::import::{DEFAULT_MAX_REORG_DEPTH, ImportOutcome};
-use vision_node::chain::types::{Address, Block, Transaction};
+use vision_node::chain::types::{Block, Transaction};
 use vision_node::state::Store;
-use vision_node::testkit::{genesis_with_accounts, next_block, transfer};
+use vision_node::testkit::genesis_with_accounts;
 use vision_node::verify::Verifier;
-use vision_node::wallet::Keypair;
 
 const ACCOUNTS: u32 = 10_000;
 const BLOCKS: usize = 20;
@@ -55,70 +53,6 @@ struct Run {
     commit: Duration,
 }
 
-/// Builds the blocks on an in-memory chain.
-fn build_blocks(genesis: &Genesis, keys: &[Keypair]) -> Vec<Block> {
-    let store = Store::in_memory(genesis).expect("in-memory store");
-    let chain = Chain::new(store, genesis.clone(), Verifier::default(), DEFAULT_MAX_REORG_DEPTH).expect("chain");
-    let miner = Address([0x4d; 32]);
-    let mut nonces = vec![0u64; keys.len()];
-    let n = keys.len();
-    let mut blocks = Vec::with_capacity(BLOCKS);
-    for b in 0..BLOCKS {
-        // Senders b*1000 .. b*1000+999 (mod n): distinct within a block. Each recipient is another
-        // funded account, so a transfer changes two existing accounts.
-        let plan: Vec<(usize, usize, u64)> = (0..TXS_PER_BLOCK)
-            .map(|j| {
-                let from = (b * TXS_PER_BLOCK + j) % n;
-                let to = (from + 1 + 7919 * (b + 1)) % n;
-                let nonce = nonces[from];
-                nonces[from] += 1;
-                (from, to, nonce)
-            })
-            .collect();
-        let txs: Vec<Transaction> = plan
-            .par_iter()
-            .map(|&(from, to, nonce)| {
-                transfer(&keys[from], keys[to].address(), 1 + u128::from(nonce), 1, nonce, genesis.chain_id)
-            })
-            .collect();
-        let block = next_block(&chain, txs, miner).expect("next_block");
-        chain.import(&block, |_| {}).expect("import while building");
-        blocks.push(block);
-    }
-    blocks
-}
-
-/// Inputs of the raw dalek batch, prepared outside the timed section.
-struct Raw {
-    msgs: Vec<Vec<u8>>,
-    sigs: Vec<ed25519_dalek::Signature>,
-    keys: Vec<ed25519_dalek::VerifyingKey>,
-}
-
-impl Raw {
-    fn new(txs: &[&Transaction]) -> Self {
-        Raw {
-            msgs: txs.iter().map(|t| t.signing_bytes()).collect(),
-            sigs: txs.iter().map(|t| ed25519_dalek::Signature::from_bytes(&t.signature)).collect(),
-            keys: txs
-                .iter()
-                .map(|t| ed25519_dalek::VerifyingKey::from_bytes(t.from.as_bytes()).expect("valid key"))
-                .collect(),
-        }
-    }
-
-    /// One batch per chunk of `n / (2 * threads)`, on all rayon threads.
-    fn all_cores(&self) -> bool {
-        let n = self.msgs.len();
-        let chunk = n.div_ceil(2 * rayon::current_num_threads()).max(1);
-        (0..n.div_ceil(chunk)).into_par_iter().all(|c| {
-            let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(n));
-            let msgs: Vec<&[u8]> = self.msgs[lo..hi].iter().map(Vec::as_slice).collect();
-            ed25519_dalek::verify_batch(&msgs, &self.sigs[lo..hi], &self.keys[lo..hi]).is_ok()
-        })
-    }
-}
-
 struct Fixture {
     genesis: Genesis,
     blocks: Vec<Block>,
@@ -129,7 +63,7 @@ impl Fixture {
     fn new() -> Self {
         let t = Instant::now();
         let (genesis, keys) = genesis_with_accounts(ACCOUNTS, 1_000_000_000_000_000_000);
-        let blocks = build_blocks(&genesis, &keys);
+        let blocks = build_blocks(&genesis, &keys, BLOCKS, TXS_PER_BLOCK);
         eprintln!("setup: {BLOCKS} blocks x {TXS_PER_BLOCK} transfers built in {:.1?}", t.elapsed());
         let all: Vec<&Transaction> = blocks.iter().flat_map(|b| b.transactions.iter()).collect();
         let raw = Raw::new(&all);
@@ -181,13 +115,6 @@ fn import(c: &mut Criterion, f: &Fixture) {
     g.bench_function(format!("check_body_{BLOCKS}x{TXS_PER_BLOCK}"), |b| b.iter(|| f.check_bodies()));
     g.bench_function("raw_dalek_batch_all_cores", |b| b.iter(|| assert!(black_box(&f.raw).all_cores())));
     g.finish();
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
 }
 
 fn summary(f: &Fixture) {
