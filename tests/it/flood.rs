@@ -29,7 +29,8 @@
 //! main-chain blocks with another nonce (so each is a valid block on a valid parent). Blocks forking
 //! off deep history (below the reorg window) are refused at gossip validation, before import,
 //! verification or storage, and are not relayed; their sender is charged (`LowTolerance`, reason
-//! `deep_fork_block`): five such blocks ban it, so [`DEEP_ATTACKERS`] fresh identities each try a
+//! `deep_fork_block`): five such blocks ban it (two disconnect it, if its connection closes before the
+//! rest arrive), so [`DEEP_ATTACKERS`] fresh identities each try a
 //! burst of [`DEEP_BURST`]; the node refuses a handful of each burst (and bans), the rest dies with
 //! the connection. Blocks forking within
 //! the window are valid side-chain blocks: they are verified and stored (disk grows by at most
@@ -589,7 +590,11 @@ fn a_side_chain_flood_stores_nothing_below_the_reorg_window_and_a_bounded_amount
             deep_published.push(b.hash());
         }
         let id = evil.id;
-        wait_for("the deep-fork attacker banned", Duration::from_secs(30), || banned(&a, &id).map(|_| ()));
+        // Cut off: banned at -50, or disconnected at -20 when the connection closes before the
+        // rest of its burst is processed (a loaded machine); either way it stops.
+        wait_for("the deep-fork attacker cut off", Duration::from_secs(30), || {
+            (banned(&a, &id).is_some() || !listed(&a, &id)).then_some(())
+        });
         attackers.push(evil);
     }
     wait_for("the block queue drained", Duration::from_secs(30), || {
@@ -599,9 +604,11 @@ fn a_side_chain_flood_stores_nothing_below_the_reorg_window_and_a_bounded_amount
     let deep_relayed = gossip_blocks_accepted(&a) - accepted0;
     let deep_time = t1.elapsed();
     let (disk1, rss1) = (file_len(&db), rss(&a));
-    // Five LowTolerance reports (-10 each) reach the ban threshold (-50).
-    assert!(deep_delivered >= 5 * attackers.len() as u64, "{deep_delivered} refused for {} bans", attackers.len());
-    for evil in &attackers {
+    // Two LowTolerance reports (-10 each) reach the disconnect threshold (-20), five the ban (-50).
+    assert!(deep_delivered >= 2 * attackers.len() as u64, "{deep_delivered} refused for {} attackers", attackers.len());
+    let banned_attackers: Vec<&StackPeer> = attackers.iter().filter(|e| banned(&a, &e.id).is_some()).collect();
+    assert!(!banned_attackers.is_empty(), "no deep-fork attacker was banned");
+    for evil in banned_attackers {
         let reason = wait_for("the ban reason in the log", Duration::from_secs(5), || ban_reason(&a, &evil.id));
         assert_eq!(reason, "deep_fork_block", "deep-fork attacker banned for {reason}");
     }
