@@ -167,19 +167,24 @@ impl Core {
         let n = blocks.len();
         let mut imported = 0;
         let mut failure = None;
+        // Whether the batch ended on a durable commit of its own.
+        let mut durable = false;
         for (i, b) in blocks.into_iter().enumerate() {
             let durability = if i + 1 == n { Durability::Immediate } else { Durability::Deferred };
             match self.import_block_with(&b, source, durability) {
-                Ok(_) => imported += 1,
+                Ok(outcome) => {
+                    imported += 1;
+                    durable = i + 1 == n && !matches!(outcome, ImportOutcome::AlreadyKnown);
+                }
                 Err(e) => {
                     failure = Some((Box::new(b), e));
                     break;
                 }
             }
         }
-        if failure.is_some()
-            && let Err(e) = self.chain.store().persist()
-        {
+        // A failure, or a last block already known (nothing committed), leaves the deferred
+        // commits before it to the next durable commit: make them durable now.
+        if !durable && let Err(e) = self.chain.store().persist() {
             tracing::error!(error = %e, "cannot make the imported blocks durable");
         }
         (imported, failure)
