@@ -13,11 +13,11 @@
 //!    admitted through `Core::submit_transactions`, the path of the API and gossip (stateless rules,
 //!    signatures through the parallel verifier and the signature cache, pool insertion), sender fees
 //!    1 ..= 1,000.
-//! 4. `after flood`: [`FLOOD`] (1,000,000) more transfers through the same path, in batches of
-//!    [`CHUNK`]: [`FLOOD_SENDERS`] × [`NONCES`], sender `j` paying `1,001 + j` on all its nonces, so
-//!    every one outbids the cheapest pooled transaction and enters, evicting it: the pool stays at its
-//!    cap while 1,000,000 transactions pass through it. VmHWM is reset (`/proc/self/clear_refs` = 5)
-//!    before the flood, so its row shows the flood's own peak.
+//! 4. `after flood` (and `flood, first 25/50/75%` on the way): [`FLOOD`] (1,000,000) more transfers
+//!    through the same path, in batches of [`CHUNK`]: [`FLOOD_SENDERS`] × [`NONCES`], sender `j`
+//!    paying `1,001 + j` on all its nonces, so every one outbids the cheapest pooled transaction and
+//!    enters, evicting it: the pool stays at its cap while 1,000,000 transactions pass through it.
+//!    VmHWM is reset (`/proc/self/clear_refs` = 5) before the flood, so its rows show the flood's peak.
 //!
 //! After rows 3 and 4 the bench calls glibc's `malloc_trim(0)` and reads again (`same, malloc_trim(0)`):
 //! the difference is free memory the allocator keeps; the node never calls it, so the first reading is
@@ -194,6 +194,12 @@ fn main() {
         let t = Instant::now();
         assert!(raw.all_cores());
         raw_secs.push(t.elapsed().as_secs_f64());
+        let done = (start + sizes.chunk / NONCES - first) * NONCES;
+        for (quarter, phase) in [(1, "flood, first 25%"), (2, "flood, first 50%"), (3, "flood, first 75%")] {
+            if done == quarter * (last - first) * NONCES / 4 {
+                rows.push(row(phase, Some(&core)));
+            }
+        }
     }
     let flood_secs = t.elapsed().as_secs_f64();
     let flood = sizes.flood_senders * NONCES;
@@ -224,7 +230,11 @@ fn main() {
             r.evicted
         );
     }
-    let (opened, pool, pool_trimmed, after, after_trimmed) = (&rows[1], &rows[2], &rows[3], &rows[4], &rows[5]);
+    let find = |phase: &str| rows.iter().find(|r| r.phase == phase).expect("row");
+    let (opened, pool) = (find("core opened, pool empty"), find("pool full"));
+    let (after, trimmed_rows) = (find("after flood"), rows.iter().filter(|r| r.phase.contains("malloc_trim")));
+    let trimmed_rows: Vec<&Row> = trimmed_rows.collect();
+    let (pool_trimmed, after_trimmed) = (trimmed_rows[0], trimmed_rows[1]);
     eprintln!(
         "(VmHWM reset before the flood: {peak_reset}; 'pool MiB' = encoded bytes, 'raw MiB' = len × {} B)",
         std::mem::size_of::<Transaction>()

@@ -14,8 +14,8 @@
 //!   millisecond). In between everything is the node's own code: dial, identify, the status exchange,
 //!   `BlocksByRange` requests pipelined by B's sync driver (`MAX_INFLIGHT`, cut to the response byte
 //!   cap), A serving them from its store, and B's block worker importing each batch through
-//!   `Core::import_block` with full verification, execution and one fsync'd commit per block. After the
-//!   clock stops both nodes shut down and their databases close (not timed).
+//!   `Core::import_batch` (full verification, execution, one commit per block, fsync'd at the end of
+//!   the batch). After the clock stops both nodes shut down and their databases close (not timed).
 //! - `sync/import_200x1000`: the block-import figure: the same blocks, in order, through
 //!   `Core::import_block` into a fresh redb file (`Node::open_core` on a new temp dir, outside the timed
 //!   part): one block at a time, every signature verified in its block, one fsync'd commit per block,
@@ -29,11 +29,12 @@
 //!   the `Blocks` responses) written through one plain `std::net` loopback TCP connection and read by
 //!   another thread (connection set-up included; no noise, no yamux, no decoding).
 //!
-//! After criterion, a full run (no filter) repeats the three round-robin ([`ROUNDS`] rounds, ratios
+//! After criterion, a full run (no filter) repeats the four round-robin ([`ROUNDS`] rounds, ratios
 //! taken within a round) and prints tx/s and blocks/s for each, sync as a percentage of block import
-//! (the goal is at least 80%) and of batch import, where the sync time goes (both nodes started, B connected,
-//! first block imported, done; and B's own import histograms), and the CPU of this process and of other
-//! processes during the run. See `docs/performance.md`.
+//! (the goal is at least 80%) and of batch import, where the sync time goes (both nodes
+//! started, B connected, first block imported, done; the node's own import histograms for B and both
+//! direct imports), and the CPU of this process and of other processes during the run. See
+//! `docs/performance.md`.
 
 mod common;
 use common::{CpuMeter, ImportSums, build_chain, criterion_median, median, median_ratio};
