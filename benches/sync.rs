@@ -33,8 +33,8 @@
 //! taken within a round) and prints tx/s and blocks/s for each, sync as a percentage of block import
 //! (the goal is at least 80%) and of batch import, where the sync time goes (both nodes
 //! started, B connected, first block imported, done; the node's own import histograms for B and both
-//! direct imports), and the CPU of this process and of other processes during the run. See
-//! `docs/performance.md`.
+//! direct imports; block import's time per block by quarter of the chain), and the CPU of this process
+//! and of other processes during the run. See `docs/performance.md`.
 
 mod common;
 use common::{CpuMeter, ImportSums, build_chain, criterion_median, median, median_ratio};
@@ -209,18 +209,22 @@ impl Fixture {
     }
 
     /// Imports the blocks into a fresh redb file through `Core::import_block`; opening is not timed.
-    fn import_once(&self) -> (Duration, ImportSums) {
+    /// Also returns each block's import time in seconds.
+    fn import_once(&self) -> (Duration, ImportSums, Vec<f64>) {
         let dir = temp_dir("vision-sync-bench-import");
         let core = Arc::new(Node::open_core(&config(dir.path(), &self.genesis, None)).expect("open"));
         let registry = vision_node::metrics::registry(&core);
+        let mut each = Vec::with_capacity(self.blocks.len());
         let start = Instant::now();
         for block in &self.blocks {
+            let t = Instant::now();
             let outcome = core.import_block(std::hint::black_box(block), BlockSource::Network).expect("import");
+            each.push(t.elapsed().as_secs_f64());
             assert!(matches!(outcome, ImportOutcome::NewTip { .. }));
         }
         let elapsed = start.elapsed();
         assert_eq!(core.chain.tip().hash, self.tip);
-        (elapsed, ImportSums::from_metrics(&vision_node::metrics::encode(&registry)))
+        (elapsed, ImportSums::from_metrics(&vision_node::metrics::encode(&registry)), each)
     }
 
     /// Imports sync's batches into a fresh redb file through `Core::import_batch`; opening and
@@ -327,7 +331,7 @@ fn summary(f: &Fixture, cpu: &CpuMeter) {
     }
     let secs = |pick: fn(&SyncRun) -> Duration| -> Vec<f64> { syncs.iter().map(|r| pick(r).as_secs_f64()).collect() };
     let totals = secs(|r| r.total);
-    let import_secs: Vec<f64> = imports.iter().map(|(d, _)| d.as_secs_f64()).collect();
+    let import_secs: Vec<f64> = imports.iter().map(|(d, _, _)| d.as_secs_f64()).collect();
     let batch_secs: Vec<f64> = batched.iter().map(|(d, _)| d.as_secs_f64()).collect();
     let ms = |s: f64| s * 1e3;
     let tps = |s: f64| TXS as f64 / s;
@@ -387,7 +391,7 @@ fn summary(f: &Fixture, cpu: &CpuMeter) {
     let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
     let per_block = |s: f64| ms(s) / BLOCKS as f64;
     let sync_sums = |pick: fn(&ImportSums) -> f64| mean(syncs.iter().map(|r| pick(&r.sums)).collect());
-    let block_sums = |pick: fn(&ImportSums) -> f64| mean(imports.iter().map(|(_, s)| pick(s)).collect());
+    let block_sums = |pick: fn(&ImportSums) -> f64| mean(imports.iter().map(|(_, s, _)| pick(s)).collect());
     let batch_sums = |pick: fn(&ImportSums) -> f64| mean(batched.iter().map(|(_, s)| pick(s)).collect());
     eprintln!("ms per block, from the node's histograms (means over the rounds):");
     eprintln!("  {:<44} {:>11} {:>12} {:>12}", "", "B in sync", "block import", "batch import");
@@ -412,6 +416,16 @@ fn summary(f: &Fixture, cpu: &CpuMeter) {
         per_block(mean(batch_secs.clone()) - batch_sums(|s| s.import))
     );
     eprintln!("  {:<44}", "  waiting for blocks; B from its connection)");
+    // Does a block cost more as the chain grows? Block import, by quarter of the chain.
+    let quarter = BLOCKS / 4;
+    let by_quarter: Vec<String> = (0..4)
+        .map(|q| {
+            let per_round: Vec<f64> =
+                imports.iter().map(|(_, _, each)| mean(each[q * quarter..(q + 1) * quarter].to_vec())).collect();
+            format!("{:.1}", ms(median(&per_round)))
+        })
+        .collect();
+    eprintln!("block import, ms per block by quarter of the chain (medians over rounds): {}", by_quarter.join(" / "));
     eprintln!("round-robin part: {}", rr_cpu.line());
     eprintln!("whole run:        {}", cpu.line());
 }
