@@ -11,8 +11,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use thiserror::Error;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::consensus::{TxError, check_tx_stateless};
@@ -116,6 +118,15 @@ pub struct Core {
     /// Caps and occupancy of every bounded resource (`vision_resource_*`).
     pub bounds: Arc<crate::bounds::Bounds>,
     events: broadcast::Sender<Event>,
+    /// Where pooled transactions to gossip (from the API and returned by reorganisations) go: the
+    /// network task's bounded outbox, once it has attached ([`Core::attach_gossip_outbox`]).
+    /// A channel of its own, not the event broadcast: a subscriber that lags loses broadcast
+    /// events, and a lost transaction here is never gossiped (its sender's later nonces are then
+    /// refused by every other node as gaps).
+    gossip_outbox: parking_lot::Mutex<Option<mpsc::Sender<Transaction>>>,
+    /// Transactions not queued for gossip because the outbox was full, not yet counted by the
+    /// network task ([`Core::take_gossip_outbox_dropped`]).
+    gossip_outbox_dropped: AtomicU64,
 }
 
 impl std::fmt::Debug for Core {
@@ -132,7 +143,49 @@ impl Core {
         let bounds = Arc::new(crate::bounds::Bounds::default());
         bounds.set_cap(crate::bounds::Resource::MempoolTxs, limits.max_txs);
         bounds.set_cap(crate::bounds::Resource::MempoolBytes, limits.max_bytes);
-        Core { chain, mempool, templates: TemplateCache::default(), bounds, events, metrics: Default::default() }
+        Core {
+            chain,
+            mempool,
+            templates: TemplateCache::default(),
+            bounds,
+            events,
+            gossip_outbox: parking_lot::Mutex::new(None),
+            gossip_outbox_dropped: AtomicU64::new(0),
+            metrics: Default::default(),
+        }
+    }
+
+    /// Creates the outbox of transactions to gossip, holding at most `cap`, and returns its
+    /// receiving end (the network task calls this once when it starts; a second call, from a
+    /// network restarted in the same process, replaces the first outbox).
+    pub fn attach_gossip_outbox(&self, cap: usize) -> mpsc::Receiver<Transaction> {
+        let (tx, rx) = mpsc::channel(cap.max(1));
+        *self.gossip_outbox.lock() = Some(tx);
+        rx
+    }
+
+    /// How many transactions were not queued for gossip, the outbox being full, since the last call.
+    pub fn take_gossip_outbox_dropped(&self) -> u64 {
+        self.gossip_outbox_dropped.swap(0, Ordering::Relaxed)
+    }
+
+    /// Queues transactions for the network task to gossip. Without a network nothing is queued;
+    /// with its outbox full the rest is counted as dropped (never waits: callers hold no lock, but
+    /// the API and the importer must not stall on the network).
+    fn queue_for_gossip(&self, txs: impl IntoIterator<Item = Transaction>) {
+        let guard = self.gossip_outbox.lock();
+        let Some(outbox) = guard.as_ref() else { return };
+        let mut dropped = 0;
+        for tx in txs {
+            match outbox.try_send(tx) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => dropped += 1,
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+        if dropped > 0 {
+            self.gossip_outbox_dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
     }
 
     /// Records the resources read at scrape time: the mempool (which keeps its own peaks), the
@@ -273,9 +326,10 @@ impl Core {
                 applied: Arc::new(applied.clone()),
                 source,
             });
-            for tx in returned {
-                let _ = self.events.send(Event::TxPooled { tx, source: TxSource::Reorg });
+            for tx in &returned {
+                let _ = self.events.send(Event::TxPooled { tx: *tx, source: TxSource::Reorg });
             }
+            self.queue_for_gossip(returned);
         }
         Ok(outcome)
     }
@@ -301,6 +355,7 @@ impl Core {
                 }
             }
         }
+        // Reused for the pooled transactions to gossip.
         batch.clear();
         for (i, tx) in txs.iter().enumerate() {
             if results[i].is_err() {
@@ -309,8 +364,12 @@ impl Core {
             results[i] = self.pool_insert(*tx);
             if results[i].is_ok() {
                 let _ = self.events.send(Event::TxPooled { tx: *tx, source });
+                if source != TxSource::Network {
+                    batch.push(*tx);
+                }
             }
         }
+        self.queue_for_gossip(batch);
         use crate::chain::metrics::{TxLabels, TxResultLabel, TxSourceLabel};
         let source = match source {
             TxSource::Api => TxSourceLabel::Api,

@@ -3,10 +3,16 @@
 //!
 //! ```text
 //!  commands (admin/API) ─┐                      ┌─> block worker ─┐  (import_block, one at a time)
-//!  core events (mined,  ─┼─> event loop ────────┤                 ├─> results back to the loop:
-//!   API txs)             │   (owns Swarm,       └─> tx worker ────┘   gossip verdicts, penalties,
+//!  tx outbox (API and   ─┤                      │                 │
+//!   reorg txs to gossip) ├─> event loop ────────┤                 ├─> results back to the loop:
+//!  core events (mined)  ─┤   (owns Swarm,       └─> tx worker ────┘   gossip verdicts, penalties,
 //!  swarm events ─────────┘    PeerManager, Sync)                       sync progress, orphans
 //! ```
+//!
+//! Own transactions reach the loop through a bounded channel of their own ([`TX_OUTBOX_CAP`]), not
+//! the core's event broadcast: the loop may fall behind the broadcast under load and lose events,
+//! and a transaction lost there would never be gossiped. A lost block event only delays the block:
+//! the loop then publishes the tip again.
 //!
 //! Nothing here blocks the loop: chain work runs on the two worker threads (bounded queues, a full
 //! queue drops the work and counts it), store reads for serving sync requests on the blocking pool.
@@ -28,7 +34,7 @@
 //! first batch does not connect (the peer is on a fork below our tip), the start steps back
 //! exponentially until it does. A batch that fails to import penalises the peer that sent it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -77,7 +83,9 @@ pub const ORPHAN_CAP: usize = 256;
 pub const ORPHAN_FETCH_GAP: u64 = 8;
 /// Sync responses being read from the store at once.
 pub const MAX_SERVING: usize = 32;
-/// Locally submitted transactions waiting to be gossiped.
+/// Own transactions (submitted through the API, or returned to the pool by a reorganisation)
+/// waiting to be gossiped: the outbox channel from the core plus the batch being filled. When it
+/// is full, the newest are not queued (`dropped{queue="tx_outbox"}`); they stay in the pool.
 pub const TX_OUTBOX_CAP: usize = 16 * MAX_TX_BATCH;
 /// Bytes of block responses handed to libp2p and not yet written to their peers, all peers
 /// together. A peer that stops reading keeps its responses here until the write completes, the
@@ -176,7 +184,13 @@ pub struct Service {
     target: Option<SyncTarget>,
     orphans: HashMap<Hash, Vec<(Block, Option<PeerId>)>>,
     orphan_count: usize,
-    outbox: VecDeque<Transaction>,
+    /// Own transactions to gossip, from [`Core::attach_gossip_outbox`] (at most [`TX_OUTBOX_CAP`]).
+    outbox: mpsc::Receiver<Transaction>,
+    /// Whether the outbox's sender is still attached (a second network on this core replaces it).
+    outbox_open: bool,
+    /// Transactions taken from the outbox for the next gossip batch: published when it holds
+    /// [`MAX_TX_BATCH`], or at the next tick.
+    outbox_batch: Vec<Transaction>,
     serving: usize,
     /// Block responses handed to libp2p and not yet written: peer and bytes by request.
     unsent: HashMap<InboundRequestId, (PeerId, usize)>,
@@ -282,6 +296,8 @@ impl Service {
         let (res_tx, res_rx) = mpsc::channel(RESULT_QUEUE_CAP);
         spawn_worker("net-blocks", core.clone(), block_rx, res_tx.clone())?;
         spawn_worker("net-txs", core.clone(), tx_rx, res_tx.clone())?;
+        // The channel and the batch being filled hold at most TX_OUTBOX_CAP together.
+        let outbox = core.attach_gossip_outbox(TX_OUTBOX_CAP - MAX_TX_BATCH);
         let service = Service {
             swarm,
             events: core.subscribe(),
@@ -299,7 +315,9 @@ impl Service {
             target: None,
             orphans: HashMap::new(),
             orphan_count: 0,
-            outbox: VecDeque::new(),
+            outbox,
+            outbox_open: true,
+            outbox_batch: Vec::with_capacity(MAX_TX_BATCH),
             serving: 0,
             unsent: HashMap::new(),
             unsent_bytes: 0,
@@ -321,11 +339,16 @@ impl Service {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let room = MAX_TX_BATCH.saturating_sub(self.outbox_batch.len());
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => break,
                 Some(cmd) = self.commands.recv() => self.on_command(cmd),
                 Some(done) = self.results.recv() => self.on_done(done),
+                // Before the swarm, whose events never run out under load.
+                n = self.outbox.recv_many(&mut self.outbox_batch, room), if self.outbox_open && room > 0 => {
+                    self.on_outbox(n)
+                }
                 ev = self.swarm.select_next_some() => self.on_swarm(ev),
                 ev = self.events.recv() => self.on_core_event(ev),
                 _ = tick.tick() => self.on_tick(),
@@ -484,24 +507,20 @@ impl Service {
                     }
                 }
             }
-            Ok(Event::TxPooled { tx, source: TxSource::Api | TxSource::Reorg }) => {
-                if self.outbox.len() >= TX_OUTBOX_CAP {
-                    self.outbox.pop_front();
-                    self.drop_count("tx_outbox");
-                }
-                self.outbox.push_back(tx);
-                if self.outbox.len() >= MAX_TX_BATCH {
-                    self.flush_outbox();
-                }
-            }
+            // Transactions to gossip come through the outbox, which loses none to lag.
             Ok(Event::TxPooled { .. }) => {}
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(missed = n, "network fell behind the node's events");
                 self.drop_many("core_events", n);
                 // A missed event may have been our own new block: publish the tip again. If it
-                // came from the network, gossipsub knows its id and publishes nothing.
-                let tip = self.core.chain.tip().hash;
-                if let Ok(Some(b)) = self.core.chain.read().and_then(|r| r.block(&tip)) {
+                // came from the network, gossipsub knows its id and publishes nothing. Never the
+                // genesis block: no block at height 0 is ever gossiped, and peers treat one as
+                // invalid (found by `inprocess::bursts_of_api_transactions…`, which lags before
+                // anything is mined).
+                let tip = self.core.chain.tip();
+                if tip.header.height > 0
+                    && let Ok(Some(b)) = self.core.chain.read().and_then(|r| r.block(&tip.hash))
+                {
                     let _ = self.swarm.behaviour_mut().gossipsub.publish(self.topics.blocks.clone(), b.encode());
                 }
             }
@@ -509,14 +528,25 @@ impl Service {
         }
     }
 
+    /// `n` transactions were moved from the outbox to the next batch (0: the outbox was closed).
+    fn on_outbox(&mut self, n: usize) {
+        if n == 0 {
+            self.outbox_open = false;
+        } else if self.outbox_batch.len() >= MAX_TX_BATCH {
+            self.flush_outbox();
+        }
+    }
+
+    /// Publishes the pending batch of own transactions, if any.
     fn flush_outbox(&mut self) {
-        while !self.outbox.is_empty() {
-            let n = self.outbox.len().min(MAX_TX_BATCH);
-            let batch: Vec<Transaction> = self.outbox.drain(..n).collect();
-            let topic = self.topics.txs.clone();
-            if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, encode_tx_batch(&batch)) {
-                tracing::debug!(error = %e, "transaction batch not published");
-            }
+        if self.outbox_batch.is_empty() {
+            return;
+        }
+        let topic = self.topics.txs.clone();
+        let msg = encode_tx_batch(&self.outbox_batch);
+        self.outbox_batch.clear();
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, msg) {
+            tracing::debug!(error = %e, "transaction batch not published");
         }
     }
 
@@ -534,6 +564,10 @@ impl Service {
             let _ = self.swarm.disconnect_peer_id(p);
         }
         self.flush_outbox();
+        let dropped = self.core.take_gossip_outbox_dropped();
+        if dropped > 0 {
+            self.drop_many("tx_outbox", dropped);
+        }
         self.info.peers.store(self.peers.connected_count(), Ordering::Relaxed);
         self.update_gauges();
         if now.duration_since(self.last_status_log) >= STATUS_LOG_INTERVAL {
@@ -598,7 +632,7 @@ impl Service {
         b.record_channel(Resource::Results, &self.results_tx);
         b.record(Resource::Commands, self.commands.len());
         b.record(Resource::Orphans, self.orphan_count);
-        b.record(Resource::TxOutbox, self.outbox.len());
+        b.record(Resource::TxOutbox, self.outbox.len() + self.outbox_batch.len());
         b.record(Resource::SyncServing, self.serving);
         b.record(Resource::SyncUnsentBytes, self.unsent_bytes);
         b.record(Resource::SyncInflight, self.pending.values().filter(|p| matches!(p, Pending::Range { .. })).count());

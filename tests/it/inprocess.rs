@@ -1,6 +1,7 @@
 //! Nodes as a library: several nodes built with `Node::builder()` in one process, connected over
 //! libp2p's in-memory transport (what the simulations use), agree on one chain and relay
-//! transactions.
+//! transactions, all of them even when submitted in bursts far larger than the node's event
+//! broadcast.
 
 use std::time::Duration;
 
@@ -76,6 +77,70 @@ fn three_in_process_nodes_over_the_memory_transport() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         for n in [a, b, c] {
+            n.shutdown().await;
+        }
+    });
+}
+
+/// 20,000 transactions submitted to A in bursts of 2,000, each burst twice the event broadcast's
+/// capacity (`EVENT_CHANNEL_CAP` = 1,024), so the swarm task lags behind the broadcast: every one
+/// must still reach B's pool by gossip (own transactions go through the network's outbox, not the
+/// broadcast). Nobody mines, so the pools only grow.
+#[test]
+fn bursts_of_api_transactions_larger_than_the_event_broadcast_are_all_gossiped() {
+    use vision_node::node::{EVENT_CHANNEL_CAP, TxSource};
+    use vision_node::testkit::{TEST_CHAIN_ID, genesis_with_accounts, transfer};
+    const SENDERS: u32 = 2_000;
+    const NONCES: u64 = 10;
+    const BURST: usize = 2_000;
+    const { assert!(BURST > EVENT_CHANNEL_CAP) };
+    let (genesis, keys) = genesis_with_accounts(SENDERS, 1_000_000);
+    let sink = Keypair::from_seed(&[3; 32]).address();
+    // Nonce-major order, so every burst is gap-free for its senders.
+    let txs: Vec<_> = (0..NONCES)
+        .flat_map(|nonce| keys.iter().map(move |k| (k, nonce)))
+        .map(|(k, nonce)| transfer(k, sink, 1, 2, nonce, TEST_CHAIN_ID))
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let base = 45_000 + u64::from(std::process::id() % 10_000);
+        let first = memory_net(base, None);
+        let first_id = first.keypair.public().to_peer_id();
+        let a = Node::builder().genesis(genesis.clone()).network(first).start().await.unwrap();
+        let b = Node::builder()
+            .genesis(genesis.clone())
+            .network(memory_net(base + 1, Some((base, first_id))))
+            .start()
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // Connected, and gossipsub's mesh formed (its heartbeat is 1 s): a probe transaction arrives.
+        a.core().submit_transactions(&txs[..1], TxSource::Api)[0].as_ref().unwrap();
+        while b.core().mempool.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the nodes never connected");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut events = a.core().subscribe();
+        for burst in txs[1..].chunks(BURST) {
+            let results = a.core().submit_transactions(burst, TxSource::Api);
+            assert!(results.iter().all(|r| r.is_ok()), "A refused a transaction");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The bursts did overflow the broadcast: a subscriber that read nothing lagged.
+        assert!(matches!(events.try_recv(), Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_))));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while b.core().mempool.len() < txs.len() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "B's pool holds {} of the {} transactions A pooled ({} in A's)",
+                b.core().mempool.len(),
+                txs.len(),
+                a.core().mempool.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(a.core().mempool.len(), txs.len());
+        for n in [a, b] {
             n.shutdown().await;
         }
     });
