@@ -19,10 +19,15 @@
 //! After criterion, a full run (no filter) repeats import, verify stage and raw limit round-robin
 //! (ratios taken within a round, so load from other processes hits both sides alike) and prints
 //! import tx/s, its percentage of the raw limit, and where import time goes (verify / apply /
-//! commit, from `ImportTimings`). See `docs/performance.md`.
+//! commit, from `ImportTimings`). It then counts heap allocations (`common::CountingAlloc`, all
+//! threads) in one more, untimed import and in the verify stage alone, per block and per transaction.
+//! See `docs/performance.md`.
 
 mod common;
-use common::{Raw, build_blocks, criterion_median, median};
+use common::{CountingAlloc, Raw, build_blocks, count_allocs, criterion_median, median};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -169,6 +174,24 @@ fn summary(f: &Fixture) {
     eprintln!("  commit (redb commit, fsync):                 {:>6.2} ms  {:>5.1}%", per_block(commit), pct(commit));
     eprintln!("  other (header checks, known-block lookup):   {:>6.2} ms  {:>5.1}%", per_block(other), pct(other));
     eprintln!("  verify inside import vs check_body alone:    {:>6.2}x", (verify / ROUNDS as f64) / median(&bodies));
+
+    // Heap allocations, counted in untimed runs (the temp dir and store opening included in the
+    // import's count are a few hundred, against millions).
+    let (_, import_n, import_bytes) = count_allocs(|| f.import_fresh());
+    let (_, verify_n, verify_bytes) = count_allocs(|| f.check_bodies());
+    let per = |n: u64, d: usize| n as f64 / d as f64;
+    eprintln!("heap allocations (all threads, one untimed run each):");
+    for (name, n, bytes) in [
+        ("import (Chain::import)", import_n, import_bytes),
+        ("verify stage alone (check_body)", verify_n, verify_bytes),
+    ] {
+        eprintln!(
+            "  {name:<34} {:>9.0} per block {:>7.1} per tx {:>9.0} bytes per tx",
+            per(n, BLOCKS),
+            per(n, TXS),
+            per(bytes, TXS)
+        );
+    }
 }
 
 fn main() {

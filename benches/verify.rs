@@ -10,6 +10,10 @@
 //!   rayon chunks of `n / (2 * threads)` on all cores, with messages, decompressed verifying keys and
 //!   signatures prepared outside the timed section. It does less than the node must (no small-order
 //!   or canonical-`y` checks, keys already decompressed, cofactorless), so the node can only approach it.
+//! - `verify_10k/raw_dalek_batch_all_cores_keys_from_bytes`: the raw limit on the node's own input:
+//!   the same batches, but each `VerifyingKey` is decompressed from the transaction's 32 bytes inside
+//!   the timed section, as the node must (a transaction carries its key compressed). Still no
+//!   small-order or canonical-`y` checks, still cofactorless.
 //! - `verify_10k/raw_dalek_batch_one_core`: the same raw batch as one call on one thread, for reference.
 //!
 //! `threshold_sweep/{sequential,parallel}/n` (n = 1..256) compares one-by-one verification with the
@@ -62,7 +66,7 @@ fn inputs() -> &'static Inputs {
         // Every path accepts the honest signatures before anything is timed.
         assert!(txs.iter().all(|t| verify::verify_tx(t).is_ok()));
         assert_eq!(Verifier::default().verify_txs(&txs), Ok(Path::Parallel));
-        assert!(raw.all_cores() && raw.one_core());
+        assert!(raw.all_cores() && raw.all_cores_keys_from_bytes() && raw.one_core());
         Inputs { txs, raw }
     })
 }
@@ -91,11 +95,31 @@ impl Raw {
         ed25519_dalek::verify_batch(&msgs, &self.sigs[lo..hi], &self.keys[lo..hi]).is_ok()
     }
 
+    /// [`Raw::batch`] with the keys decompressed from their bytes first, inside the timing.
+    fn batch_keys_from_bytes(&self, lo: usize, hi: usize) -> bool {
+        let keys: Option<Vec<ed25519_dalek::VerifyingKey>> = self.keys[lo..hi]
+            .iter()
+            .map(|k| ed25519_dalek::VerifyingKey::from_bytes(black_box(k.as_bytes())).ok())
+            .collect();
+        let Some(keys) = keys else { return false };
+        let msgs: Vec<&[u8]> = self.msgs[lo..hi].iter().map(Vec::as_slice).collect();
+        ed25519_dalek::verify_batch(&msgs, &self.sigs[lo..hi], &keys).is_ok()
+    }
+
     /// One batch per chunk of `n / (2 * threads)`, on all rayon threads.
     fn all_cores(&self) -> bool {
+        self.chunked_on_all_cores(Raw::batch)
+    }
+
+    /// [`Raw::all_cores`], keys decompressed inside the timing.
+    fn all_cores_keys_from_bytes(&self) -> bool {
+        self.chunked_on_all_cores(Raw::batch_keys_from_bytes)
+    }
+
+    fn chunked_on_all_cores(&self, batch: fn(&Raw, usize, usize) -> bool) -> bool {
         let n = self.msgs.len();
         let chunk = n.div_ceil(2 * rayon::current_num_threads()).max(1);
-        (0..n.div_ceil(chunk)).into_par_iter().all(|c| self.batch(c * chunk, ((c + 1) * chunk).min(n)))
+        (0..n.div_ceil(chunk)).into_par_iter().all(|c| batch(self, c * chunk, ((c + 1) * chunk).min(n)))
     }
 
     /// All signatures as one batch on the calling thread.
@@ -135,6 +159,9 @@ fn verify_10k(c: &mut Criterion) {
     g.bench_function("sequential_one_by_one", |b| b.iter(|| sequential(txs)));
     g.bench_function("node_parallel_verifier", |b| b.iter(|| node(Verifier::default(), txs)));
     g.bench_function("raw_dalek_batch_all_cores", |b| b.iter(|| assert!(black_box(raw).all_cores())));
+    g.bench_function("raw_dalek_batch_all_cores_keys_from_bytes", |b| {
+        b.iter(|| assert!(black_box(raw).all_cores_keys_from_bytes()))
+    });
     g.bench_function("raw_dalek_batch_one_core", |b| b.iter(|| assert!(black_box(raw).one_core())));
     g.finish();
 }
@@ -217,25 +244,31 @@ fn summary() {
     let ms = |s: f64| s * 1e3;
     let tps = |s: f64| N as f64 / s;
 
-    let names =
-        ["sequential_one_by_one", "node_parallel_verifier", "raw_dalek_batch_all_cores", "raw_dalek_batch_one_core"];
-    let jobs: [Job<'_>; 4] = [
+    let names = [
+        "sequential_one_by_one",
+        "node_parallel_verifier",
+        "raw_dalek_batch_all_cores",
+        "raw_dalek_batch_one_core",
+        "raw_dalek_batch_all_cores_keys_from_bytes",
+    ];
+    let jobs: [Job<'_>; 5] = [
         Box::new(|| sequential(txs)),
         Box::new(|| node(Verifier::default(), txs)),
         Box::new(|| assert!(raw.all_cores())),
         Box::new(|| assert!(raw.one_core())),
+        Box::new(|| assert!(raw.all_cores_keys_from_bytes())),
     ];
     let r = round_robin(&jobs, 7, Duration::ZERO);
     eprintln!();
     eprintln!("== verify summary: {N} signatures from distinct keys, {threads} rayon threads ==");
     eprintln!(
-        "{:<28} {:>14} {:>10} | {:>12} {:>10} {:>10}",
+        "{:<42} {:>14} {:>10} | {:>12} {:>10} {:>10}",
         "path", "criterion med", "sig/s", "round-robin", "med ms", "min ms"
     );
     for (i, name) in names.iter().enumerate() {
         let c = criterion_median("verify_10k", name);
         eprintln!(
-            "{name:<28} {:>11.2} ms {:>10.0} | {:>12} {:>10.2} {:>10.2}",
+            "{name:<42} {:>11.2} ms {:>10.0} | {:>12} {:>10.2} {:>10.2}",
             c.map_or(f64::NAN, ms),
             c.map_or(f64::NAN, tps),
             "",
@@ -247,6 +280,8 @@ fn summary() {
     eprintln!("  speedup node parallel vs sequential one-by-one: {:.2}x", ratio(&r[0], &r[1]));
     eprintln!("  node parallel as % of raw limit (all cores):    {:.1}%", 100.0 * ratio(&r[2], &r[1]));
     eprintln!("  raw all cores vs raw one core:                  {:.2}x", ratio(&r[3], &r[2]));
+    eprintln!("  node parallel as % of raw, keys from bytes:     {:.1}%", 100.0 * ratio(&r[4], &r[1]));
+    eprintln!("  raw keys from bytes as % of raw limit:          {:.1}%", 100.0 * ratio(&r[2], &r[4]));
 
     // Variants 2i and 2i + 1: one by one and always parallel on SWEEP[i] signatures.
     let jobs: Vec<Job<'_>> = SWEEP

@@ -207,3 +207,62 @@ impl CpuMeter {
         )
     }
 }
+
+/// A global allocator that forwards to the system allocator and, only while [`count_allocs`] runs,
+/// counts allocations (and reallocations) and the bytes they ask for, on every thread. Outside
+/// counting it costs one relaxed load per call, so timed sections are not affected. A bench opts
+/// in with `#[global_allocator] static A: common::CountingAlloc = common::CountingAlloc;`.
+pub struct CountingAlloc;
+
+static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static ALLOCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static ALLOC_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl CountingAlloc {
+    fn note(size: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if COUNTING.load(Relaxed) {
+            ALLOCS.fetch_add(1, Relaxed);
+            ALLOC_BYTES.fetch_add(size as u64, Relaxed);
+        }
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to `std::alloc::System`; the counters have no effect
+// on the memory returned.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        Self::note(layout.size());
+        // SAFETY: the caller's contract for `alloc` is passed on as is.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        Self::note(layout.size());
+        // SAFETY: as above.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        Self::note(new_size);
+        // SAFETY: as above.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: as above.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+/// Allocations (including reallocations) and bytes requested on all threads while `f` ran. Only
+/// meaningful in a bench that installed [`CountingAlloc`]; one count at a time.
+pub fn count_allocs<R>(f: impl FnOnce() -> R) -> (R, u64, u64) {
+    use std::sync::atomic::Ordering::SeqCst;
+    ALLOCS.store(0, SeqCst);
+    ALLOC_BYTES.store(0, SeqCst);
+    COUNTING.store(true, SeqCst);
+    let r = f();
+    COUNTING.store(false, SeqCst);
+    (r, ALLOCS.load(SeqCst), ALLOC_BYTES.load(SeqCst))
+}

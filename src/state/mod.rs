@@ -730,19 +730,32 @@ impl WriteView {
         }
         self.txn.open_table(UNDO)?.insert(&hash.0, undo.finish().as_slice())?;
         {
-            let mut idx = self.txn.open_table(TX_INDEX)?;
-            let mut by_acct = self.txn.open_table(ACCOUNT_TXS)?;
+            // Both indexes are keyed by hashes (transaction ids, addresses): inserted in key order,
+            // consecutive inserts walk the B-tree's pages in order instead of at random.
+            let n = block.transactions.len();
+            let mut by_id: Vec<([u8; 32], [u8; 36])> = Vec::with_capacity(n);
+            let mut by_account: Vec<([u8; 44], [u8; 32])> = Vec::with_capacity(2 * n);
             for (i, tx) in block.transactions.iter().enumerate() {
                 let id = tx.id();
                 let mut loc = [0u8; 36];
                 loc[..32].copy_from_slice(&hash.0);
                 loc[32..].copy_from_slice(&(i as u32).to_le_bytes());
-                idx.insert(&id.0, &loc)?;
-                by_acct.insert(&account_tx_key(tx.from.as_bytes(), height, i as u32), &id.0)?;
+                by_id.push((id.0, loc));
+                by_account.push((account_tx_key(tx.from.as_bytes(), height, i as u32), id.0));
                 let (to, _) = tx.transfer();
                 if to != tx.from {
-                    by_acct.insert(&account_tx_key(to.as_bytes(), height, i as u32), &id.0)?;
+                    by_account.push((account_tx_key(to.as_bytes(), height, i as u32), id.0));
                 }
+            }
+            by_id.sort_unstable_by_key(|e| e.0);
+            by_account.sort_unstable_by_key(|e| e.0);
+            let mut idx = self.txn.open_table(TX_INDEX)?;
+            for (id, loc) in &by_id {
+                idx.insert(id, loc)?;
+            }
+            let mut by_acct = self.txn.open_table(ACCOUNT_TXS)?;
+            for (key, id) in &by_account {
+                by_acct.insert(key, id)?;
             }
         }
         self.txn.open_table(CANON)?.insert(height, &hash.0)?;
