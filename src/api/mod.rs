@@ -7,6 +7,7 @@
 //! | GET | `/v1/accounts/{address}` | balance, nonce, and the next nonce counting pooled transactions |
 //! | GET | `/v1/accounts/{address}/txs?limit=N&before=H:I` | the account's transactions, newest first |
 //! | POST | `/v1/txs` | `{"tx": "<hex of the canonical encoding>"}`: submit a signed transaction |
+//! | POST | `/v1/txs/batch` | `{"txs": ["<hex>", ...]}`: submit up to [`MAX_BATCH_TXS`] at once, one result each |
 //! | GET | `/v1/txs/{id}` | a transaction: `pending` in the pool or `included` in a block |
 //! | GET | `/v1/peers` | connected peers: id, addresses, direction, score, client, height |
 //! | GET | `/v1/ws` | WebSocket: new heads, pending and included transactions ([`ws`]) |
@@ -55,6 +56,12 @@ use crate::state::StoreError;
 pub const MAX_TXS_PAGE: usize = 500;
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Most transactions in one `POST /v1/txs/batch` (the gossip batch size: one batch verified as one
+/// parallel batch of signatures, pooled under one pass).
+pub const MAX_BATCH_TXS: usize = crate::p2p::gossip::MAX_TX_BATCH;
+/// Largest `POST /v1/txs/batch` body: [`MAX_BATCH_TXS`] hex transfers (2 x 182 characters plus
+/// quotes and a comma each) with room for whitespace.
+pub const MAX_BATCH_BODY_BYTES: usize = 512 * 1024;
 /// Most bytes of an axum-generated error body (a rejection message) copied into the error JSON.
 const MAX_REJECTION_BYTES: usize = 4 * 1024;
 
@@ -289,6 +296,36 @@ pub struct Submitted {
     pub hash: Hash,
 }
 
+/// `POST /v1/txs/batch` body.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SubmitTxBatch {
+    /// Hex of each transaction's canonical encoding, at most `MAX_BATCH_TXS` (1024).
+    pub txs: Vec<String>,
+}
+
+/// One transaction's result in a `POST /v1/txs/batch` answer: `hash` when pooled, else `error`
+/// (the code and message `POST /v1/txs` would have answered for it alone).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchResult {
+    /// Transaction id, when pooled.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub hash: Option<Hash>,
+    /// Why it was refused.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<ErrorDetail>,
+}
+
+/// `POST /v1/txs/batch` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SubmittedBatch {
+    /// How many were pooled.
+    pub accepted: usize,
+    /// How many were refused.
+    pub rejected: usize,
+    /// One result per submitted transaction, in order.
+    pub results: Vec<BatchResult>,
+}
+
 /// `GET /v1/txs/{id}`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TxStatus {
@@ -314,6 +351,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/accounts/{address}", get(account))
         .route("/v1/accounts/{address}/txs", get(account_txs))
         .route("/v1/txs", post(submit))
+        .route("/v1/txs/batch", post(submit_batch).layer(axum::extract::DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)))
         .route("/v1/txs/{id}", get(tx_status))
         .route("/v1/openapi.json", get(openapi::serve))
         .with_state(state)
@@ -368,7 +406,9 @@ async fn json_errors(res: Response) -> Response {
         (StatusCode::METHOD_NOT_ALLOWED, _) => {
             "method not allowed on this path; the Allow header lists the allowed ones".into()
         }
-        (StatusCode::PAYLOAD_TOO_LARGE, _) => format!("request body larger than {MAX_BODY_BYTES} bytes"),
+        (StatusCode::PAYLOAD_TOO_LARGE, _) => {
+            format!("request body too large: at most {MAX_BODY_BYTES} bytes ({MAX_BATCH_BODY_BYTES} for /v1/txs/batch)")
+        }
         (_, false) => text,
         (s, true) => s.canonical_reason().unwrap_or("error").to_string(),
     };
@@ -693,6 +733,68 @@ async fn submit(
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     Ok((StatusCode::ACCEPTED, Json(Submitted { hash })))
+}
+
+/// Submits up to 1024 signed transactions at once: their signatures are verified as one parallel
+/// batch and they enter the pool in order (so one sender's consecutive nonces can share a batch).
+/// The request fails as a whole only when the body is malformed or too large; each transaction
+/// then gets its own result, with the error code `POST /v1/txs` would have given it.
+#[utoipa::path(
+    post,
+    path = "/v1/txs/batch",
+    tag = "transactions",
+    request_body = SubmitTxBatch,
+    responses(
+        (status = 200, description = "One result per transaction, in order: `hash` when pooled, else `error` (`invalid_hex`, `invalid_transaction` and every code of `POST /v1/txs`).", body = SubmittedBatch),
+        (status = 400, description = "`invalid_json`; `too_many_transactions`: over 1024, or none.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: over 512 KiB.", body = ErrorBody),
+    )
+)]
+async fn submit_batch(
+    State(AppState { core, .. }): State<AppState>,
+    body: Bytes,
+) -> Result<Json<SubmittedBatch>, ApiError> {
+    let req: SubmitTxBatch = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("body must be {{\"txs\": [\"<hex>\", ...]}}: {e}"))
+    })?;
+    if req.txs.is_empty() || req.txs.len() > MAX_BATCH_TXS {
+        return Err(ApiError::bad_request(
+            "too_many_transactions",
+            format!("a batch holds 1 to {MAX_BATCH_TXS} transactions, not {}", req.txs.len()),
+        ));
+    }
+    let detail = |e: ApiError| ErrorDetail { code: e.code.to_string(), message: e.message };
+    let mut results: Vec<BatchResult> = Vec::with_capacity(req.txs.len());
+    let mut decoded: Vec<Transaction> = Vec::with_capacity(req.txs.len());
+    // Index in `results` of each decoded transaction.
+    let mut slots: Vec<usize> = Vec::with_capacity(req.txs.len());
+    for (i, hex_tx) in req.txs.iter().enumerate() {
+        let parsed = hex::decode(hex_tx.trim().trim_start_matches("0x"))
+            .map_err(|e| ApiError::bad_request("invalid_hex", format!("txs[{i}] is not valid hex: {e}")))
+            .and_then(|bytes| {
+                Transaction::decode(&bytes)
+                    .map_err(|e| ApiError::bad_request("invalid_transaction", format!("txs[{i}] does not decode: {e}")))
+            });
+        match parsed {
+            Ok(tx) => {
+                slots.push(i);
+                decoded.push(tx);
+                results.push(BatchResult { hash: None, error: None });
+            }
+            Err(e) => results.push(BatchResult { hash: None, error: Some(detail(e)) }),
+        }
+    }
+    let outcomes = tokio::task::spawn_blocking(move || core.submit_transactions(&decoded, crate::node::TxSource::Api))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    for (slot, outcome) in slots.into_iter().zip(outcomes) {
+        match outcome {
+            Ok(hash) => results[slot].hash = Some(hash),
+            Err(e) => results[slot].error = Some(detail(ApiError::from(e))),
+        }
+    }
+    let accepted = results.iter().filter(|r| r.hash.is_some()).count();
+    Ok(Json(SubmittedBatch { accepted, rejected: results.len() - accepted, results }))
 }
 
 /// A transaction: pending in the pool, or included in a canonical block.

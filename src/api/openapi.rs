@@ -40,6 +40,7 @@ pub const CHECKED_IN_PATH: &str = "docs/openapi.json";
         super::account,
         super::account_txs,
         super::submit,
+        super::submit_batch,
         super::tx_status,
         super::peers,
         super::ws::upgrade,

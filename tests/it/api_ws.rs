@@ -392,6 +392,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/accounts/{address}", &["get"]),
     ("/v1/accounts/{address}/txs", &["get"]),
     ("/v1/txs", &["post"]),
+    ("/v1/txs/batch", &["post"]),
     ("/v1/txs/{id}", &["get"]),
     ("/v1/peers", &["get"]),
     ("/v1/ws", &["get"]),

@@ -140,3 +140,64 @@ fn bad_input_gets_clear_errors() {
     assert_eq!(submit(&wrong_chain), (400, "wrong_chain_id".into()));
     assert!(node.terminate());
 }
+
+/// `POST /v1/txs/batch`: one result per transaction, in order, with the codes `POST /v1/txs` uses;
+/// a sender's consecutive nonces in one batch; the batch's own size limits.
+#[test]
+fn batch_submission_answers_each_transaction() {
+    use serde_json::{Value, json};
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(&dir.path().join("data"), &["--mine", "false"]);
+    let client = node.client();
+    let dev = vision_node::chain::genesis::dev_keypair(1);
+    let to = vision_node::chain::genesis::dev_keypair(2).address();
+    let chain_id = client.status().unwrap().chain_id;
+    let mk = |nonce, fee| vision_node::testkit::transfer(&dev, to, 1, fee, nonce, chain_id);
+    let hex_of = |tx: &vision_node::chain::types::Transaction| hex::encode(tx.encode());
+    // From another funded sender: a nonce gap would be refused before its signature is checked.
+    let other = vision_node::chain::genesis::dev_keypair(2);
+    let mut bad_sig = vision_node::testkit::transfer(&other, to, 1, 1_000, 0, chain_id);
+    bad_sig.signature[10] ^= 1;
+    let txs = [
+        hex_of(&mk(0, 1_000)),
+        hex_of(&mk(1, 1_000)),
+        "xyz".to_string(),
+        hex_of(&bad_sig),
+        hex_of(&mk(2, 1_000)),
+        "00".to_string(),
+        hex_of(&mk(9, 1_000)),
+        hex_of(&mk(0, 1_000)),
+    ];
+    let answer: Value = client.post("/v1/txs/batch", &json!({ "txs": txs })).unwrap();
+    let codes: Vec<&str> =
+        answer["results"].as_array().unwrap().iter().map(|r| r["error"]["code"].as_str().unwrap_or("ok")).collect();
+    assert_eq!(
+        codes,
+        ["ok", "ok", "invalid_hex", "invalid_signature", "ok", "invalid_transaction", "nonce_gap", "already_known"]
+    );
+    assert_eq!((answer["accepted"].as_u64(), answer["rejected"].as_u64()), (Some(3), Some(5)));
+    for nonce in 0..3 {
+        let id = mk(nonce, 1_000).id();
+        assert_eq!(answer["results"][[0, 1, 4][nonce as usize]]["hash"], json!(id.to_string()));
+        assert_eq!(client.tx(&id).unwrap().status, "pending");
+    }
+    assert_eq!(client.status().unwrap().mempool_size, 3);
+
+    let err = |body: Value| match client.post::<_, Value>("/v1/txs/batch", &body) {
+        Err(vision_node::wallet::ClientError::Api { status, code, .. }) => (status, code),
+        other => panic!("expected an API error, got {other:?}"),
+    };
+    let max = vision_node::api::MAX_BATCH_TXS;
+    assert_eq!(err(json!({"txs": []})), (400, "too_many_transactions".into()));
+    assert_eq!(err(json!({"txs": vec!["00"; max + 1]})), (400, "too_many_transactions".into()));
+    assert_eq!(err(json!({"tx": "00"})), (400, "invalid_json".into()));
+    // Over the 64 KiB of other bodies but within the batch route's own limit: answered per entry.
+    let undecodable = "00".repeat(182);
+    let answer: Value = client.post("/v1/txs/batch", &json!({ "txs": vec![undecodable; 400] })).unwrap();
+    assert_eq!(answer["rejected"].as_u64(), Some(400));
+    assert_eq!(
+        err(json!({"txs": ["0".repeat(vision_node::api::MAX_BATCH_BODY_BYTES)]})),
+        (413, "body_too_large".into())
+    );
+    assert!(node.terminate());
+}
