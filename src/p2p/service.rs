@@ -822,6 +822,12 @@ impl Service {
         };
         self.metrics.gossip_bytes.get_or_create(&TopicLabels { topic }).inc_by(message.data.len() as u64);
         let gs = |s: &mut Self, acceptance| s.verdict(&id, &source, topic, acceptance);
+        // A message still in flight from a peer we just disconnected or banned: nothing to judge
+        // (charging it `gossip_rate_limit`, as a refused token would, named the wrong reason).
+        if !self.peers.is_connected(&source) {
+            gs(self, MessageAcceptance::Ignore);
+            return;
+        }
         if !self.peers.allow(&source, RateClass::GossipMessage, 1, Instant::now()) {
             gs(self, MessageAcceptance::Ignore);
             self.report(source, PeerAction::MidTolerance, "gossip_rate_limit");
