@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Benchmarks 4 (end to end) and 7 (peers) of issue #6 on a 3-node loopback cluster of real
-# `vision-node run` processes, all on this machine. Not run by CI: it is a measurement (numbers and
-# the command lines used are in docs/performance.md, sections "End to end" and "Peers").
+# Benchmarks 4 (end to end), 7 (peers) and 5 (propagation, the 3-node part) of issue #6 on a 3-node
+# loopback cluster of real `vision-node run` processes, all on this machine. Not run by CI: it is a
+# measurement (numbers and the command lines used are in docs/performance.md, sections "End to
+# end", "Peers" and "Propagation").
 #
 #   scripts/bench-cluster.sh            # from the repository root or anywhere else
 #
@@ -18,16 +19,25 @@
 #    pool start clean) and waits until it is back on node 0's tip, then `vision-node bench peers`
 #    holds BENCH_PEER_STEPS connections to node 1 (a non-mining node that imports every block from
 #    the network) and prints its table;
-# 6. stops the nodes (SIGTERM, then SIGKILL) and removes the temp dir, also on failure or Ctrl-C.
+# 6. `vision-node bench propagation` over the 3 APIs for BENCH_PROP_BLOCKS blocks twice: with no
+#    transactions (header-only blocks), then with `bench load` sending BENCH_PROP_TPS transfers/s in
+#    the background (started first; the measurement begins once node 0's pool has transactions, and
+#    the load keeps running through the raw gossipsub phase so both phases share the machine with
+#    the same background work; the load is stopped afterwards and its report discarded). With the
+#    default BENCH_MINERS=1 every block comes from node 0; BENCH_MINERS=3 gives blocks from every
+#    node (and fork races, counted as missed where a block lost);
+# 7. stops the nodes (SIGTERM, then SIGKILL) and removes the temp dir, also on failure or Ctrl-C.
 #
 # Before each benchmark it prints the busiest other processes on the machine (CPU over 3 s), since
 # other builds and tests share the cores.
 #
 # Environment (defaults in brackets): BENCH_TPS [10000], BENCH_DURATION [30], BENCH_ACCOUNTS [5000],
-# BENCH_SENDERS [128], BENCH_BLOCK_MS [500], BENCH_DIFFICULTY [2097152], BENCH_MEMPOOL [300000],
+# BENCH_SENDERS [128], BENCH_BATCH [1: one transfer per POST /v1/txs; more: groups through
+# POST /v1/txs/batch], BENCH_BLOCK_MS [500], BENCH_DIFFICULTY [2097152], BENCH_MEMPOOL [300000],
 # BENCH_MINERS [1], BENCH_WARMUP_BLOCKS [30], BENCH_PEER_STEPS [0,250,500,1000],
-# BENCH_PEER_DURATION [20], BENCH_MINER_NICE [unset: miner threads at normal priority; a value
-# renices the miner threads, e.g. 19], BENCH_PORT_BASE [27000], BENCH_ONLY [load|peers: run one],
+# BENCH_PEER_DURATION [20], BENCH_PROP_BLOCKS [60], BENCH_PROP_TPS [2000; 0 skips the run with
+# load], BENCH_MINER_NICE [unset: miner threads at normal priority; a value renices the miner
+# threads, e.g. 19], BENCH_PORT_BASE [27000], BENCH_ONLY [load|peers|propagation: run one],
 # BENCH_OUT [a directory to copy the tables and node logs to], BENCH_KEEP=1 [keep the temp dir].
 set -euo pipefail
 export LC_ALL=C
@@ -39,6 +49,7 @@ TPS=${BENCH_TPS:-10000}
 DURATION=${BENCH_DURATION:-30}
 ACCOUNTS=${BENCH_ACCOUNTS:-5000}
 SENDERS=${BENCH_SENDERS:-128}
+BATCH=${BENCH_BATCH:-1}
 BLOCK_MS=${BENCH_BLOCK_MS:-500}
 DIFFICULTY=${BENCH_DIFFICULTY:-2097152}
 MEMPOOL=${BENCH_MEMPOOL:-300000}
@@ -46,18 +57,22 @@ MINERS=${BENCH_MINERS:-1}
 WARMUP=${BENCH_WARMUP_BLOCKS:-30}
 PEER_STEPS=${BENCH_PEER_STEPS:-0,250,500,1000}
 PEER_DURATION=${BENCH_PEER_DURATION:-20}
+PROP_BLOCKS=${BENCH_PROP_BLOCKS:-60}
+PROP_TPS=${BENCH_PROP_TPS:-2000}
 PORT_BASE=${BENCH_PORT_BASE:-27000}
 ONLY=${BENCH_ONLY:-}
 NODES=3
 MAX_PEERS=1100 # 1,000 bench peers + the cluster + min_outbound_peers (8) reserved slots
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/vision-bench.XXXXXX")
 PIDS=()
+LOAD_PID=
 
 log() { echo "[bench-cluster $(date +%H:%M:%S)] $*" >&2; }
 
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    if [ -n "$LOAD_PID" ]; then kill -TERM "$LOAD_PID" 2>/dev/null || true; fi
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do
         for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -169,13 +184,15 @@ API_LIST="$(api 0),$(api 1),$(api 2)"
 METRICS_LIST="$(metrics 0),$(metrics 1),$(metrics 2)"
 PID_LIST=$(IFS=,; echo "${PIDS[*]}")
 
-if [ "$ONLY" != peers ]; then
+want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
+
+if want load; then
     others_cpu | tee "$TMP/others-before-load.txt"
     log "bench load: $TPS tx/s for $DURATION s from $ACCOUNTS accounts over 3 APIs"
     echo "vision-node bench load --api $API_LIST --keys-from-genesis GENESIS --tps $TPS --duration $DURATION" \
-        "--senders $SENDERS --pid $PID_LIST --metrics $METRICS_LIST" >>"$TMP/commands.txt"
+        "--senders $SENDERS --batch $BATCH --pid $PID_LIST --metrics $METRICS_LIST" >>"$TMP/commands.txt"
     "$BIN" bench load --api "$API_LIST" --keys-from-genesis "$GENESIS" --tps "$TPS" --duration "$DURATION" \
-        --senders "$SENDERS" --pid "$PID_LIST" --metrics "$METRICS_LIST" | tee "$TMP/load.md"
+        --senders "$SENDERS" --batch "$BATCH" --pid "$PID_LIST" --metrics "$METRICS_LIST" | tee "$TMP/load.md"
     others_cpu | tee "$TMP/others-after-load.txt"
     # Transfers whose predecessors never reached the miner stay pooled on the other nodes, so only
     # the miner's pool is waited for.
@@ -183,8 +200,8 @@ if [ "$ONLY" != peers ]; then
     wait_for 90 "node 0's pool to empty" pool_empty || log "continuing with transactions still pooled"
 fi
 
-if [ "$ONLY" != load ]; then
-    if [ "$ONLY" != peers ]; then
+if want peers; then
+    if want load; then
         # A fresh process for node 1, so its RSS and pool do not carry the load run (same data dir).
         log "restarting node 1"
         kill -TERM "${PIDS[1]}"
@@ -205,6 +222,33 @@ if [ "$ONLY" != load ]; then
     "$BIN" bench peers --target "/ip4/127.0.0.1/tcp/$(p2p_port 1)" --api "$(api 1)" --pid "$PEER_PIDS" \
         --count "$COUNT" --steps "$PEER_STEPS" --duration "$PEER_DURATION" | tee "$TMP/peers.md"
     others_cpu | tee "$TMP/others-after-peers.txt"
+fi
+
+if want propagation; then
+    all_connected_to_all() { for i in $(seq 0 $((NODES - 1))); do [ "$(status_field "$i" peers)" -ge $((NODES - 1)) ] || return 1; done; }
+    wait_for 60 "every node to see the other two" all_connected_to_all || log "not a full mesh; the bench reads the links"
+    others_cpu | tee "$TMP/others-before-propagation.txt"
+    log "bench propagation: $PROP_BLOCKS blocks without transactions"
+    echo "vision-node bench propagation --api $API_LIST --blocks $PROP_BLOCKS" >>"$TMP/commands.txt"
+    "$BIN" bench propagation --api "$API_LIST" --blocks "$PROP_BLOCKS" | tee "$TMP/propagation-empty.md"
+    if [ "$PROP_TPS" -gt 0 ]; then
+        # Long enough for both phases; stopped as soon as the propagation bench is done.
+        LOAD_SECS=$((PROP_BLOCKS * BLOCK_MS * 3 / 1000 + 60))
+        log "bench load at $PROP_TPS tx/s in the background, then bench propagation: $PROP_BLOCKS blocks"
+        echo "vision-node bench load --api $API_LIST --keys-from-genesis GENESIS --tps $PROP_TPS" \
+            "--duration $LOAD_SECS --senders 32 &  # stopped after:" >>"$TMP/commands.txt"
+        "$BIN" bench load --api "$API_LIST" --keys-from-genesis "$GENESIS" --tps "$PROP_TPS" \
+            --duration "$LOAD_SECS" --senders 32 >"$TMP/propagation-load-run.txt" 2>&1 &
+        LOAD_PID=$!
+        pool_busy() { [ "$(status_field 0 mempool_size)" -gt 0 ]; }
+        wait_for 120 "the load to reach node 0's pool" pool_busy
+        echo "vision-node bench propagation --api $API_LIST --blocks $PROP_BLOCKS" >>"$TMP/commands.txt"
+        "$BIN" bench propagation --api "$API_LIST" --blocks "$PROP_BLOCKS" | tee "$TMP/propagation-load.md"
+        kill -TERM "$LOAD_PID" 2>/dev/null || true
+        wait "$LOAD_PID" 2>/dev/null || true
+        LOAD_PID=
+    fi
+    others_cpu | tee "$TMP/others-after-propagation.txt"
 fi
 
 echo

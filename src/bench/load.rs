@@ -15,8 +15,10 @@
 //!    found without per-transaction polling. After the send window the poller keeps going until
 //!    every accepted transfer is included or `--drain-timeout` passes.
 //!
-//! The node takes one transaction per `POST /v1/txs` (its API has no batch endpoint; the report
-//! says whether `/v1/openapi.json` lists one), so every transfer is one HTTP request.
+//! By default every transfer is one `POST /v1/txs`. With `--batch B` (B > 1) each sender thread
+//! sends its transfers in groups of B through `POST /v1/txs/batch`, each group when its last transfer
+//! is due (so a transfer waits at most B / (rate per thread) for its group), and counts every
+//! transfer's own result.
 //!
 //! The report is a markdown table: offered (sent) tx/s, accepted tx/s, rejections by the API's error
 //! code, included tx/s (during the send window and up to the last inclusion), inclusion latency
@@ -74,6 +76,10 @@ pub struct LoadArgs {
     /// Sender threads, each with one keep-alive connection.
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub senders: usize,
+    /// Transfers per request: 1 sends each with `POST /v1/txs`; more sends groups of this many with
+    /// `POST /v1/txs/batch` (at most `api::MAX_BATCH_TXS`).
+    #[arg(long, value_name = "B", default_value_t = 1)]
+    pub batch: usize,
     /// After the send window, wait at most this many seconds for the accepted transfers' inclusion.
     #[arg(long, value_name = "S", default_value_t = 30)]
     pub drain_timeout: u64,
@@ -145,6 +151,9 @@ pub fn run(args: LoadArgs) -> Result<(), BenchError> {
     if args.senders == 0 || args.senders > MAX_SENDERS {
         return Err(BenchError::Usage(format!("--senders must be 1..={MAX_SENDERS}")));
     }
+    if args.batch == 0 || args.batch > crate::api::MAX_BATCH_TXS {
+        return Err(BenchError::Usage(format!("--batch must be 1..={}", crate::api::MAX_BATCH_TXS)));
+    }
     let total = u64::from(args.tps) * args.duration;
     if total > MAX_PLANNED_TXS {
         return Err(BenchError::Usage(format!(
@@ -201,7 +210,7 @@ pub fn run(args: LoadArgs) -> Result<(), BenchError> {
         args.tps,
         args.duration
     );
-    let batch_note = batch_endpoint_note(&urls[0]);
+    let batch_note = batch_endpoint_note(&urls[0], args.batch);
 
     // Nonces and balances, from the node each account sends to.
     let nonces = fetch_nonces(&keys, senders, &urls, url_of_thread, per_account, fee)?;
@@ -249,6 +258,7 @@ pub fn run(args: LoadArgs) -> Result<(), BenchError> {
     let cpu = CpuWindow::start(&pids);
     let rss_before: Vec<Option<u64>> = pids.iter().map(|p| super::proc_rss_kib(*p)).collect();
     let tps = f64::from(args.tps);
+    let batch = args.batch;
     let handles: Vec<_> = plans
         .into_iter()
         .enumerate()
@@ -256,7 +266,7 @@ pub fn run(args: LoadArgs) -> Result<(), BenchError> {
             let conn = HttpConn::new(&urls[url_of_thread(t)]);
             std::thread::Builder::new()
                 .name(format!("bench-send-{t}"))
-                .spawn(move || send_plan(conn, plan, t0, tps, deadline))
+                .spawn(move || send_plan(conn, plan, t0, tps, deadline, batch))
                 .map_err(|e| BenchError::Io(format!("cannot start sender thread {t}: {e}")))
         })
         .collect::<Result<_, _>>()?;
@@ -389,8 +399,11 @@ fn no_accounts() -> BenchError {
     )
 }
 
-/// What `/v1/openapi.json` says about batch submission.
-fn batch_endpoint_note(url: &ApiUrl) -> String {
+/// How transfers are submitted, and what `/v1/openapi.json` says about batch submission.
+fn batch_endpoint_note(url: &ApiUrl, batch: usize) -> String {
+    if batch > 1 {
+        return format!("{batch} txs per POST /v1/txs/batch");
+    }
     match HttpConn::new(url).get_json::<serde_json::Value>("/v1/openapi.json") {
         Ok(doc) => {
             let batch: Vec<String> = doc["paths"]
@@ -505,8 +518,12 @@ impl SendResult {
 }
 
 /// Sends `plan` on schedule; transfers still unsent at `deadline` (the client fell behind) are
-/// counted, not sent.
-fn send_plan(mut conn: HttpConn, plan: Vec<Planned>, t0: Instant, tps: f64, deadline: Instant) -> SendResult {
+/// counted, not sent. With `batch` > 1, in groups through `POST /v1/txs/batch`.
+fn send_plan(conn: HttpConn, plan: Vec<Planned>, t0: Instant, tps: f64, deadline: Instant, batch: usize) -> SendResult {
+    if batch > 1 {
+        return send_plan_batched(conn, plan, t0, tps, deadline, batch);
+    }
+    let mut conn = conn;
     let mut r = SendResult { latencies_ms: Vec::with_capacity(plan.len()), ..Default::default() };
     let mut body = Vec::with_capacity(16 + 2 * TRANSFER_TX_LEN);
     let total = plan.len() as u64;
@@ -539,6 +556,74 @@ fn send_plan(mut conn: HttpConn, plan: Vec<Planned>, t0: Instant, tps: f64, dead
                 *r.rejected.entry(code).or_default() += 1;
             }
             Err(_) => *r.rejected.entry("connection_error".into()).or_default() += 1,
+        }
+    }
+    r
+}
+
+/// [`send_plan`] in groups of `batch`, each sent when its last transfer is due.
+fn send_plan_batched(
+    mut conn: HttpConn,
+    plan: Vec<Planned>,
+    t0: Instant,
+    tps: f64,
+    deadline: Instant,
+    batch: usize,
+) -> SendResult {
+    let mut r = SendResult::default();
+    let mut body = Vec::with_capacity(16 + batch * (4 + 2 * TRANSFER_TX_LEN));
+    let total = plan.len() as u64;
+    for group in plan.chunks(batch) {
+        let last = group.last().map_or(0, |p| p.k);
+        let due = t0 + Duration::from_secs_f64(last as f64 / tps);
+        let now = Instant::now();
+        if now >= deadline {
+            r.unsent = total - r.sent;
+            break;
+        }
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        body.clear();
+        body.extend_from_slice(b"{\"txs\":[");
+        for (i, p) in group.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.push(b'"');
+            body.extend_from_slice(hex::encode(p.bytes).as_bytes());
+            body.push(b'"');
+        }
+        body.extend_from_slice(b"]}");
+        let sent_at = Instant::now();
+        let result = conn.request("POST", "/v1/txs/batch", Some(&body));
+        let done = Instant::now();
+        r.sent += group.len() as u64;
+        r.latencies_ms.push(done.duration_since(sent_at).as_secs_f64() * 1e3);
+        r.last_answer = Some(done);
+        let mut reject_all = |code: String| *r.rejected.entry(code).or_default() += group.len() as u64;
+        match result {
+            Ok(resp) if resp.status == 200 => match serde_json::from_slice::<crate::api::SubmittedBatch>(&resp.body) {
+                Ok(answer) if answer.results.len() == group.len() => {
+                    for (p, res) in group.iter().zip(answer.results) {
+                        match (res.hash, res.error) {
+                            (Some(_), _) => r.accepted.push((p.id, sent_at)),
+                            (None, e) => {
+                                let code = e.map_or_else(|| "no_result".to_string(), |e| e.code);
+                                *r.rejected.entry(code).or_default() += 1;
+                            }
+                        }
+                    }
+                }
+                _ => reject_all("bad_batch_answer".into()),
+            },
+            Ok(resp) => {
+                let code = serde_json::from_slice::<crate::api::ErrorBody>(&resp.body)
+                    .map(|b| b.error.code)
+                    .unwrap_or_else(|_| format!("http_{}", resp.status));
+                reject_all(code);
+            }
+            Err(_) => reject_all("connection_error".into()),
         }
     }
     r

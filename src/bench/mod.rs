@@ -1,12 +1,16 @@
 //! `vision-node bench`: measurement tools that drive running nodes through their real interfaces
 //! (HTTP API, libp2p over TCP) from a separate process. Results and commands are in
-//! `docs/performance.md`; `scripts/bench-cluster.sh` runs both against a 3-node loopback cluster.
+//! `docs/performance.md`; `scripts/bench-cluster.sh` runs them against a 3-node loopback cluster.
 //!
 //! - [`load`] (`bench load`): pre-signed transfers from many funded accounts sent at a target rate
 //!   through `POST /v1/txs`, inclusion found by scanning new blocks; reports accepted, rejected (by
 //!   error code) and included transactions per second and the inclusion latency.
 //! - [`peers`] (`bench peers`): N libp2p connections to one node, each from a fresh identity running
 //!   the node's own stack, held while the node's API latency, RSS and CPU are measured per step.
+//! - [`propagation`] (`bench propagation`): block propagation delay across a local cluster, timed
+//!   from every node's `new_heads` WebSocket, against [`raw_gossip`] on the same links and sizes.
+//! - [`raw_gossip`] (a library, no subcommand of its own): N bare swarms running only the node's
+//!   gossipsub, forwarding at once, as the raw baseline of block propagation.
 //!
 //! Shared here: the error type, a minimal blocking HTTP/1.1 keep-alive client (the tools share the
 //! machine with the nodes they measure, so each request should cost the client as little CPU as
@@ -14,6 +18,8 @@
 
 pub mod load;
 pub mod peers;
+pub mod propagation;
+pub mod raw_gossip;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -47,6 +53,9 @@ pub enum BenchCmd {
     /// Hold N libp2p connections (fresh identities, the node's own stack) to one node and report
     /// its API latency, RSS and CPU at each step.
     Peers(peers::PeersArgs),
+    /// Measure block propagation delay (p50/p99/max) across running nodes on this machine, and
+    /// raw gossipsub on the same links with the same block sizes.
+    Propagation(propagation::PropagationArgs),
 }
 
 /// Why a benchmark could not run.
@@ -87,6 +96,7 @@ pub fn run(cmd: BenchCmd) -> Result<(), BenchError> {
     match cmd {
         BenchCmd::Load(args) => load::run(args),
         BenchCmd::Peers(args) => peers::run(args),
+        BenchCmd::Propagation(args) => propagation::run(args),
     }
 }
 

@@ -1,10 +1,12 @@
-//! `vision-node bench load` and `bench peers` against real node processes on loopback: a short
-//! low-rate load run gets transfers included, bad input fails with a clear message and a non-zero
-//! exit code, and the peer-load tool holds its connections (the node counts them).
+//! `vision-node bench load`, `bench peers` and `bench propagation` against real node processes on
+//! loopback: a short low-rate load run gets transfers included, bad input fails with a clear message
+//! and a non-zero exit code, the peer-load tool holds its connections (the node counts them), and
+//! the propagation tool times blocks across a 3-node cluster and over raw gossipsub.
 
 use std::path::Path;
+use std::time::Duration;
 
-use crate::common::{NodeProcess, cli, cli_ok};
+use crate::common::{NodeProcess, cli, cli_ok, wait_for};
 
 /// The `key=value` fields of the first `RESULT` line of `stdout` that contains `filter`.
 fn result_fields(stdout: &str, filter: &str) -> std::collections::HashMap<String, String> {
@@ -73,6 +75,32 @@ fn bench_load_gets_transfers_included_and_refuses_bad_input() {
     assert!(included > 0, "no transfer included:\n{stdout}");
     assert!(accepted > 0.0, "{stdout}");
 
+    // The same through the batch endpoint, 8 transfers per request.
+    let out = cli(&[
+        "bench",
+        "load",
+        "--api",
+        &node.api,
+        "--keys-from-genesis",
+        &genesis,
+        "--tps",
+        "40",
+        "--duration",
+        "2",
+        "--senders",
+        "2",
+        "--batch",
+        "8",
+        "--drain-timeout",
+        "15",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench load --batch failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("8 txs per POST /v1/txs/batch"), "{stdout}");
+    let r = result_fields(&stdout, "included=");
+    assert!(r["included"].parse::<u64>().unwrap() > 0, "no batched transfer included:\n{stdout}");
+    assert!(r["accepted_tps"].parse::<f64>().unwrap() > 0.0, "{stdout}");
+
     // Unreachable node: a clear message, exit code 1, no panic.
     let out = cli(&["bench", "load", "--api", "http://127.0.0.1:1", "--accounts", "5", "--duration", "1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -84,6 +112,7 @@ fn bench_load_gets_transfers_included_and_refuses_bad_input() {
         (vec!["bench", "load", "--api", "ftp://127.0.0.1:1", "--accounts", "5"], "must start with http://"),
         (vec!["bench", "load", "--api", &node.api], "needs funded accounts"),
         (vec!["bench", "load", "--api", &node.api, "--accounts", "5", "--tps", "0"], "at least 1"),
+        (vec!["bench", "load", "--api", &node.api, "--accounts", "5", "--batch", "0"], "--batch must be 1..="),
     ] {
         let out = cli(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -137,4 +166,57 @@ fn bench_peers_holds_its_connections() {
     assert!(stderr.contains("cannot reach the node"), "{stderr}");
     let out = cli(&["bench", "peers", "--target", "not-a-multiaddr", "--count", "1"]);
     assert_eq!(out.status.code(), Some(2), "clap refuses a malformed multiaddr");
+}
+
+#[test]
+fn bench_propagation_times_blocks_across_a_cluster_and_raw_gossipsub() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = bench_genesis(dir.path());
+    let a = NodeProcess::start_networked(&dir.path().join("a"), &["--genesis", &genesis, "--mine-threads", "1"]);
+    let boot = a.multiaddr();
+    let others: Vec<NodeProcess> = ["b", "c"]
+        .iter()
+        .map(|n| {
+            NodeProcess::start_networked(
+                &dir.path().join(n),
+                &["--genesis", &genesis, "--mine", "false", "--bootstrap", &boot],
+            )
+        })
+        .collect();
+    let nodes = [&a, &others[0], &others[1]];
+    for n in nodes {
+        wait_for("two peers each", Duration::from_secs(30), || (n.status().peers >= 2).then_some(()));
+    }
+    let apis = nodes.iter().map(|n| n.api.as_str()).collect::<Vec<_>>().join(",");
+    let out = cli(&["bench", "propagation", "--api", &apis, "--blocks", "5", "--timeout", "20"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench propagation failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    println!("{stdout}");
+    assert!(stdout.contains("| raw gossipsub"), "{stdout}");
+    let r = result_fields(&stdout, "samples=");
+    assert_eq!(r["nodes"], "3", "{stdout}");
+    let blocks: u64 = r["blocks"].parse().unwrap();
+    assert!(blocks >= 5, "{stdout}");
+    // Every measured block is from a (the only miner) and reached b and c.
+    assert_eq!(r["samples"], (2 * blocks).to_string(), "{stdout}");
+    assert_eq!(r["raw_samples"], r["samples"], "the raw baseline replays every block: {stdout}");
+    assert_eq!(r["raw_missed"], "0", "{stdout}");
+    let (p50, raw_p50): (f64, f64) = (r["p50_ms"].parse().unwrap(), r["raw_p50_ms"].parse().unwrap());
+    assert!(p50 > 0.0 && raw_p50 > 0.0, "{stdout}");
+
+    // Bad input: a clear message and exit code 1 (clap's own refusals exit with 2).
+    for (args, expected) in [
+        (vec!["bench", "propagation", "--api", a.api.as_str()], "--api needs 2 to"),
+        (vec!["bench", "propagation", "--api", &apis, "--blocks", "0"], "--blocks must be"),
+        (vec!["bench", "propagation", "--api", "http://127.0.0.1:1,http://127.0.0.1:2"], "cannot reach the node"),
+        (vec!["bench", "propagation", "--api", "http://10.1.2.3:1,http://127.0.0.1:2"], "on this machine"),
+    ] {
+        let out = cli(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let out = cli(&["bench", "propagation", "--api", &apis, "--blocks", "3", "--duration", "3"]);
+    assert_eq!(out.status.code(), Some(2), "clap refuses --blocks with --duration");
 }

@@ -15,6 +15,7 @@ mod network;
 mod node_cli;
 mod partition;
 mod protocol_vectors;
+mod raw_gossip;
 mod reorg;
 mod slow_readers;
 mod vector_file;
