@@ -6,6 +6,7 @@
 //! (bad scenario file, a node that did not start).
 
 mod attack;
+mod baseline;
 mod net;
 mod plot;
 mod report;
@@ -45,6 +46,12 @@ enum Command {
         /// Output directory (default: target/sim/<name>-n<nodes>-s<seed>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also measure raw gossipsub on the same network after the run (as `raw_baseline = true`).
+        #[arg(long)]
+        raw_baseline: bool,
+        /// Overrides the links' one-way latency range, e.g. `0,0` for links without latency.
+        #[arg(long, value_name = "LOW,HIGH", value_parser = parse_range)]
+        latency_ms: Option<[u64; 2]>,
     },
     /// Lists the scenarios in a directory with their descriptions.
     List {
@@ -61,7 +68,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::List { dir } => list(&dir),
-        Command::Run { scenario, nodes, seed, out } => {
+        Command::Run { scenario, nodes, seed, out, raw_baseline, latency_ms } => {
             let mut s = match Scenario::load(&scenario) {
                 Ok(s) => s,
                 Err(e) => {
@@ -74,6 +81,10 @@ fn main() -> ExitCode {
             }
             if let Some(seed) = seed {
                 s.seed = seed;
+            }
+            s.raw_baseline |= raw_baseline;
+            if let Some(l) = latency_ms {
+                s.links.latency_ms = l;
             }
             if let Err(e) = s.validate() {
                 eprintln!("error: {}: {e}", scenario.display());
@@ -97,6 +108,13 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `LOW,HIGH` (two integers).
+fn parse_range(s: &str) -> Result<[u64; 2], String> {
+    let (a, b) = s.split_once(',').ok_or("expected LOW,HIGH, e.g. 20,100")?;
+    let n = |x: &str| x.trim().parse::<u64>().map_err(|e| format!("{x:?}: {e}"));
+    Ok([n(a)?, n(b)?])
 }
 
 fn list(dir: &std::path::Path) -> ExitCode {
@@ -136,7 +154,14 @@ async fn run(scenario: Scenario, out: PathBuf) -> Result<bool, String> {
         scenario.links.bandwidth_kbps,
         scenario.storage,
     );
-    println!("repeat with: vision-sim run <file> --nodes {} --seed {}", scenario.nodes, scenario.seed);
+    println!(
+        "repeat with: vision-sim run <file> --nodes {} --seed {} --latency-ms {},{}{}",
+        scenario.nodes,
+        scenario.seed,
+        scenario.links.latency_ms[0],
+        scenario.links.latency_ms[1],
+        if scenario.raw_baseline { " --raw-baseline" } else { "" }
+    );
     let checks = scenario.checks.clone();
     let mut runner = Runner::new(scenario.clone())?;
     let links = runner.net().links().len();
@@ -191,7 +216,32 @@ async fn run(scenario: Scenario, out: PathBuf) -> Result<bool, String> {
             _ => None,
         };
     }
+    let plan = scenario.raw_baseline.then(|| baseline::Plan::new(runner.net(), scenario.nodes, runner.topics()));
     let results = runner.finish().await;
+    // The raw baseline runs once the nodes are stopped, so it has the machine to itself.
+    let raw = match &plan {
+        Some(plan) => Some(baseline::run(plan, &results).await.map(|r| baseline::Comparison::new(&results, &r))),
+        None => None,
+    };
+    for (i, c) in checks.iter().enumerate() {
+        if matches!(c.kind, CheckKind::RawReceived) {
+            live[i] = Some(match &raw {
+                Some(Ok(cmp)) => Outcome::new(
+                    &c.name,
+                    cmp.pairs > 0 && cmp.raw_reached == cmp.pairs,
+                    format!(
+                        "{} blocks x {} receiving nodes: raw gossipsub reached {} of {} pairs",
+                        cmp.blocks,
+                        cmp.nodes.saturating_sub(1),
+                        cmp.raw_reached,
+                        cmp.pairs
+                    ),
+                ),
+                Some(Err(e)) => Outcome::new(&c.name, false, e.clone()),
+                None => Outcome::new(&c.name, false, "the raw baseline did not run"),
+            });
+        }
+    }
     let outcomes: Vec<Outcome> = checks
         .iter()
         .zip(live)
@@ -200,7 +250,8 @@ async fn run(scenario: Scenario, out: PathBuf) -> Result<bool, String> {
                 .unwrap_or_else(|| Outcome::new(&c.name, false, "not evaluated"))
         })
         .collect();
-    let summary = results.summary(&scenario, links, outcomes.clone());
+    let mut summary = results.summary(&scenario, links, outcomes.clone());
+    summary.raw_baseline = raw.as_ref().and_then(|r| r.as_ref().ok()).cloned();
     let files = results.write(&out, &summary)?;
 
     println!();
@@ -218,6 +269,30 @@ async fn run(scenario: Scenario, out: PathBuf) -> Result<bool, String> {
         );
     }
     println!("final height {}, {} mined blocks went stale", summary.final_height, summary.stale_blocks);
+    match (&raw, &summary.raw_baseline) {
+        (_, Some(cmp)) => {
+            println!();
+            println!(
+                "raw gossipsub baseline: the same {} nodes, {} links and {} blocks (origins, sizes, spacing), \
+                 arrival after mining (node) or publish (raw), origin excluded:",
+                cmp.nodes, cmp.links, cmp.blocks
+            );
+            println!("{}", cmp.table());
+            if let (Some(m), Some(d)) = (cmp.raw_messages_per_block, cmp.raw_duplicate_ratio) {
+                println!(
+                    "raw gossip per block: {m:.0} messages received network-wide, {d:.2} duplicates per first copy"
+                );
+            }
+            if let Some(ms) = cmp.node_import_mean_ms {
+                println!(
+                    "node block import (checks, signatures, state, commit): mean {ms:.1} ms over {} imports",
+                    cmp.node_imports
+                );
+            }
+        }
+        (Some(Err(e)), None) => println!("raw gossipsub baseline failed: {e}"),
+        _ => {}
+    }
     println!();
     let mut passed = true;
     for o in &outcomes {

@@ -51,6 +51,8 @@ pub struct Results {
     pub attackers: Vec<AttackerSummary>,
     /// (node, blocks-topic messages received with duplicates, first copies).
     pub gossip: Vec<(usize, u64, u64)>,
+    /// Block imports that changed a tip, over all nodes: (total seconds, count).
+    pub import: (f64, u64),
     /// Late joins.
     pub joins: Vec<Join>,
     /// Honest nodes alive at the end.
@@ -144,6 +146,9 @@ pub struct Summary {
     pub duplicate_ratio: Option<f64>,
     /// Height of the agreed chain at the end.
     pub final_height: u64,
+    /// The nodes against raw gossipsub on the same network (`raw_baseline`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_baseline: Option<crate::baseline::Comparison>,
     /// Check outcomes.
     pub checks: Vec<Outcome>,
 }
@@ -303,7 +308,10 @@ impl Results {
                     None => Outcome::new(name, false, "a late node never reached the height it joined behind"),
                 }
             }
-            CheckKind::Converged { .. } | CheckKind::IdenticalChains | CheckKind::Included { .. } => return None,
+            CheckKind::Converged { .. }
+            | CheckKind::IdenticalChains
+            | CheckKind::Included { .. }
+            | CheckKind::RawReceived => return None,
         })
     }
 
@@ -331,6 +339,7 @@ impl Results {
             first_copies_per_block: (n > 0.0).then(|| first as f64 / n),
             duplicate_ratio: (first > 0).then(|| (all - first.min(all)) as f64 / first as f64),
             final_height: self.final_height,
+            raw_baseline: None,
             blocks,
             checks,
         }
@@ -425,6 +434,26 @@ impl Results {
             &["check", "passed", "detail"],
             summary.checks.iter().map(|c| vec![c.name.clone(), c.passed.to_string(), c.detail.clone()]).collect(),
         )?;
+        if let Some(raw) = &summary.raw_baseline {
+            csv(
+                "raw_arrivals.csv",
+                &["height", "origin", "bytes", "node", "delay_ms"],
+                raw.per_block
+                    .iter()
+                    .flat_map(|b| {
+                        b.delays_ms.iter().enumerate().map(move |(n, d)| {
+                            vec![
+                                b.height.to_string(),
+                                b.origin.to_string(),
+                                b.bytes.to_string(),
+                                n.to_string(),
+                                d.map(|v| format!("{v:.1}")).unwrap_or_else(|| "never".into()),
+                            ]
+                        })
+                    })
+                    .collect(),
+            )?;
+        }
         let json = serde_json::to_string_pretty(summary).map_err(|e| e.to_string())?;
         std::fs::write(dir.join("summary.json"), json).map_err(|e| format!("summary.json: {e}"))?;
         files.push("summary.json".into());
@@ -443,6 +472,10 @@ impl Results {
                 per_block.push((format!("block {}", m.height), d));
             }
             let mut series = vec![(format!("all {} blocks", per_block.len()), all)];
+            if let Some(raw) = &summary.raw_baseline {
+                let d: Vec<f64> = raw.per_block.iter().flat_map(|b| b.delays_ms.iter().flatten().copied()).collect();
+                series.push(("raw gossipsub, same blocks".to_string(), d));
+            }
             if per_block.len() <= 8 {
                 series.extend(per_block);
             }

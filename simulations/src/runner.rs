@@ -51,6 +51,8 @@ pub struct Mined {
     pub origin: usize,
     /// When (ms after the timeline start).
     pub at_ms: f64,
+    /// Its encoded size in bytes (what gossip carries).
+    pub bytes: usize,
 }
 
 /// A node applied a block.
@@ -297,6 +299,11 @@ impl Runner {
         &self.net
     }
 
+    /// The gossip topics of the scenario's network.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
     fn peer_config(&self) -> peer_manager::Config {
         let p = &self.scenario.peers;
         peer_manager::Config {
@@ -529,9 +536,9 @@ impl Runner {
                 };
                 let mined = tokio::task::spawn_blocking(move || mine_one(&core, miner_address(i))).await;
                 match mined {
-                    Ok(Ok((hash, height))) => {
+                    Ok(Ok((hash, height, bytes))) => {
                         let at_ms = shared.now_ms();
-                        shared.mined.lock().push(Mined { hash, height, origin: i, at_ms });
+                        shared.mined.lock().push(Mined { hash, height, origin: i, at_ms, bytes });
                     }
                     Ok(Err(e)) => tracing::warn!(node = i, error = %e, "mining failed"),
                     Err(e) => tracing::warn!(node = i, error = %e, "mining task failed"),
@@ -734,6 +741,25 @@ impl Runner {
             .collect()
     }
 
+    /// Block imports that changed a tip, summed over the live nodes: (seconds, imports), from each
+    /// node's `vision_block_import_duration_seconds` histogram.
+    pub fn import_times(&self) -> (f64, u64) {
+        self.nodes.iter().filter_map(|n| n.node.as_ref().map(|node| node.metrics_text())).fold(
+            (0.0, 0),
+            |(s, c), text| {
+                let value = |name: &str| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+                        .unwrap_or(0.0)
+                };
+                (
+                    s + value("vision_block_import_duration_seconds_sum"),
+                    c + value("vision_block_import_duration_seconds_count") as u64,
+                )
+            },
+        )
+    }
+
     /// Bans seen so far, merged from the score samples.
     fn merge_bans(&mut self) {
         let samples = self.shared.scores.lock().clone();
@@ -750,6 +776,7 @@ impl Runner {
     pub async fn finish(mut self) -> Results {
         self.merge_bans();
         let gossip = self.gossip_counts();
+        let import = self.import_times();
         for a in &mut self.attackers {
             if let Some(h) = a.handle.take() {
                 h.stop().await;
@@ -777,6 +804,7 @@ impl Runner {
                 .map(|a| (a.peer_id, a.kind, a.targets.clone(), a.started_ms, a.banned_at.clone()))
                 .collect(),
             gossip,
+            import,
             joins: self.joins.clone(),
             live_at_end,
             final_height: chains.first().map(|(_, h)| h.len() as u64 - 1).unwrap_or(0),
@@ -798,8 +826,8 @@ fn ms_since(t0: Instant) -> f64 {
 }
 
 /// Mines one block on `core`'s tip with its pool's best transactions and imports it (the node's
-/// network layer then publishes it, as for its own miner).
-fn mine_one(core: &Core, miner: Address) -> Result<(Hash, u64), String> {
+/// network layer then publishes it, as for its own miner). Returns its hash, height and encoded size.
+fn mine_one(core: &Core, miner: Address) -> Result<(Hash, u64, usize), String> {
     let template = vision_node::miner::build_template(
         &core.chain,
         &core.mempool,
@@ -809,7 +837,7 @@ fn mine_one(core: &Core, miner: Address) -> Result<(Hash, u64), String> {
     .map_err(|e| e.to_string())?;
     let block = vision_node::miner::solve(&template, vision_node::chain::consensus::now_ms());
     core.import_block(&block, BlockSource::Miner).map_err(|e| e.to_string())?;
-    Ok((block.hash(), block.header.height))
+    Ok((block.hash(), block.header.height, block.encoded_len()))
 }
 
 async fn sample_heights(shared: Arc<Shared>) {

@@ -89,6 +89,12 @@ pub struct Scenario {
     /// Peer manager settings of the honest nodes.
     #[serde(default)]
     pub peers: PeerConfig,
+    /// After the nodes stop, replay the mined blocks of the final chain on raw gossipsub swarms
+    /// over the same topology and links (same origins, same sizes, same spacing) and report the
+    /// nodes' arrival delays against theirs (`--raw-baseline` turns it on too). Needs a static
+    /// network: no partition, heal, churn, join or attack event.
+    #[serde(default)]
+    pub raw_baseline: bool,
     /// The timeline.
     #[serde(default)]
     pub events: Vec<Event>,
@@ -349,6 +355,8 @@ pub enum CheckKind {
         /// Bound in seconds.
         within_s: f64,
     },
+    /// The raw gossipsub baseline (`raw_baseline`) delivered every replayed block to every node.
+    RawReceived,
 }
 
 fn full() -> f64 {
@@ -412,6 +420,15 @@ impl Scenario {
                 _ => {}
             }
         }
+        if self.raw_baseline
+            && let Some(e) =
+                self.events.iter().find(|e| !matches!(e.action, Action::Mine { .. } | Action::Submit { .. }))
+        {
+            return Err(format!(
+                "raw_baseline replays mining on a static network; a {:?} event changes the network",
+                e.action.kind()
+            ));
+        }
         if late > self.late_nodes {
             return Err(format!("join events start {late} nodes but late_nodes = {}", self.late_nodes));
         }
@@ -430,6 +447,9 @@ impl Scenario {
                     }) =>
                 {
                     return Err(format!("checks[{i}]: after = {kind:?}, but no event does {kind:?}"));
+                }
+                CheckKind::RawReceived if !self.raw_baseline => {
+                    return Err(format!("checks[{i}]: raw-received needs raw_baseline = true"));
                 }
                 _ => {}
             }
