@@ -258,8 +258,16 @@ impl Core {
         let mut returned = Vec::new();
         let result = self.chain.import_with(block, durability, |outcome| {
             if let ImportOutcome::NewTip { reverted, applied } = outcome {
-                let read = |a: &Address| -> Result<crate::state::Account, StoreError> { self.chain.read()?.account(a) };
-                match self.mempool.on_new_tip(reverted, applied, &read) {
+                // One snapshot of the new tip for the whole pool update: it reads the account of
+                // every sender and recipient the blocks touched that still has pooled
+                // transactions (up to 20,000 for a full block), and a read transaction each cost
+                // ~0.3 s per full block once the pool is large (`docs/performance.md`, end to end).
+                let update = self.chain.read().and_then(|view| {
+                    let accounts = view.accounts()?;
+                    let read = |a: &Address| crate::state::AccountReader::account(&accounts, a);
+                    self.mempool.on_new_tip(reverted, applied, &read)
+                });
+                match update {
                     Ok(txs) => returned = txs,
                     Err(e) => pool_err = Some(e),
                 }
@@ -357,11 +365,12 @@ impl Core {
         }
         // Reused for the pooled transactions to gossip.
         batch.clear();
+        let mut snapshot = None;
         for (i, tx) in txs.iter().enumerate() {
             if results[i].is_err() {
                 continue;
             }
-            results[i] = self.pool_insert(*tx);
+            results[i] = self.pool_insert(*tx, &mut snapshot);
             if results[i].is_ok() {
                 let _ = self.events.send(Event::TxPooled { tx: *tx, source });
                 if source != TxSource::Network {
@@ -413,15 +422,27 @@ impl Core {
         }
     }
 
-    /// Inserts into the pool against the tip state. The state snapshot and the pool can disagree
-    /// for an instant when a block is imported in between (the pool already follows the new tip,
-    /// the snapshot not yet); a nonce or balance refusal is then retried on a fresh snapshot.
-    fn pool_insert(&self, tx: Transaction) -> Result<Hash, SubmitError> {
+    /// Inserts into the pool against the tip state, read from `snapshot` (taken at the first call
+    /// of a batch, and shared by its transactions: one read transaction per batch, not per
+    /// transaction). The snapshot and the pool can disagree for an instant when a block is
+    /// imported in between (the pool already follows the new tip, the snapshot not yet); a nonce
+    /// or balance refusal is then retried on a fresh snapshot.
+    fn pool_insert(
+        &self,
+        tx: Transaction,
+        snapshot: &mut Option<(Hash, crate::state::ReadView)>,
+    ) -> Result<Hash, SubmitError> {
         let mut attempts = 0;
         loop {
-            let tip = self.chain.tip().hash;
-            let account =
-                self.chain.read().and_then(|r| r.account(&tx.from)).map_err(|e| SubmitError::Mempool(e.into()))?;
+            if snapshot.is_none() {
+                let tip = self.chain.tip().hash;
+                *snapshot = Some((tip, self.chain.read().map_err(|e| SubmitError::Mempool(e.into()))?));
+            }
+            let Some((tip, view)) = snapshot.as_ref() else {
+                return Err(SubmitError::Mempool(MempoolError::Store("no state snapshot".into())));
+            };
+            let tip = *tip;
+            let account = view.account(&tx.from).map_err(|e| SubmitError::Mempool(e.into()))?;
             let result = self.mempool.insert(tx, account).map_err(SubmitError::from);
             let stale = matches!(
                 result,
@@ -433,6 +454,7 @@ impl Core {
             if !stale || attempts >= 3 || self.chain.tip().hash == tip {
                 return result;
             }
+            *snapshot = None;
         }
     }
 
