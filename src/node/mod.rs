@@ -423,10 +423,10 @@ impl Core {
     }
 
     /// Inserts into the pool against the tip state, read from `snapshot` (taken at the first call
-    /// of a batch, and shared by its transactions: one read transaction per batch, not per
-    /// transaction). The snapshot and the pool can disagree for an instant when a block is
-    /// imported in between (the pool already follows the new tip, the snapshot not yet); a nonce
-    /// or balance refusal is then retried on a fresh snapshot.
+    /// of a batch and shared by its transactions while the tip stays the same: one read
+    /// transaction per batch, not per transaction). The snapshot and the pool can still disagree
+    /// for an instant when a block is imported in between (the pool already follows the new tip,
+    /// the snapshot not yet); a nonce or balance refusal is then retried on a fresh snapshot.
     fn pool_insert(
         &self,
         tx: Transaction,
@@ -434,9 +434,11 @@ impl Core {
     ) -> Result<Hash, SubmitError> {
         let mut attempts = 0;
         loop {
-            if snapshot.is_none() {
-                let tip = self.chain.tip().hash;
-                *snapshot = Some((tip, self.chain.read().map_err(|e| SubmitError::Mempool(e.into()))?));
+            // A block imported since the snapshot: take a new one, so that no transaction is
+            // judged against an older state than the pool already follows.
+            let current = self.chain.tip().hash;
+            if snapshot.as_ref().is_none_or(|(tip, _)| *tip != current) {
+                *snapshot = Some((current, self.chain.read().map_err(|e| SubmitError::Mempool(e.into()))?));
             }
             let Some((tip, view)) = snapshot.as_ref() else {
                 return Err(SubmitError::Mempool(MempoolError::Store("no state snapshot".into())));
@@ -454,7 +456,6 @@ impl Core {
             if !stale || attempts >= 3 || self.chain.tip().hash == tip {
                 return result;
             }
-            *snapshot = None;
         }
     }
 
