@@ -83,6 +83,11 @@ pub const ORPHAN_CAP: usize = 256;
 pub const ORPHAN_FETCH_GAP: u64 = 8;
 /// Sync responses being read from the store at once.
 pub const MAX_SERVING: usize = 32;
+/// The same, for one peer: as many as we ever ask of one peer at once ([`MAX_INFLIGHT`]). Each
+/// read reserves a whole response (`sync::MAX_RESPONSE_BYTES`) of the unsent budget, so without
+/// this one peer's burst of requests could reserve all of it and have every other peer answered
+/// "busy" (found by `misbehaving::garbage_oversized_and_flooding_sync_peers_are_banned`).
+pub const MAX_SERVING_PER_PEER: usize = MAX_INFLIGHT;
 /// Own transactions (submitted through the API, or returned to the pool by a reorganisation)
 /// waiting to be gossiped: the outbox channel from the core plus the batch being filled. When it
 /// is full, the newest are not queued (`dropped{queue="tx_outbox"}`); they stay in the pool.
@@ -192,6 +197,8 @@ pub struct Service {
     /// [`MAX_TX_BATCH`], or at the next tick.
     outbox_batch: Vec<Transaction>,
     serving: usize,
+    /// Responses being read, by peer (entries at zero are removed; at most one per connected peer).
+    serving_by_peer: HashMap<PeerId, usize>,
     /// Block responses handed to libp2p and not yet written: peer and bytes by request.
     unsent: HashMap<InboundRequestId, (PeerId, usize)>,
     unsent_bytes: usize,
@@ -319,6 +326,7 @@ impl Service {
             outbox_open: true,
             outbox_batch: Vec::with_capacity(MAX_TX_BATCH),
             serving: 0,
+            serving_by_peer: HashMap::new(),
             unsent: HashMap::new(),
             unsent_bytes: 0,
             disconnect_at_tick: Vec::new(),
@@ -1062,6 +1070,14 @@ impl Service {
             Ok(h) => h.len() as u32,
             Err((_, count)) => *count,
         };
+        // Charged before any "busy" answer: a peer asking for too much pays for it whether or not
+        // we have room to serve it (honest peers pace their asks below this, see
+        // `BLOCKS_ASKED_LIMIT`).
+        if !self.peers.allow(&peer, RateClass::BlocksRequested, cost, now) {
+            self.respond(channel, Response::Error { code: ErrorCode::RateLimited, message: "too many blocks".into() });
+            self.report(peer, PeerAction::MidTolerance, "blocks_rate_limit");
+            return;
+        }
         if self.unsent_of(&peer) >= MAX_UNSENT_RESPONSE_BYTES_PER_PEER {
             // It has not read what it asked for: a slow reader (or a stalled link); no penalty,
             // pings close a link that is really dead.
@@ -1074,7 +1090,9 @@ impl Service {
         }
         // Responses being read count against the unsent budget at their largest, so what is read
         // and what waits to be written stay within `MAX_UNSENT_RESPONSE_BYTES` together.
+        let peer_serving = self.serving_by_peer.get(&peer).copied().unwrap_or(0);
         if self.serving >= MAX_SERVING
+            || peer_serving >= MAX_SERVING_PER_PEER
             || self.unsent_bytes + (self.serving + 1) * sync::MAX_RESPONSE_BYTES > MAX_UNSENT_RESPONSE_BYTES
         {
             // We are busy: not this peer's fault.
@@ -1085,12 +1103,8 @@ impl Service {
             self.drop_count("sync_serving");
             return;
         }
-        if !self.peers.allow(&peer, RateClass::BlocksRequested, cost, now) {
-            self.respond(channel, Response::Error { code: ErrorCode::RateLimited, message: "too many blocks".into() });
-            self.report(peer, PeerAction::MidTolerance, "blocks_rate_limit");
-            return;
-        }
         self.serving += 1;
+        *self.serving_by_peer.entry(peer).or_default() += 1;
         let core = self.core.clone();
         let results = self.results_tx.clone();
         tokio::task::spawn_blocking(move || {
@@ -1178,6 +1192,12 @@ impl Service {
         match done {
             Done::Served { peer, request_id, channel, mut response } => {
                 self.serving = self.serving.saturating_sub(1);
+                if let Some(n) = self.serving_by_peer.get_mut(&peer) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.serving_by_peer.remove(&peer);
+                    }
+                }
                 if let Response::Blocks(blocks) = &response {
                     let bytes = blocks_response_len(blocks);
                     if self.unsent_bytes + bytes > MAX_UNSENT_RESPONSE_BYTES
