@@ -162,8 +162,9 @@ impl Tracker {
             if b.at[node].is_none() {
                 b.at[node] = Some(at);
             }
-            if b.at.iter().all(Option::is_some) {
-                let b = self.in_flight.remove(&hash).expect("present");
+            if b.at.iter().all(Option::is_some)
+                && let Some(b) = self.in_flight.remove(&hash)
+            {
                 let delays = b.at.iter().map(|t| t.map_or(Duration::ZERO, |t| t.saturating_duration_since(b.first)));
                 self.measured.push(Measured { tx_count: b.tx_count, origin: b.origin, delays: delays.collect() });
                 self.done.insert(hash);
