@@ -21,6 +21,7 @@ use libp2p::{Multiaddr, PeerId, identity};
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use vision_node::bench::raw_gossip::topic_counter;
 use vision_node::chain::genesis::Genesis;
 use vision_node::chain::types::{Address, Hash};
 use vision_node::node::{BlockSource, Core, Event, Node, NodeConfig, TxSource};
@@ -734,8 +735,8 @@ impl Runner {
             .enumerate()
             .filter_map(|(i, n)| n.node.as_ref().map(|node| (i, node.metrics_text())))
             .map(|(i, text)| {
-                let all = metric_value(&text, "vision_p2p_gossipsub_topic_msg_recv_counts_unfiltered_total", &topic);
-                let first = metric_value(&text, "vision_p2p_gossipsub_topic_msg_recv_counts_total", &topic);
+                let all = topic_counter(&text, "vision_p2p_gossipsub_topic_msg_recv_counts_unfiltered_total", &topic);
+                let first = topic_counter(&text, "vision_p2p_gossipsub_topic_msg_recv_counts_total", &topic);
                 (i, all, first)
             })
             .collect()
@@ -885,16 +886,6 @@ async fn sample_scores(shared: Arc<Shared>) {
     }
 }
 
-/// The value of `name{hash="topic"}` in a text exposition (0 when absent).
-fn metric_value(text: &str, name: &str, topic: &str) -> u64 {
-    let label = format!("hash=\"{topic}\"");
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(&label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
-}
-
 /// The output directory for a run.
 pub fn default_out(scenario: &Scenario) -> PathBuf {
     Path::new("target").join("sim").join(format!("{}-n{}-s{}", scenario.name, scenario.nodes, scenario.seed))
@@ -905,13 +896,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn metric_value_reads_one_topic() {
+    fn topic_counter_reads_one_topic() {
         let text = "# TYPE x counter\n\
             vision_p2p_gossipsub_topic_msg_recv_counts_total{hash=\"/a\"} 7\n\
             vision_p2p_gossipsub_topic_msg_recv_counts_total{hash=\"/b\"} 9\n\
             vision_p2p_gossipsub_topic_msg_recv_counts_unfiltered_total{hash=\"/a\"} 12\n";
-        assert_eq!(metric_value(text, "vision_p2p_gossipsub_topic_msg_recv_counts_total", "/a"), 7);
-        assert_eq!(metric_value(text, "vision_p2p_gossipsub_topic_msg_recv_counts_unfiltered_total", "/a"), 12);
-        assert_eq!(metric_value(text, "vision_p2p_gossipsub_topic_msg_recv_counts_total", "/c"), 0);
+        assert_eq!(topic_counter(text, "vision_p2p_gossipsub_topic_msg_recv_counts_total", "/a"), 7);
+        assert_eq!(topic_counter(text, "vision_p2p_gossipsub_topic_msg_recv_counts_unfiltered_total", "/a"), 12);
+        assert_eq!(topic_counter(text, "vision_p2p_gossipsub_topic_msg_recv_counts_total", "/c"), 0);
     }
 }

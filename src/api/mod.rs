@@ -704,6 +704,15 @@ async fn account_txs(
     Ok(Json(out))
 }
 
+/// A transaction from the hex of its canonical encoding (`0x` prefix and surrounding whitespace
+/// allowed); `what` names it in the error (`tx`, `txs[3]`).
+fn decode_hex_tx(hex_tx: &str, what: &str) -> Result<Transaction, ApiError> {
+    let bytes = hex::decode(hex_tx.trim().trim_start_matches("0x"))
+        .map_err(|e| ApiError::bad_request("invalid_hex", format!("{what} is not valid hex: {e}")))?;
+    Transaction::decode(&bytes)
+        .map_err(|e| ApiError::bad_request("invalid_transaction", format!("{what} does not decode: {e}")))
+}
+
 /// Submits a signed transaction to the pool (and, with networking, gossips it).
 #[utoipa::path(
     post,
@@ -725,10 +734,7 @@ async fn submit(
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
     let req: SubmitTx = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("body must be {{\"tx\": \"<hex>\"}}: {e}")))?;
-    let bytes = hex::decode(req.tx.trim().trim_start_matches("0x"))
-        .map_err(|e| ApiError::bad_request("invalid_hex", format!("tx is not valid hex: {e}")))?;
-    let tx = Transaction::decode(&bytes)
-        .map_err(|e| ApiError::bad_request("invalid_transaction", format!("tx does not decode: {e}")))?;
+    let tx = decode_hex_tx(&req.tx, "tx")?;
     let hash = tokio::task::spawn_blocking(move || core.submit_transaction(tx))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
@@ -769,13 +775,7 @@ async fn submit_batch(
     // Index in `results` of each decoded transaction.
     let mut slots: Vec<usize> = Vec::with_capacity(req.txs.len());
     for (i, hex_tx) in req.txs.iter().enumerate() {
-        let parsed = hex::decode(hex_tx.trim().trim_start_matches("0x"))
-            .map_err(|e| ApiError::bad_request("invalid_hex", format!("txs[{i}] is not valid hex: {e}")))
-            .and_then(|bytes| {
-                Transaction::decode(&bytes)
-                    .map_err(|e| ApiError::bad_request("invalid_transaction", format!("txs[{i}] does not decode: {e}")))
-            });
-        match parsed {
+        match decode_hex_tx(hex_tx, &format!("txs[{i}]")) {
             Ok(tx) => {
                 slots.push(i);
                 decoded.push(tx);

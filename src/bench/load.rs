@@ -517,52 +517,10 @@ impl SendResult {
     }
 }
 
-/// Sends `plan` on schedule; transfers still unsent at `deadline` (the client fell behind) are
-/// counted, not sent. With `batch` > 1, in groups through `POST /v1/txs/batch`.
-fn send_plan(conn: HttpConn, plan: Vec<Planned>, t0: Instant, tps: f64, deadline: Instant, batch: usize) -> SendResult {
-    if batch > 1 {
-        return send_plan_batched(conn, plan, t0, tps, deadline, batch);
-    }
-    let mut conn = conn;
-    let mut r = SendResult { latencies_ms: Vec::with_capacity(plan.len()), ..Default::default() };
-    let mut body = Vec::with_capacity(16 + 2 * TRANSFER_TX_LEN);
-    let total = plan.len() as u64;
-    for p in plan {
-        let due = t0 + Duration::from_secs_f64(p.k as f64 / tps);
-        let now = Instant::now();
-        if now >= deadline {
-            r.unsent = total - r.sent;
-            break;
-        }
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        body.clear();
-        body.extend_from_slice(b"{\"tx\":\"");
-        body.extend_from_slice(hex::encode(p.bytes).as_bytes());
-        body.extend_from_slice(b"\"}");
-        let sent_at = Instant::now();
-        let result = conn.request("POST", "/v1/txs", Some(&body));
-        let done = Instant::now();
-        r.sent += 1;
-        r.latencies_ms.push(done.duration_since(sent_at).as_secs_f64() * 1e3);
-        r.last_answer = Some(done);
-        match result {
-            Ok(resp) if resp.status == 202 => r.accepted.push((p.id, sent_at)),
-            Ok(resp) => {
-                let code = serde_json::from_slice::<crate::api::ErrorBody>(&resp.body)
-                    .map(|b| b.error.code)
-                    .unwrap_or_else(|_| format!("http_{}", resp.status));
-                *r.rejected.entry(code).or_default() += 1;
-            }
-            Err(_) => *r.rejected.entry("connection_error".into()).or_default() += 1,
-        }
-    }
-    r
-}
-
-/// [`send_plan`] in groups of `batch`, each sent when its last transfer is due.
-fn send_plan_batched(
+/// Sends `plan` on schedule, in groups of `batch` (1: each transfer alone through `POST /v1/txs`;
+/// more: through `POST /v1/txs/batch`), each group when its last transfer is due. Transfers still
+/// unsent at `deadline` (the client fell behind) are counted, not sent.
+fn send_plan(
     mut conn: HttpConn,
     plan: Vec<Planned>,
     t0: Instant,
@@ -570,7 +528,9 @@ fn send_plan_batched(
     deadline: Instant,
     batch: usize,
 ) -> SendResult {
-    let mut r = SendResult::default();
+    let batched = batch > 1;
+    let path = if batched { "/v1/txs/batch" } else { "/v1/txs" };
+    let mut r = SendResult { latencies_ms: Vec::with_capacity(plan.len().div_ceil(batch)), ..Default::default() };
     let mut body = Vec::with_capacity(16 + batch * (4 + 2 * TRANSFER_TX_LEN));
     let total = plan.len() as u64;
     for group in plan.chunks(batch) {
@@ -585,7 +545,7 @@ fn send_plan_batched(
             std::thread::sleep(due - now);
         }
         body.clear();
-        body.extend_from_slice(b"{\"txs\":[");
+        body.extend_from_slice(if batched { b"{\"txs\":[" } else { b"{\"tx\":" });
         for (i, p) in group.iter().enumerate() {
             if i > 0 {
                 body.push(b',');
@@ -594,35 +554,37 @@ fn send_plan_batched(
             body.extend_from_slice(hex::encode(p.bytes).as_bytes());
             body.push(b'"');
         }
-        body.extend_from_slice(b"]}");
+        body.extend_from_slice(if batched { b"]}" } else { b"}" });
         let sent_at = Instant::now();
-        let result = conn.request("POST", "/v1/txs/batch", Some(&body));
+        let result = conn.request("POST", path, Some(&body));
         let done = Instant::now();
         r.sent += group.len() as u64;
         r.latencies_ms.push(done.duration_since(sent_at).as_secs_f64() * 1e3);
         r.last_answer = Some(done);
         let mut reject_all = |code: String| *r.rejected.entry(code).or_default() += group.len() as u64;
         match result {
-            Ok(resp) if resp.status == 200 => match serde_json::from_slice::<crate::api::SubmittedBatch>(&resp.body) {
-                Ok(answer) if answer.results.len() == group.len() => {
-                    for (p, res) in group.iter().zip(answer.results) {
-                        match (res.hash, res.error) {
-                            (Some(_), _) => r.accepted.push((p.id, sent_at)),
-                            (None, e) => {
-                                let code = e.map_or_else(|| "no_result".to_string(), |e| e.code);
-                                *r.rejected.entry(code).or_default() += 1;
+            Ok(resp) if resp.status == 202 && !batched => r.accepted.extend(group.iter().map(|p| (p.id, sent_at))),
+            Ok(resp) if resp.status == 200 && batched => {
+                match serde_json::from_slice::<crate::api::SubmittedBatch>(&resp.body) {
+                    Ok(answer) if answer.results.len() == group.len() => {
+                        for (p, res) in group.iter().zip(answer.results) {
+                            match (res.hash, res.error) {
+                                (Some(_), _) => r.accepted.push((p.id, sent_at)),
+                                (None, e) => {
+                                    let code = e.map_or_else(|| "no_result".to_string(), |e| e.code);
+                                    *r.rejected.entry(code).or_default() += 1;
+                                }
                             }
                         }
                     }
+                    _ => reject_all("bad_batch_answer".into()),
                 }
-                _ => reject_all("bad_batch_answer".into()),
-            },
-            Ok(resp) => {
-                let code = serde_json::from_slice::<crate::api::ErrorBody>(&resp.body)
-                    .map(|b| b.error.code)
-                    .unwrap_or_else(|_| format!("http_{}", resp.status));
-                reject_all(code);
             }
+            Ok(resp) => reject_all(
+                serde_json::from_slice::<crate::api::ErrorBody>(&resp.body)
+                    .map(|b| b.error.code)
+                    .unwrap_or_else(|_| format!("http_{}", resp.status)),
+            ),
             Err(_) => reject_all("connection_error".into()),
         }
     }

@@ -447,8 +447,8 @@ impl RawNet {
             if prometheus_client::encoding::text::encode(&mut text, &node.registry).is_err() {
                 continue;
             }
-            total.received += counter(&text, "topic_msg_recv_counts_unfiltered_total", &hash);
-            total.first_copies += counter(&text, "topic_msg_recv_counts_total", &hash);
+            total.received += topic_counter(&text, "topic_msg_recv_counts_unfiltered_total", &hash);
+            total.first_copies += topic_counter(&text, "topic_msg_recv_counts_total", &hash);
         }
         total
     }
@@ -467,8 +467,9 @@ impl RawNet {
     }
 }
 
-/// The value of `name{hash="topic"}` in a text exposition (0 when absent).
-fn counter(text: &str, name: &str, topic: &str) -> u64 {
+/// The value of `name{hash="topic"}` in a Prometheus text exposition (0 when absent): gossipsub's
+/// per-topic counters, here and in `vision-sim`.
+pub fn topic_counter(text: &str, name: &str, topic: &str) -> u64 {
     let label = format!("hash=\"{topic}\"");
     text.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(&label))
