@@ -17,18 +17,18 @@
 
 pub mod api;
 pub mod bench;
-pub mod bounds;
 pub mod chain;
 pub mod config;
-pub mod errors;
-pub mod fault;
-pub mod mempool;
 pub mod metrics;
 pub mod miner;
 pub mod node;
 pub mod p2p;
-pub mod state;
 pub mod testkit;
-pub mod util;
-pub mod verify;
 pub mod wallet;
+
+// The lower layers are crates of their own (`crates/`); the node re-exports them under the paths
+// the node's modules, tests, benchmarks and fuzz targets use.
+pub use vision_mempool as mempool;
+pub use vision_primitives::{bounds, errors, keys, util, verify};
+pub use vision_state as state;
+pub use vision_state::fault;

@@ -232,4 +232,15 @@ mod tests {
         );
         assert_eq!(snake_case("NewTip"), "new_tip");
     }
+
+    #[test]
+    fn every_resource_is_registered_once_and_documented() {
+        let all = crate::node::all_resources();
+        let names: std::collections::HashSet<_> = all.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), all.len(), "label values are unique");
+        let doc = include_str!("../docs/metrics.md");
+        for r in &all {
+            assert!(doc.contains(&format!("| `{}` |", r.name())), "docs/metrics.md has no row for {}", r.name());
+        }
+    }
 }

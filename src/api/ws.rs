@@ -47,6 +47,9 @@ use crate::node::{Core, Event};
 /// Most concurrent WebSocket clients: each costs two tasks, a queue and socket buffers (about
 /// 200 KiB at worst), so 256 of them stay under about 50 MiB.
 pub const MAX_CLIENTS: usize = 256;
+/// WebSocket clients, in the resource registry.
+pub const WS_CLIENTS: crate::bounds::Resource =
+    crate::bounds::Resource::new("ws_clients", "api::ws::MAX_CLIENTS", MAX_CLIENTS);
 /// Messages queued for one client (about 128 KiB of JSON at most): enough to ride out a burst
 /// between two reads of a client that keeps up.
 pub const QUEUE_CAP: usize = 256;
@@ -225,7 +228,7 @@ async fn upgrade(
             format!("{MAX_CLIENTS} WebSocket clients are connected; retry later"),
         )
     })?;
-    state.core.bounds.record(crate::bounds::Resource::WsClients, MAX_CLIENTS - state.clients.available_permits());
+    state.core.bounds.record(WS_CLIENTS, MAX_CLIENTS - state.clients.available_permits());
     let events = state.core.subscribe();
     Ok(upgrade
         .read_buffer_size(READ_BUFFER_BYTES)

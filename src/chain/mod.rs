@@ -1,13 +1,9 @@
-//! The chain layer: data types and their canonical encoding, consensus rules, genesis, block import
-//! with fork choice, and the `db check` replay.
+//! The chain layer as the node sees it: the types, encoding, consensus rules and genesis of
+//! `vision-primitives`, block import and the `db check` replay of `vision-state`, re-exported
+//! under one path, and the chain metrics the node registers.
 
-pub mod check;
-pub mod consensus;
-pub mod encoding;
-pub mod genesis;
-pub mod import;
 pub mod metrics;
-pub mod types;
 
-pub use import::{Chain, ImportError, ImportOutcome, Tip};
-pub use types::{Address, Block, BlockHeader, Hash, Transaction, TxKind};
+pub use vision_primitives::types::{Address, Block, BlockHeader, Hash, Transaction, TxKind};
+pub use vision_primitives::{consensus, encoding, genesis, types};
+pub use vision_state::{Chain, ImportError, ImportOutcome, Tip, check, import};

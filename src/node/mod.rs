@@ -31,6 +31,21 @@ use crate::verify::{InvalidSignature, Verifier};
 /// Capacity of the event broadcast channel; a subscriber that falls further behind loses the
 /// oldest events (and is told how many) instead of growing memory.
 pub const EVENT_CHANNEL_CAP: usize = 1024;
+/// Node events not yet read by the slowest subscriber, in the resource registry.
+pub const CORE_EVENTS: crate::bounds::Resource =
+    crate::bounds::Resource::new("core_events", "node::EVENT_CHANNEL_CAP", EVENT_CHANNEL_CAP);
+
+/// Every resource of the node, in the order `/metrics` lists them: each layer declares its own
+/// next to the constant that caps it, and [`Core::new`] registers them all.
+pub fn all_resources() -> Vec<crate::bounds::Resource> {
+    use crate::p2p::{peer_manager as pm, service as svc};
+    let mut rs = crate::mempool::RESOURCES.to_vec();
+    rs.extend([crate::verify::SIG_CACHE, CORE_EVENTS]);
+    rs.extend([svc::BLOCK_JOBS, svc::TX_JOBS, svc::RESULTS, svc::ORPHANS, svc::TX_OUTBOX]);
+    rs.extend([svc::SYNC_SERVING, svc::SYNC_UNSENT_BYTES, svc::SYNC_INFLIGHT, crate::p2p::COMMANDS]);
+    rs.extend([pm::PEERS, pm::BANS, pm::RETAINED_SCORES, crate::state::STORED_PEERS, crate::api::ws::WS_CLIENTS]);
+    rs
+}
 
 /// Where a block came from (for logs and metrics; peers are identified by the network layer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,8 +156,9 @@ impl Core {
         let mempool = Mempool::new(limits, chain.params().min_fee);
         let (events, _) = broadcast::channel(EVENT_CHANNEL_CAP);
         let bounds = Arc::new(crate::bounds::Bounds::default());
-        bounds.set_cap(crate::bounds::Resource::MempoolTxs, limits.max_txs);
-        bounds.set_cap(crate::bounds::Resource::MempoolBytes, limits.max_bytes);
+        bounds.register_all(&all_resources());
+        bounds.set_cap(crate::mempool::MEMPOOL_TXS, limits.max_txs);
+        bounds.set_cap(crate::mempool::MEMPOOL_BYTES, limits.max_bytes);
         Core {
             chain,
             mempool,
@@ -191,12 +207,11 @@ impl Core {
     /// Records the resources read at scrape time: the mempool (which keeps its own peaks), the
     /// signature cache and the event channel.
     pub fn record_bounds(&self) {
-        use crate::bounds::Resource;
         let stats = self.mempool.stats();
-        self.bounds.record_with_peak(Resource::MempoolTxs, stats.len, stats.peak_len);
-        self.bounds.record_with_peak(Resource::MempoolBytes, stats.bytes, stats.peak_bytes);
-        self.bounds.record(Resource::SigCache, self.chain.sig_cache_len());
-        self.bounds.record(Resource::CoreEvents, self.events.len());
+        self.bounds.record_with_peak(crate::mempool::MEMPOOL_TXS, stats.len, stats.peak_len);
+        self.bounds.record_with_peak(crate::mempool::MEMPOOL_BYTES, stats.bytes, stats.peak_bytes);
+        self.bounds.record(crate::verify::SIG_CACHE, self.chain.sig_cache_len());
+        self.bounds.record(CORE_EVENTS, self.events.len());
     }
 
     /// Subscribes to events.

@@ -33,6 +33,9 @@ pub use service::Service;
 
 /// Capacity of the command channel into the swarm task; callers wait (async) when it is full.
 pub const COMMAND_CHANNEL_CAP: usize = 64;
+/// Commands queued for the network task, in the resource registry.
+pub const COMMANDS: crate::bounds::Resource =
+    crate::bounds::Resource::new("commands", "p2p::COMMAND_CHANNEL_CAP", COMMAND_CHANNEL_CAP);
 
 /// Which transport the swarm runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -97,6 +97,14 @@ pub const MAX_BANS: usize = 100_000;
 /// Most scores of disconnected peers kept; past it the least negative is forgotten first (Lighthouse
 /// keeps 500 disconnected peers; twice that costs ~200 KiB).
 pub const MAX_RETAINED_SCORES: usize = 1_000;
+/// Connected peers, in the resource registry (cap: [`DEFAULT_MAX_PEERS`], `--max-peers`).
+pub const PEERS: crate::bounds::Resource =
+    crate::bounds::Resource::new("peers", "p2p::peer_manager::DEFAULT_MAX_PEERS", DEFAULT_MAX_PEERS);
+/// Banned peers held by the peer manager, in the resource registry.
+pub const BANS: crate::bounds::Resource = crate::bounds::Resource::new("bans", "p2p::peer_manager::MAX_BANS", MAX_BANS);
+/// Scores kept for disconnected peers, in the resource registry.
+pub const RETAINED_SCORES: crate::bounds::Resource =
+    crate::bounds::Resource::new("retained_scores", "p2p::peer_manager::MAX_RETAINED_SCORES", MAX_RETAINED_SCORES);
 /// A disconnected peer whose score is above this is forgotten: less than the smallest penalty is not
 /// worth remembering.
 pub const FORGET_SCORE: f64 = -1.0;

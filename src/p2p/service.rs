@@ -50,7 +50,7 @@ use tokio_util::sync::CancellationToken;
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::gossip::{MAX_TX_BATCH, Topics, decode_tx_batch, encode_tx_batch};
 use super::metrics::{GossipLabels, ResultLabel, TopicLabel, TopicLabels};
-use super::peer_manager::{Direction, Effect, PeerManager, RateClass};
+use super::peer_manager::{self, Direction, Effect, PeerManager, RateClass};
 use super::sync::{self, ErrorCode, MAX_BLOCKS_PER_REQUEST, Refused, Request, Response, Status};
 use super::{BanInfo, COMMAND_CHANNEL_CAP, Command, NetInfo, NetworkConfig, NetworkError, NetworkHandle, PeerInfo};
 use crate::chain::consensus::{BlockError, check_header_stateless, now_ms};
@@ -97,6 +97,39 @@ pub const TX_OUTBOX_CAP: usize = 16 * MAX_TX_BATCH;
 /// request times out (`behaviour::SYNC_REQUEST_TIMEOUT`) or the connection closes; past this
 /// cap, block requests are answered "busy" (counted as `dropped{queue="sync_unsent"}`).
 pub const MAX_UNSENT_RESPONSE_BYTES: usize = 128 * 1024 * 1024;
+
+/// Blocks queued for the block worker, in the resource registry.
+pub const BLOCK_JOBS: crate::bounds::Resource =
+    crate::bounds::Resource::new("block_jobs", "p2p::service::BLOCK_QUEUE_CAP", BLOCK_QUEUE_CAP);
+/// Transaction batches queued for the tx worker, in the resource registry.
+pub const TX_JOBS: crate::bounds::Resource =
+    crate::bounds::Resource::new("tx_jobs", "p2p::service::TX_QUEUE_CAP", TX_QUEUE_CAP);
+/// Worker results queued for the network loop, in the resource registry.
+pub const RESULTS: crate::bounds::Resource =
+    crate::bounds::Resource::new("results", "p2p::service::RESULT_QUEUE_CAP", RESULT_QUEUE_CAP);
+/// Orphan blocks held while their ancestors are fetched, in the resource registry.
+pub const ORPHANS: crate::bounds::Resource =
+    crate::bounds::Resource::new("orphans", "p2p::service::ORPHAN_CAP", ORPHAN_CAP);
+/// Own transactions waiting to be gossiped, in the resource registry.
+pub const TX_OUTBOX: crate::bounds::Resource =
+    crate::bounds::Resource::new("tx_outbox", "p2p::service::TX_OUTBOX_CAP", TX_OUTBOX_CAP);
+/// Sync responses being read from the store, in the resource registry.
+pub const SYNC_SERVING: crate::bounds::Resource =
+    crate::bounds::Resource::new("sync_serving", "p2p::service::MAX_SERVING", MAX_SERVING);
+/// Bytes of block responses not yet written to their peers, in the resource registry.
+pub const SYNC_UNSENT_BYTES: crate::bounds::Resource = crate::bounds::Resource::new(
+    "sync_unsent_bytes",
+    "p2p::service::MAX_UNSENT_RESPONSE_BYTES",
+    MAX_UNSENT_RESPONSE_BYTES,
+);
+/// Our range requests in flight while syncing, in the resource registry.
+pub const SYNC_INFLIGHT: crate::bounds::Resource =
+    crate::bounds::Resource::new("sync_inflight", "p2p::service::MAX_INFLIGHT", MAX_INFLIGHT);
+
+/// Records the occupancy of a bounded channel from a sender of it.
+fn record_channel<T>(bounds: &crate::bounds::Bounds, r: crate::bounds::Resource, tx: &tokio::sync::mpsc::Sender<T>) {
+    bounds.record(r, tx.max_capacity() - tx.capacity());
+}
 /// The same, for one peer: one response of the largest size. Its further block requests are
 /// refused until it reads what it asked for (`dropped{queue="sync_unsent_peer"}`), so sixteen
 /// slow readers are needed to fill the whole budget (and pings drop them, see `tests/it/slow_readers.rs`).
@@ -267,7 +300,7 @@ impl Service {
             .filter_map(|(id, until)| PeerId::from_bytes(&id).ok().map(|p| (p, until)))
             .collect();
         let peers = PeerManager::new(config.peers.clone(), bans, unix_ms());
-        core.bounds.set_cap(crate::bounds::Resource::Peers, config.peers.max_peers);
+        core.bounds.set_cap(peer_manager::PEERS, config.peers.max_peers);
         for (p, _) in peers.bans() {
             swarm.behaviour_mut().blocked.block_peer(p);
         }
@@ -633,20 +666,19 @@ impl Service {
     /// Records the occupancy of the network's bounded resources (`crate::bounds`): every tick,
     /// and after each push onto a worker queue.
     fn record_bounds(&self) {
-        use crate::bounds::Resource;
         let b = &self.core.bounds;
-        b.record_channel(Resource::BlockJobs, &self.block_jobs);
-        b.record_channel(Resource::TxJobs, &self.tx_jobs);
-        b.record_channel(Resource::Results, &self.results_tx);
-        b.record(Resource::Commands, self.commands.len());
-        b.record(Resource::Orphans, self.orphan_count);
-        b.record(Resource::TxOutbox, self.outbox.len() + self.outbox_batch.len());
-        b.record(Resource::SyncServing, self.serving);
-        b.record(Resource::SyncUnsentBytes, self.unsent_bytes);
-        b.record(Resource::SyncInflight, self.pending.values().filter(|p| matches!(p, Pending::Range { .. })).count());
-        b.record(Resource::Peers, self.peers.connected_count());
-        b.record(Resource::Bans, self.peers.ban_count());
-        b.record(Resource::RetainedScores, self.peers.retained_count());
+        record_channel(b, BLOCK_JOBS, &self.block_jobs);
+        record_channel(b, TX_JOBS, &self.tx_jobs);
+        record_channel(b, RESULTS, &self.results_tx);
+        b.record(super::COMMANDS, self.commands.len());
+        b.record(ORPHANS, self.orphan_count);
+        b.record(TX_OUTBOX, self.outbox.len() + self.outbox_batch.len());
+        b.record(SYNC_SERVING, self.serving);
+        b.record(SYNC_UNSENT_BYTES, self.unsent_bytes);
+        b.record(SYNC_INFLIGHT, self.pending.values().filter(|p| matches!(p, Pending::Range { .. })).count());
+        b.record(peer_manager::PEERS, self.peers.connected_count());
+        b.record(peer_manager::BANS, self.peers.ban_count());
+        b.record(peer_manager::RETAINED_SCORES, self.peers.retained_count());
     }
 
     fn find_peers(&mut self, now: Instant) {
@@ -773,7 +805,7 @@ impl Service {
                 let core = self.core.clone();
                 tokio::task::spawn_blocking(move || {
                     match core.chain.store().save_peer(&peer_id.to_bytes(), &addrs, unix_ms()) {
-                        Ok(stored) => core.bounds.record(crate::bounds::Resource::StoredPeers, stored as usize),
+                        Ok(stored) => core.bounds.record(crate::state::STORED_PEERS, stored as usize),
                         Err(e) => tracing::warn!(error = %e, "cannot remember peer"),
                     }
                 });
@@ -897,7 +929,7 @@ impl Service {
                         gs(self, MessageAcceptance::Ignore);
                         self.drop_count("block_jobs");
                     } else {
-                        self.core.bounds.record_channel(crate::bounds::Resource::BlockJobs, &self.block_jobs);
+                        record_channel(&self.core.bounds, BLOCK_JOBS, &self.block_jobs);
                         gs(self, MessageAcceptance::Accept);
                     }
                 }
@@ -911,7 +943,7 @@ impl Service {
                         self.verdict(&msg, &source, TopicLabel::Txs, MessageAcceptance::Ignore);
                         self.drop_count("tx_jobs");
                     }
-                    self.core.bounds.record_channel(crate::bounds::Resource::TxJobs, &self.tx_jobs);
+                    record_channel(&self.core.bounds, TX_JOBS, &self.tx_jobs);
                 }
                 Err(_) => {
                     gs(self, MessageAcceptance::Reject);
@@ -1209,7 +1241,7 @@ impl Service {
                     } else {
                         self.unsent.insert(request_id, (peer, bytes));
                         self.unsent_bytes += bytes;
-                        self.core.bounds.record(crate::bounds::Resource::SyncUnsentBytes, self.unsent_bytes);
+                        self.core.bounds.record(SYNC_UNSENT_BYTES, self.unsent_bytes);
                     }
                 }
                 self.respond(channel, response);

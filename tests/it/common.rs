@@ -302,7 +302,8 @@ pub fn http_get(base: &str, path: &str) -> String {
     if out.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(&body) } else { body }
 }
 
-fn dechunk(body: &str) -> String {
+/// The body of a `Transfer-Encoding: chunked` answer.
+pub fn dechunk(body: &str) -> String {
     let mut out = String::new();
     let mut rest = body;
     while let Some((size, tail)) = rest.split_once("\r\n") {
@@ -337,7 +338,7 @@ pub fn sum(s: &std::collections::HashMap<String, f64>, prefix: &str) -> f64 {
 /// cap. Returns `(resource, cap, peak)` for each, to print.
 pub fn assert_resource_bounds(node: &NodeProcess) -> Vec<(&'static str, u64, u64)> {
     let s = samples(&http_get(&node.metrics, "/metrics"));
-    vision_node::bounds::Resource::ALL
+    vision_node::node::all_resources()
         .iter()
         .map(|r| {
             let get = |family: &str| -> u64 {

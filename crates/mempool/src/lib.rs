@@ -23,14 +23,21 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use thiserror::Error;
 
-use crate::chain::consensus::TxError;
-use crate::chain::types::{Address, Block, Hash, Transaction};
-use crate::state::{Account, StoreError};
+use vision_primitives::bounds::Resource;
+use vision_primitives::consensus::TxError;
+use vision_primitives::types::{Address, Block, Hash, Transaction};
+use vision_state::{Account, StoreError};
 
 /// Default cap on pooled transactions.
 pub const DEFAULT_MAX_TXS: usize = 100_000;
 /// Default cap on pooled bytes (encoded transactions).
 pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Pooled transactions, in the resource registry (cap: [`DEFAULT_MAX_TXS`], `--mempool-max-txs`).
+pub const MEMPOOL_TXS: Resource = Resource::new("mempool_txs", "mempool::DEFAULT_MAX_TXS", DEFAULT_MAX_TXS);
+/// Pooled bytes, in the resource registry (cap: [`DEFAULT_MAX_BYTES`], `--mempool-max-bytes`).
+pub const MEMPOOL_BYTES: Resource = Resource::new("mempool_bytes", "mempool::DEFAULT_MAX_BYTES", DEFAULT_MAX_BYTES);
+/// The resources of this layer.
+pub const RESOURCES: [Resource; 2] = [MEMPOOL_TXS, MEMPOOL_BYTES];
 /// A replacement must pay this much more than the transaction it replaces, in percent.
 pub const REPLACEMENT_BUMP_PERCENT: u128 = 10;
 /// Transactions older than this are dropped at the next new tip.
@@ -458,7 +465,7 @@ impl Mempool {
     pub fn stats(&self) -> Stats {
         let inner = self.inner.lock();
         let full = inner.by_id.len() >= self.limits.max_txs
-            || inner.bytes + crate::chain::types::TRANSFER_TX_LEN > self.limits.max_bytes;
+            || inner.bytes + vision_primitives::types::TRANSFER_TX_LEN > self.limits.max_bytes;
         let min_fee_to_enter = match inner.by_fee.iter().next() {
             Some((fee, _, _)) if full => fee.saturating_add(1),
             _ => self.min_fee,
@@ -477,8 +484,8 @@ impl Mempool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::types::TxKind;
-    use crate::wallet::Keypair;
+    use vision_primitives::keys::Keypair;
+    use vision_primitives::types::TxKind;
 
     fn tx(kp: &Keypair, nonce: u64, fee: u128, amount: u128) -> Transaction {
         let mut t = Transaction {
@@ -599,7 +606,7 @@ mod tests {
 
     #[test]
     fn byte_cap_is_respected() {
-        let size = crate::chain::types::TRANSFER_TX_LEN;
+        let size = vision_primitives::types::TRANSFER_TX_LEN;
         let limits = Limits { max_bytes: size * 2, ..Limits::default() };
         let pool = Mempool::new(limits, 1);
         for i in 0..10u8 {
@@ -631,7 +638,7 @@ mod tests {
         let t1 = tx(&a, 1, 10, 1);
         pool.insert(t0, rich()).unwrap();
         pool.insert(t1, rich()).unwrap();
-        let g = crate::chain::genesis::Genesis::devnet().block();
+        let g = vision_primitives::genesis::Genesis::devnet().block();
         let block = Block { header: g.header, transactions: vec![t0] };
         let after = Account { balance: rich().balance - 11, nonce: 1 };
         pool.on_new_tip(&[], std::slice::from_ref(&block), &|_| Ok(after)).unwrap();
@@ -650,7 +657,7 @@ mod tests {
         let a = Keypair::from_seed(&[1; 32]);
         pool.insert(tx(&a, 0, 10, 100), rich()).unwrap();
         pool.insert(tx(&a, 1, 10, 100), rich()).unwrap();
-        let g = crate::chain::genesis::Genesis::devnet().block();
+        let g = vision_primitives::genesis::Genesis::devnet().block();
         let other = Block { header: g.header, transactions: vec![tx(&Keypair::from_seed(&[9; 32]), 0, 1, 1)] };
         // a now has only enough for one: the second is dropped.
         let poor = Account { balance: 150, nonce: 0 };

@@ -1,11 +1,12 @@
-//! Resource bounds: every bounded queue, cache, channel and table of the node, with its cap and how
-//! much of it is in use now and at peak.
+//! Resource bounds: an open registry of every bounded queue, cache, channel and table of the node,
+//! with its cap and how much of it is in use now and at peak.
 //!
-//! Each [`Resource`] names the constant (or the configured override) that caps it. The code that
-//! owns the resource enforces the cap (a bounded channel, an LRU, an explicit check) and records
-//! its occupancy here with [`Bounds::record`] at the points where it grows, so the peak is the
-//! high-water mark seen at those points. [`BoundsCollector`] exports three gauge families on
-//! `/metrics`, all labelled `resource`:
+//! The registry knows no layer. Each layer declares its own [`Resource`]s next to the constants that
+//! cap them (`vision_mempool::MEMPOOL_TXS`, `p2p::service::BLOCK_JOBS`, ...) and registers them
+//! with [`Bounds::register`] when it is built; the code that owns a resource enforces the cap (a
+//! bounded channel, an LRU, an explicit check) and records its occupancy with [`Bounds::record`] at
+//! the points where it grows, so the peak is the high-water mark seen at those points.
+//! [`BoundsCollector`] exports three gauge families on `/metrics`, all labelled `resource`:
 //!
 //! - `vision_resource_cap`: the cap;
 //! - `vision_resource_used`: the occupancy at the last record (or at scrape time, for resources
@@ -15,128 +16,42 @@
 //! `peak <= cap` for every resource is what the hardening tests check under floods
 //! (`tests/it/flood.rs`); `docs/metrics.md` lists every resource with its constant.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use parking_lot::RwLock;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 
-/// A bounded resource of the node.
+/// A bounded resource: its `resource` label value, the constant that caps it, and that cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Resource {
-    /// Pooled transactions (`mempool::DEFAULT_MAX_TXS`, `--mempool-max-txs`).
-    MempoolTxs,
-    /// Pooled bytes (`mempool::DEFAULT_MAX_BYTES`, `--mempool-max-bytes`).
-    MempoolBytes,
-    /// Verified-signature cache entries (`verify::SIG_CACHE_CAP`).
-    SigCache,
-    /// Node events not yet read by the slowest subscriber (`node::EVENT_CHANNEL_CAP`).
-    CoreEvents,
-    /// Blocks queued for the block worker (`p2p::service::BLOCK_QUEUE_CAP`).
-    BlockJobs,
-    /// Transaction batches queued for the tx worker (`p2p::service::TX_QUEUE_CAP`).
-    TxJobs,
-    /// Worker results queued for the network loop (`p2p::service::RESULT_QUEUE_CAP`).
-    Results,
-    /// Orphan blocks held while their ancestors are fetched (`p2p::service::ORPHAN_CAP`).
-    Orphans,
-    /// Own transactions waiting to be gossiped (`p2p::service::TX_OUTBOX_CAP`).
-    TxOutbox,
-    /// Sync responses being read from the store (`p2p::service::MAX_SERVING`).
-    SyncServing,
-    /// Bytes of block responses not yet written to their peers
-    /// (`p2p::service::MAX_UNSENT_RESPONSE_BYTES`).
-    SyncUnsentBytes,
-    /// Our range requests in flight while syncing (`p2p::service::MAX_INFLIGHT`).
-    SyncInflight,
-    /// Commands queued for the network task (`p2p::COMMAND_CHANNEL_CAP`).
-    Commands,
-    /// Connected peers (`p2p::peer_manager::DEFAULT_MAX_PEERS`, `--max-peers`).
-    Peers,
-    /// Banned peers held by the peer manager (`p2p::peer_manager::MAX_BANS`).
-    Bans,
-    /// Scores kept for disconnected peers (`p2p::peer_manager::MAX_RETAINED_SCORES`).
-    RetainedScores,
-    /// Peers remembered in redb (`state::MAX_STORED_PEERS`).
-    StoredPeers,
-    /// WebSocket clients (`api::ws::MAX_CLIENTS`).
-    WsClients,
+pub struct Resource {
+    name: &'static str,
+    constant: &'static str,
+    default_cap: usize,
 }
 
 impl Resource {
-    /// Every resource, in the order of the metrics.
-    pub const ALL: [Resource; 18] = [
-        Resource::MempoolTxs,
-        Resource::MempoolBytes,
-        Resource::SigCache,
-        Resource::CoreEvents,
-        Resource::BlockJobs,
-        Resource::TxJobs,
-        Resource::Results,
-        Resource::Orphans,
-        Resource::TxOutbox,
-        Resource::SyncServing,
-        Resource::SyncUnsentBytes,
-        Resource::SyncInflight,
-        Resource::Commands,
-        Resource::Peers,
-        Resource::Bans,
-        Resource::RetainedScores,
-        Resource::StoredPeers,
-        Resource::WsClients,
-    ];
+    /// A resource labelled `name`, capped by the constant named `constant` whose value is
+    /// `default_cap` (operators may configure another cap with [`Bounds::set_cap`]).
+    pub const fn new(name: &'static str, constant: &'static str, default_cap: usize) -> Self {
+        Resource { name, constant, default_cap }
+    }
 
     /// The `resource` label value.
     pub fn name(self) -> &'static str {
-        match self {
-            Resource::MempoolTxs => "mempool_txs",
-            Resource::MempoolBytes => "mempool_bytes",
-            Resource::SigCache => "sig_cache",
-            Resource::CoreEvents => "core_events",
-            Resource::BlockJobs => "block_jobs",
-            Resource::TxJobs => "tx_jobs",
-            Resource::Results => "results",
-            Resource::Orphans => "orphans",
-            Resource::TxOutbox => "tx_outbox",
-            Resource::SyncServing => "sync_serving",
-            Resource::SyncUnsentBytes => "sync_unsent_bytes",
-            Resource::SyncInflight => "sync_inflight",
-            Resource::Commands => "commands",
-            Resource::Peers => "peers",
-            Resource::Bans => "bans",
-            Resource::RetainedScores => "retained_scores",
-            Resource::StoredPeers => "stored_peers",
-            Resource::WsClients => "ws_clients",
-        }
+        self.name
+    }
+
+    /// The path of the constant that caps it, as `docs/metrics.md` names it.
+    pub fn constant(self) -> &'static str {
+        self.constant
     }
 
     /// The cap when nothing is configured: the named constant.
     pub fn default_cap(self) -> usize {
-        use crate::p2p::{peer_manager, service};
-        match self {
-            Resource::MempoolTxs => crate::mempool::DEFAULT_MAX_TXS,
-            Resource::MempoolBytes => crate::mempool::DEFAULT_MAX_BYTES,
-            Resource::SigCache => crate::verify::SIG_CACHE_CAP,
-            Resource::CoreEvents => crate::node::EVENT_CHANNEL_CAP,
-            Resource::BlockJobs => service::BLOCK_QUEUE_CAP,
-            Resource::TxJobs => service::TX_QUEUE_CAP,
-            Resource::Results => service::RESULT_QUEUE_CAP,
-            Resource::Orphans => service::ORPHAN_CAP,
-            Resource::TxOutbox => service::TX_OUTBOX_CAP,
-            Resource::SyncServing => service::MAX_SERVING,
-            Resource::SyncUnsentBytes => service::MAX_UNSENT_RESPONSE_BYTES,
-            Resource::SyncInflight => service::MAX_INFLIGHT,
-            Resource::Commands => crate::p2p::COMMAND_CHANNEL_CAP,
-            Resource::Peers => peer_manager::DEFAULT_MAX_PEERS,
-            Resource::Bans => peer_manager::MAX_BANS,
-            Resource::RetainedScores => peer_manager::MAX_RETAINED_SCORES,
-            Resource::StoredPeers => crate::state::MAX_STORED_PEERS,
-            Resource::WsClients => crate::api::ws::MAX_CLIENTS,
-        }
-    }
-
-    fn index(self) -> usize {
-        Resource::ALL.iter().position(|r| *r == self).unwrap_or(0)
+        self.default_cap
     }
 }
 
@@ -160,31 +75,50 @@ pub struct Usage {
     pub peak: u64,
 }
 
-/// Caps and occupancy of every [`Resource`]; shared by the node's parts through `node::Core`.
-#[derive(Debug)]
+/// Caps and occupancy of every registered [`Resource`], in the order they were registered.
+///
+/// Resources are few (tens) and registered at start, so a lookup is a short scan under a read
+/// lock; recording a resource nobody registered registers it with its default cap.
+#[derive(Debug, Default)]
 pub struct Bounds {
-    slots: [Slot; Resource::ALL.len()],
-}
-
-impl Default for Bounds {
-    fn default() -> Self {
-        let b = Bounds { slots: Default::default() };
-        for r in Resource::ALL {
-            b.set_cap(r, r.default_cap());
-        }
-        b
-    }
+    slots: RwLock<Vec<(Resource, Arc<Slot>)>>,
 }
 
 impl Bounds {
+    /// Registers `r` with its default cap (nothing happens if it is registered already).
+    pub fn register(&self, r: Resource) {
+        self.slot(r);
+    }
+
+    /// Registers every resource of `rs`.
+    pub fn register_all(&self, rs: &[Resource]) {
+        for r in rs {
+            self.register(*r);
+        }
+    }
+
+    fn slot(&self, r: Resource) -> Arc<Slot> {
+        if let Some((_, s)) = self.slots.read().iter().find(|(x, _)| x.name == r.name) {
+            return s.clone();
+        }
+        let mut slots = self.slots.write();
+        if let Some((_, s)) = slots.iter().find(|(x, _)| x.name == r.name) {
+            return s.clone();
+        }
+        let s = Arc::new(Slot::default());
+        s.cap.store(r.default_cap as u64, Ordering::Relaxed);
+        slots.push((r, s.clone()));
+        s
+    }
+
     /// Sets the cap of `r` (for caps the operator configures).
     pub fn set_cap(&self, r: Resource, cap: usize) {
-        self.slots[r.index()].cap.store(cap as u64, Ordering::Relaxed);
+        self.slot(r).cap.store(cap as u64, Ordering::Relaxed);
     }
 
     /// Records that `used` of `r` is in use now.
     pub fn record(&self, r: Resource, used: usize) {
-        let slot = &self.slots[r.index()];
+        let slot = self.slot(r);
         slot.used.store(used as u64, Ordering::Relaxed);
         slot.peak.fetch_max(used as u64, Ordering::Relaxed);
     }
@@ -192,17 +126,12 @@ impl Bounds {
     /// Records a resource that keeps its own high-water mark (the mempool).
     pub fn record_with_peak(&self, r: Resource, used: usize, peak: usize) {
         self.record(r, used);
-        self.slots[r.index()].peak.fetch_max(peak as u64, Ordering::Relaxed);
-    }
-
-    /// Records the occupancy of a bounded tokio mpsc channel from a sender of it.
-    pub fn record_channel<T>(&self, r: Resource, tx: &tokio::sync::mpsc::Sender<T>) {
-        self.record(r, tx.max_capacity() - tx.capacity());
+        self.slot(r).peak.fetch_max(peak as u64, Ordering::Relaxed);
     }
 
     /// The occupancy of `r`.
     pub fn usage(&self, r: Resource) -> Usage {
-        let slot = &self.slots[r.index()];
+        let slot = self.slot(r);
         Usage {
             resource: r,
             cap: slot.cap.load(Ordering::Relaxed),
@@ -211,15 +140,16 @@ impl Bounds {
         }
     }
 
-    /// The occupancy of every resource.
+    /// The occupancy of every registered resource, in registration order.
     pub fn all(&self) -> Vec<Usage> {
-        Resource::ALL.iter().map(|r| self.usage(*r)).collect()
+        let rs: Vec<Resource> = self.slots.read().iter().map(|(r, _)| *r).collect();
+        rs.into_iter().map(|r| self.usage(r)).collect()
     }
 }
 
 /// Exports [`Bounds`] at scrape time, after `refresh` has recorded what is read at scrape.
 pub struct BoundsCollector {
-    bounds: std::sync::Arc<Bounds>,
+    bounds: Arc<Bounds>,
     refresh: Box<dyn Fn(&Bounds) + Send + Sync>,
 }
 
@@ -231,7 +161,7 @@ impl std::fmt::Debug for BoundsCollector {
 
 impl BoundsCollector {
     /// A collector of `bounds`; `refresh` records the resources read at scrape time.
-    pub fn new(bounds: std::sync::Arc<Bounds>, refresh: impl Fn(&Bounds) + Send + Sync + 'static) -> Self {
+    pub fn new(bounds: Arc<Bounds>, refresh: impl Fn(&Bounds) + Send + Sync + 'static) -> Self {
         BoundsCollector { bounds, refresh: Box::new(refresh) }
     }
 }
@@ -263,40 +193,39 @@ impl Collector for BoundsCollector {
 mod tests {
     use super::*;
 
+    const JOBS: Resource = Resource::new("jobs", "test::JOBS_CAP", 256);
+    const POOL: Resource = Resource::new("pool", "test::POOL_CAP", 10);
+
     #[test]
     fn peaks_are_high_water_marks_and_caps_default_to_the_constants() {
         let b = Bounds::default();
-        assert_eq!(b.usage(Resource::TxJobs).cap, crate::p2p::service::TX_QUEUE_CAP as u64);
-        b.record(Resource::TxJobs, 7);
-        b.record(Resource::TxJobs, 3);
-        assert_eq!(b.usage(Resource::TxJobs), Usage { resource: Resource::TxJobs, cap: 256, used: 3, peak: 7 });
-        b.record_with_peak(Resource::MempoolTxs, 5, 9);
-        assert_eq!(b.usage(Resource::MempoolTxs).peak, 9);
-        b.set_cap(Resource::Peers, 12);
-        assert_eq!(b.usage(Resource::Peers).cap, 12);
-        let names: std::collections::HashSet<_> = Resource::ALL.iter().map(|r| r.name()).collect();
-        assert_eq!(names.len(), Resource::ALL.len(), "label values are unique");
-    }
-
-    #[test]
-    fn docs_metrics_lists_every_resource() {
-        let doc = include_str!("../docs/metrics.md");
-        for r in Resource::ALL {
-            assert!(doc.contains(&format!("| `{}` |", r.name())), "docs/metrics.md has no row for {}", r.name());
-        }
+        b.register_all(&[JOBS, POOL]);
+        assert_eq!(b.usage(JOBS).cap, 256);
+        b.record(JOBS, 7);
+        b.record(JOBS, 3);
+        assert_eq!(b.usage(JOBS), Usage { resource: JOBS, cap: 256, used: 3, peak: 7 });
+        b.record_with_peak(POOL, 5, 9);
+        assert_eq!(b.usage(POOL).peak, 9);
+        b.set_cap(POOL, 12);
+        assert_eq!(b.usage(POOL).cap, 12);
+        b.register(JOBS);
+        assert_eq!(b.all().len(), 2, "registering twice keeps one slot");
+        assert_eq!(b.usage(JOBS).peak, 7, "registering twice keeps the record");
     }
 
     #[test]
     fn the_collector_exports_three_families_for_every_resource() {
-        let bounds = std::sync::Arc::new(Bounds::default());
+        let bounds = Arc::new(Bounds::default());
+        bounds.register_all(&[JOBS, POOL]);
         let mut registry = prometheus_client::registry::Registry::default();
-        registry.register_collector(Box::new(BoundsCollector::new(bounds, |b| b.record(Resource::SigCache, 42))));
-        let text = crate::metrics::encode(&registry);
-        for r in Resource::ALL {
+        registry.register_collector(Box::new(BoundsCollector::new(bounds, |b| b.record(POOL, 42))));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for r in ["jobs", "pool"] {
             for family in ["vision_resource_cap", "vision_resource_used", "vision_resource_peak"] {
-                assert!(text.contains(&format!("{family}{{resource=\"{}\"}}", r.name())), "{family} {r:?}:\n{text}");
+                assert!(text.contains(&format!("{family}{{resource=\"{r}\"}}")), "{family} {r}:\n{text}");
             }
         }
-        assert!(text.contains("vision_resource_peak{resource=\"sig_cache\"} 42"), "{text}");
+        assert!(text.contains("vision_resource_peak{resource=\"pool\"} 42"), "{text}");
     }
 }

@@ -370,7 +370,7 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::types::{Address, TxKind};
+    use crate::types::{Address, TxKind};
 
     fn params() -> ChainParams {
         ChainParams {
@@ -518,7 +518,7 @@ mod tests {
     #[test]
     fn body_rules() {
         let p = params();
-        let kp = crate::wallet::Keypair::from_seed(&[3; 32]);
+        let kp = crate::keys::Keypair::from_seed(&[3; 32]);
         let mut t = tx(9, 10, 1);
         t.from = kp.address();
         kp.sign_tx(&mut t);

@@ -15,8 +15,8 @@ use thiserror::Error;
 use super::consensus::ChainParams;
 use super::encoding::Writer;
 use super::types::{Address, Block, BlockHeader, ENCODING_VERSION, Hash};
-use crate::state::lthash::LtHash;
-use crate::wallet::Keypair;
+use crate::keys::Keypair;
+use crate::lthash::LtHash;
 
 /// Base units per VIS.
 pub const UNITS_PER_VIS: u128 = 1_000_000_000;

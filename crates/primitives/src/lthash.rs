@@ -9,7 +9,7 @@
 //!
 //! An account with zero balance and zero nonce is absent: it contributes nothing.
 
-use crate::chain::types::{Address, Hash};
+use crate::types::{Address, Hash};
 
 /// Number of 16-bit lanes.
 pub const LANES: usize = 1024;

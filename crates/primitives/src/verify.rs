@@ -32,7 +32,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha512};
 use thiserror::Error;
 
-use crate::chain::types::Transaction;
+use crate::types::Transaction;
 
 /// Below this many signatures the verifier checks them one by one on the calling thread; at or
 /// above it, in parallel batches. From `benches/verify.rs` (ADR 004): one signature is checked
@@ -184,6 +184,9 @@ pub enum Path {
 /// Most entries in a [`SigCache`]: above the mempool's default cap (100,000), so every pooled
 /// transaction's signature stays cached until its block arrives (~96 bytes each, ~15 MB in all).
 pub const SIG_CACHE_CAP: usize = 150_000;
+/// Verified-signature cache entries, in the resource registry (cap: [`SIG_CACHE_CAP`]).
+pub const SIG_CACHE: crate::bounds::Resource =
+    crate::bounds::Resource::new("sig_cache", "verify::SIG_CACHE_CAP", SIG_CACHE_CAP);
 
 /// Witness hashes of transactions whose signatures verified, least recently used evicted first.
 ///
@@ -303,8 +306,8 @@ impl Verifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::types::{Address, TxKind};
-    use crate::wallet::Keypair;
+    use crate::keys::Keypair;
+    use crate::types::{Address, TxKind};
 
     fn signed(n: usize) -> Vec<Transaction> {
         (0..n)

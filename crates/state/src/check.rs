@@ -10,12 +10,12 @@ use std::collections::{HashMap, VecDeque};
 
 use thiserror::Error;
 
-use super::consensus::{HeaderContext, MEDIAN_TIME_SPAN, check_body, check_header_context};
-use super::genesis::Genesis;
-use super::types::Hash;
-use crate::state::lthash::LtHash;
-use crate::state::{Account, Store, StoreError, execute};
-use crate::verify::Verifier;
+use crate::{Account, Store, StoreError, execute};
+use vision_primitives::consensus::{HeaderContext, MEDIAN_TIME_SPAN, check_body, check_header_context};
+use vision_primitives::genesis::Genesis;
+use vision_primitives::lthash::LtHash;
+use vision_primitives::types::Hash;
+use vision_primitives::verify::Verifier;
 
 /// What a successful check saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +80,7 @@ pub fn check(store: &Store, genesis: &Genesis, verifier: &Verifier) -> Result<Ch
         let times: Vec<u64> = recent.iter().copied().collect();
         let ctx = HeaderContext { parent: &parent, grandparent_ts, recent_timestamps: &times };
         check_header_context(&params, &block.header, &ctx).map_err(|e| mismatch(height, e.to_string()))?;
-        if !super::consensus::meets_difficulty(&hash, block.header.difficulty) {
+        if !vision_primitives::consensus::meets_difficulty(&hash, block.header.difficulty) {
             return Err(mismatch(height, "proof of work does not meet its difficulty"));
         }
         check_body(&params, &block, verifier, None).map_err(|e| mismatch(height, e.to_string()))?;

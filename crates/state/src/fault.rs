@@ -63,7 +63,7 @@ mod imp {
 
     /// SplitMix64 of (seed, hit): a uniform draw in [0, 1).
     fn draw(seed: u64, hit: u64) -> f64 {
-        let z = crate::util::splitmix64(seed ^ hit.wrapping_mul(crate::util::SPLITMIX64_GAMMA));
+        let z = vision_primitives::util::splitmix64(seed ^ hit.wrapping_mul(vision_primitives::util::SPLITMIX64_GAMMA));
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
 

@@ -17,17 +17,15 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 
-use super::consensus::{
+use crate::{BlockMeta, BlockMetaReader, BlockStatus, ExecError, ReadView, StateDiff, Store, StoreError, WriteView};
+use vision_primitives::consensus::{
     BlockError, ChainParams, HeaderContext, MEDIAN_TIME_SPAN, check_body, check_header_context, check_header_stateless,
     now_ms,
 };
-use super::genesis::Genesis;
-use super::types::{Block, BlockHeader, Hash};
-use crate::errors::PeerAction;
-use crate::state::{
-    BlockMeta, BlockMetaReader, BlockStatus, ExecError, ReadView, StateDiff, Store, StoreError, WriteView,
-};
-use crate::verify::{InvalidSignature, Path, SIG_CACHE_CAP, SigCache, Verifier};
+use vision_primitives::errors::PeerAction;
+use vision_primitives::genesis::Genesis;
+use vision_primitives::types::{Block, BlockHeader, Hash};
+use vision_primitives::verify::{InvalidSignature, Path, SIG_CACHE_CAP, SigCache, Verifier};
 
 /// Default deepest reorg a node follows without operator action.
 pub const DEFAULT_MAX_REORG_DEPTH: u64 = 1_000;
@@ -188,7 +186,7 @@ impl Chain {
 
     /// Verifies transaction signatures through the chain's signature cache (mempool admission
     /// uses this, so the block that later includes them is not verified twice).
-    pub fn verify_transactions(&self, txs: &[crate::chain::types::Transaction]) -> Result<Path, InvalidSignature> {
+    pub fn verify_transactions(&self, txs: &[vision_primitives::types::Transaction]) -> Result<Path, InvalidSignature> {
         self.verifier.verify_txs_cached(txs, &self.sig_cache)
     }
 
@@ -198,7 +196,7 @@ impl Chain {
     /// blocks' own batches are small and start with the workers asleep. Returns false if some
     /// signature fails (nothing is cached then; the block import finds and reports it).
     pub fn preverify(&self, blocks: &[Block]) -> bool {
-        let txs: Vec<crate::chain::types::Transaction> =
+        let txs: Vec<vision_primitives::types::Transaction> =
             blocks.iter().flat_map(|b| b.transactions.iter().copied()).collect();
         self.verifier.verify_txs_cached(&txs, &self.sig_cache).is_ok()
     }
@@ -424,8 +422,8 @@ impl Chain {
         let tip_hash = r.tip_hash()?;
         let tip_meta = r.block_meta(&tip_hash)?.ok_or_else(|| StoreError::Corrupt("tip meta".into()))?;
         let (times, grandparent_ts) = ancestry(r, &tip_meta.header)?;
-        let difficulty = super::consensus::next_difficulty(&self.params, &tip_meta.header, grandparent_ts);
-        let min_ts = super::consensus::median_time(&times) + 1;
+        let difficulty = vision_primitives::consensus::next_difficulty(&self.params, &tip_meta.header, grandparent_ts);
+        let min_ts = vision_primitives::consensus::median_time(&times) + 1;
         Ok((Tip { hash: tip_hash, header: tip_meta.header, total_work: tip_meta.total_work }, difficulty, min_ts))
     }
 }

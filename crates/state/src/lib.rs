@@ -10,10 +10,20 @@
 //!   visible to readers until [`WriteView::commit`], and dropping a `WriteView` aborts it. So a crash
 //!   at any instant leaves the old tip or the new one, never a mix.
 //!
-//! The table layouts and invariants are in [`schema`].
+//! The table layouts and invariants are in [`schema`]. Block import with fork choice is in
+//! [`import`], the `db check` replay in [`check`], and the crash suite's fault points in [`fault`].
+//!
+//! This crate depends on no network, HTTP or async runtime crate (`tests/layers.rs`).
 
-pub mod lthash;
+#![warn(missing_docs)]
+
+pub mod check;
+pub mod fault;
+pub mod import;
 pub mod schema;
+
+pub use import::{Chain, ImportError, ImportOutcome, Tip};
+pub use vision_primitives::lthash;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,12 +31,12 @@ use std::path::Path;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
 use thiserror::Error;
 
-use crate::chain::consensus::{ChainParams, TxError};
-use crate::chain::encoding::{Reader, Writer};
-use crate::chain::genesis::Genesis;
-use crate::chain::types::{Address, Block, BlockHeader, HEADER_LEN, Hash, Transaction};
-use lthash::LtHash;
 use schema::*;
+use vision_primitives::consensus::{ChainParams, TxError};
+use vision_primitives::encoding::{Reader, Writer};
+use vision_primitives::genesis::Genesis;
+use vision_primitives::lthash::LtHash;
+use vision_primitives::types::{Address, Block, BlockHeader, HEADER_LEN, Hash, Transaction};
 
 /// A storage failure. None of these is a peer's fault.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -281,7 +291,7 @@ impl BlockMeta {
     }
     fn decode(b: &[u8]) -> Result<Self, StoreError> {
         let mut r = Reader::new(b);
-        let parse = |r: &mut Reader<'_>| -> Result<Self, crate::chain::encoding::DecodeError> {
+        let parse = |r: &mut Reader<'_>| -> Result<Self, vision_primitives::encoding::DecodeError> {
             let header = BlockHeader::read(r)?;
             let total_work = r.u128()?;
             let status = match r.u8()? {
@@ -331,6 +341,9 @@ pub type StoredPeer = (Vec<u8>, Vec<Vec<u8>>, u64);
 
 /// Most peers remembered in the database.
 pub const MAX_STORED_PEERS: usize = 2_000;
+/// Peers remembered in redb, in the resource registry (cap: [`MAX_STORED_PEERS`]).
+pub const STORED_PEERS: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("stored_peers", "state::MAX_STORED_PEERS", MAX_STORED_PEERS);
 /// Most addresses remembered per peer.
 pub const MAX_ADDRS_PER_PEER: usize = 8;
 
@@ -779,7 +792,7 @@ impl WriteView {
             let g = t.get(&hash.0)?.ok_or_else(|| StoreError::Corrupt(format!("no undo data for {hash}")))?;
             g.value().to_vec()
         };
-        let corrupt = |e: crate::chain::encoding::DecodeError| StoreError::Corrupt(format!("undo of {hash}: {e}"));
+        let corrupt = |e: vision_primitives::encoding::DecodeError| StoreError::Corrupt(format!("undo of {hash}: {e}"));
         let mut r = Reader::new(&undo_bytes);
         let prev = LtHash::from_bytes(r.take(lthash::LTHASH_BYTES).map_err(corrupt)?)
             .ok_or_else(|| StoreError::Corrupt("undo lthash".into()))?;
@@ -840,14 +853,20 @@ mod tests {
         Genesis::devnet().params()
     }
 
-    fn transfer(from: &crate::wallet::Keypair, to: Address, amount: u128, fee: u128, nonce: u64) -> Transaction {
-        crate::testkit::transfer(from, to, amount, fee, nonce, 1337)
+    fn transfer(
+        from: &vision_primitives::keys::Keypair,
+        to: Address,
+        amount: u128,
+        fee: u128,
+        nonce: u64,
+    ) -> Transaction {
+        vision_primitives::keys::signed_transfer(from, to, amount, fee, nonce, 1337)
     }
 
     #[test]
     fn execute_applies_nonce_balance_and_rewards() {
         let p = params();
-        let alice = crate::wallet::Keypair::from_seed(&[1; 32]);
+        let alice = vision_primitives::keys::Keypair::from_seed(&[1; 32]);
         let bob = Address([2; 32]);
         let miner = Address([3; 32]);
         let mut state = std::collections::HashMap::new();
@@ -863,7 +882,7 @@ mod tests {
     #[test]
     fn execute_rejects_each_stateful_rule() {
         let p = params();
-        let alice = crate::wallet::Keypair::from_seed(&[1; 32]);
+        let alice = vision_primitives::keys::Keypair::from_seed(&[1; 32]);
         let bob = Address([2; 32]);
         let miner = Address([3; 32]);
         let mut state = std::collections::HashMap::new();
@@ -900,7 +919,7 @@ mod tests {
         let g = Genesis::devnet();
         let p = g.params();
         let store = Store::in_memory(&g).unwrap();
-        let alice = crate::chain::genesis::dev_keypair(0);
+        let alice = vision_primitives::genesis::dev_keypair(0);
         let bob = Address([9; 32]);
         let genesis = g.block();
         let txs = vec![transfer(&alice, bob, 77, 1_000, 0)];
@@ -908,7 +927,7 @@ mod tests {
             header: BlockHeader {
                 height: 1,
                 parent: genesis.hash(),
-                tx_root: crate::chain::types::tx_root(&txs),
+                tx_root: vision_primitives::types::tx_root(&txs),
                 ..genesis.header
             },
             transactions: txs,
@@ -937,7 +956,7 @@ mod tests {
         let r = store.read().unwrap();
         assert_eq!(r.tip_hash().unwrap(), genesis.hash());
         assert_eq!(r.account(&bob).unwrap(), Account::default());
-        assert_eq!(r.account(&alice.address()).unwrap().balance, crate::chain::genesis::DEV_BALANCE);
+        assert_eq!(r.account(&alice.address()).unwrap().balance, vision_primitives::genesis::DEV_BALANCE);
         assert_eq!(r.tx_location(&block.transactions[0].id()).unwrap(), None);
         assert!(r.account_txs(&bob, 10, None).unwrap().is_empty());
         assert_eq!(r.lthash().unwrap().root(), before_root);
