@@ -478,15 +478,53 @@ fn openapi_served_lists_every_route_with_its_errors() {
     assert_eq!(res.status().as_u16(), 405);
     let v: Value = serde_json::from_str(&res.into_body().read_to_string().unwrap()).unwrap();
     assert_eq!(v["error"]["code"], "method_not_allowed");
-    // Just over the limit, so the whole request fits in the socket buffers before the node answers.
-    let big = json!({"tx": "0".repeat(vision_node::api::MAX_BODY_BYTES)});
-    let res = agent.post(&format!("{}/v1/txs", node.api)).send_json(big).unwrap();
-    assert_eq!(res.status().as_u16(), 413);
-    let v: Value = serde_json::from_str(&res.into_body().read_to_string().unwrap()).unwrap();
+    // A body over the limit gets 413 with the error JSON.
+    let (status, body) = post_over_limit(&node.api, "/v1/txs", vision_node::api::MAX_BODY_BYTES);
+    assert_eq!(status, 413, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("413 body is not JSON: {body}"));
     assert_eq!(v["error"]["code"], "body_too_large");
     let res = agent.get(&format!("{}/v1/accounts/{dev}/txs?limit=many", node.api)).call().unwrap();
     assert_eq!(res.status().as_u16(), 400);
     let v: Value = serde_json::from_str(&res.into_body().read_to_string().unwrap()).unwrap();
     assert_eq!(v["error"]["code"], "invalid_query");
     assert!(node.terminate());
+}
+
+/// POSTs a JSON body of exactly `limit + 1` bytes to `path` over a raw socket and returns the
+/// status and body of the answer.
+///
+/// The node answers 413 as soon as the body it has read passes `limit` and then closes the
+/// connection. An HTTP client that is still writing the body at that moment gets a reset instead
+/// of the answer (seen once on a loaded machine: "Peer disconnected"), and whether it is still
+/// writing depends on socket buffers and scheduling. With exactly one byte over the limit, the
+/// byte that makes the node answer is the last one sent: every byte of the request has been read
+/// before the answer is written, nothing unread is left to turn the close into a reset, and the
+/// client only reads from then on.
+fn post_over_limit(api: &str, path: &str, limit: usize) -> (u16, String) {
+    use std::io::{Read, Write};
+    let host = api.trim_start_matches("http://");
+    let prefix = r#"{"tx":""#;
+    let suffix = r#""}"#;
+    let body = format!("{prefix}{}{suffix}", "0".repeat(limit + 1 - prefix.len() - suffix.len()));
+    assert_eq!(body.len(), limit + 1);
+    let mut s = TcpStream::connect(host).expect("connect to the API");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the answer until the node closes");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no complete answer: {text:?}"));
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {head:?}"));
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    (status, if chunked { crate::common::dechunk(rest) } else { rest.to_string() })
 }
