@@ -150,11 +150,6 @@ fn prometheus_scrapes_every_node() {
         targets.join(", ")
     );
     std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let listen = format!("127.0.0.1:{port}");
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
@@ -162,16 +157,39 @@ fn prometheus_scrapes_every_node() {
             let _ = self.0.wait();
         }
     }
-    let _server = Kill(
+    // Port 0: Prometheus binds a free port itself and logs it ("Listening on" address=...). A port
+    // picked here and released before Prometheus binds it could be taken meanwhile by a node of a
+    // test running in parallel.
+    let mut server = Kill(
         Command::new(prometheus)
             .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address={listen}"))
+            .arg("--web.listen-address=127.0.0.1:0")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     );
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let stderr = server.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut sent = false;
+        // Keep reading to the end so Prometheus never blocks on a full pipe.
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if !sent
+                && line.contains("msg=\"Listening on\"")
+                && let Some(addr) = line.split("address=").nth(1).and_then(|a| a.split_whitespace().next())
+            {
+                sent = addr_tx.send(addr.trim_matches('"').to_string()).is_ok();
+            }
+        }
+    });
+    let listen = addr_rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("Prometheus did not log its listen address: {:?}", server.0.try_wait()));
+    let _server = server;
     let base = format!("http://{listen}");
     wait_for("every target up", Duration::from_secs(60), || {
         let body = std::panic::catch_unwind(|| http_get(&base, "/api/v1/targets")).ok()?;
