@@ -59,7 +59,7 @@ use vision_node::p2p::{BanInfo, PeerInfo, TransportKind, peer_manager};
 use vision_node::testkit::{TEST_CHAIN_ID, genesis_with_accounts, next_block, transfer};
 use vision_node::wallet::Keypair;
 
-use crate::common::{NodeProcess, wait_for};
+use crate::common::{NodeProcess, http_get, samples, sum, wait_for};
 
 /// Longest acceptable answer time of an honest sync request while attacks run.
 const HONEST_LATENCY: Duration = Duration::from_secs(2);
@@ -738,6 +738,16 @@ fn score(node: &NodeProcess, peer: &PeerId) -> Option<f64> {
     peers(node).into_iter().find(|p| p.peer_id == peer.to_string()).map(|p| p.score)
 }
 
+/// The sum of `node`'s `/metrics` samples whose series starts with `series`.
+fn metric(node: &NodeProcess, series: &str) -> f64 {
+    sum(&samples(&http_get(&node.metrics, "/metrics")), series)
+}
+
+/// Transactions from gossip that `node` refused.
+const NETWORK_TXS_REFUSED: &str = r#"vision_transactions_submitted_total{source="network",result="rejected"}"#;
+/// Gossiped blocks `node` reported `Ignore` for.
+const BLOCKS_IGNORED: &str = r#"vision_p2p_gossip_messages_total{topic="blocks",result="ignore"}"#;
+
 #[test]
 fn a_mutated_body_does_not_poison_the_genuine_block_and_bad_transactions_cost_only_when_invalid() {
     let s = Setting::new();
@@ -775,6 +785,7 @@ fn a_mutated_body_does_not_poison_the_genuine_block_and_bad_transactions_cost_on
         t
     };
     let low_fee = transfer(&s.keys[1], Address([8; 32]), 5, 0, 0, TEST_CHAIN_ID);
+    let refused_before = metric(&a, NETWORK_TXS_REFUSED);
     let liar = s.stack_peer(&a, &[&b]);
     let cheap = s.stack_peer(&a, &[&b]);
     for (peer, tx) in [(&liar, bad_sig), (&cheap, low_fee)] {
@@ -785,7 +796,10 @@ fn a_mutated_body_does_not_poison_the_genuine_block_and_bad_transactions_cost_on
     wait_for("the invalid transaction's sender penalised", Duration::from_secs(10), || {
         score(&a, &liar.id).filter(|x| *x < 0.0)
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // Both transactions judged (a fixed wait would let a slow node pass without judging the cheap one).
+    wait_for("both gossiped transactions refused", Duration::from_secs(10), || {
+        (metric(&a, NETWORK_TXS_REFUSED) >= refused_before + 2.0).then_some(())
+    });
     assert_eq!(score(&a, &cheap.id), Some(0.0), "a low fee is no offence");
     assert!(banned(&a, &cheap.id).is_none());
     assert_eq!(a.status().mempool_size, 0, "neither transaction entered the pool");
@@ -799,9 +813,13 @@ fn a_block_from_the_future_is_ignored_without_penalty_and_accepted_once_its_time
     let mut block = next_block(&s.local.chain, vec![], Address([0xf0; 32])).unwrap();
     block.header.timestamp_ms = now_ms() + 20_000;
     assert!(meets_difficulty(&block.hash(), block.header.difficulty));
+    let ignored_before = metric(&a, BLOCKS_IGNORED);
     let early = s.stack_peer(&a, &[&b]);
     wait_for("the early block published", Duration::from_secs(15), || early.publish(block.encode()).ok());
-    std::thread::sleep(Duration::from_secs(1));
+    // Judged (Ignore), however long that takes on a loaded machine, before its fate is checked.
+    wait_for("the early block ignored", Duration::from_secs(10), || {
+        (metric(&a, BLOCKS_IGNORED) > ignored_before).then_some(())
+    });
     assert_eq!(a.status().height, 1, "not imported while too far ahead");
     assert_eq!(score(&a, &early.id), Some(0.0), "a clock ahead is no offence");
     assert!(bans(&a).is_empty());
