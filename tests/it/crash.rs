@@ -115,13 +115,13 @@ impl Setting {
         let stderr = child.stderr.take().expect("stderr");
         let lines: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = lines.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 sink.lock().unwrap().push(line);
             }
         });
-        Life { child, lines, started: Instant::now() }
+        Life { child, lines, reader: Some(reader), started: Instant::now() }
     }
 
     /// `db check` on `x`'s database; panics with its output if it fails.
@@ -174,6 +174,8 @@ impl Setting {
 struct Life {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The thread collecting `lines`; it ends at end of file, once the process is gone.
+    reader: Option<std::thread::JoinHandle<()>>,
     started: Instant,
 }
 
@@ -185,6 +187,7 @@ impl Life {
         let fired = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 use std::os::unix::process::ExitStatusExt;
+                self.read_all();
                 let fired = self.fault();
                 assert!(
                     fired.is_some() && status.signal() == Some(6),
@@ -196,6 +199,7 @@ impl Life {
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
+                self.read_all();
                 break None;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -212,9 +216,16 @@ impl Life {
         assert!(bad.is_empty(), "x penalised the honest peer: {bad:#?}");
     }
 
+    /// Waits until every line the process wrote is collected (call once it has exited). A fixed
+    /// pause instead can miss the last lines, the fault report among them, on a loaded machine.
+    fn read_all(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the log reader thread");
+        }
+    }
+
+    /// The fault point the process reported (after [`Life::read_all`]).
     fn fault(&self) -> Option<String> {
-        // Give the reader thread a moment to collect the last line.
-        std::thread::sleep(Duration::from_millis(20));
         let lines = self.lines.lock().unwrap();
         lines
             .iter()
@@ -226,6 +237,7 @@ impl Life {
         let running = self.child.try_wait().unwrap().is_none();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.read_all();
         assert!(running, "x exited by itself: {:?}", self.lines.lock().unwrap());
         self.assert_no_penalty();
     }
