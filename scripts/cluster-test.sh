@@ -14,7 +14,12 @@
 #       rejoins and catches up;
 #    d. a node cut off the compose network (`docker network disconnect`) while the others mine
 #       10 blocks (it mines a fork of its own meanwhile), then reconnected, heals onto the same tip
-#       as the rest, and every connection it lists afterwards is listed by the peer as well.
+#       as the rest, and every connection it lists afterwards is listed by the peer as well;
+#    e. (monitoring profile, when Debian's prometheus binary is installed) Prometheus, in an image
+#       built FROM scratch around that binary, scrapes every node; every Grafana dashboard panel's
+#       query returns data from it (asked of Prometheus directly: no Grafana image exists here);
+#       the VisionNodeDown alert fires when the bootnode is stopped and clears when it is back;
+#    f. (when the binary has the `health` subcommand) every container's HEALTHCHECK reports healthy.
 # Prints PASS/FAIL lines with timings, exits non-zero on any failure (with the nodes' last logs),
 # and always removes its containers, volumes, network and image.
 #
@@ -27,27 +32,34 @@
 # CLUSTER_TEST_KEEP=1 (leave the cluster running for inspection; remove it with the printed command),
 # CLUSTER_TEST_NEW_IP=1 (in d, a placeholder container takes the cut-off node's address, so it
 # rejoins under a new one and its old TCP connections never resume: only dead-connection detection
-# can end them).
+# can end them), CLUSTER_TEST_MONITORING=0 (skip e), CARGO_TARGET_DIR (the static binary is
+# $CARGO_TARGET_DIR/static/..., default target/static/...).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 TRIPLE=x86_64-unknown-linux-gnu
-STATIC_TARGET_DIR=$ROOT/target/static
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
+STATIC_TARGET_DIR=$TARGET_DIR/static
 BIN=$STATIC_TARGET_DIR/$TRIPLE/release/vision-node
-BIN_IN_CONTEXT=target/static/$TRIPLE/release/vision-node # must match Dockerfile and .dockerignore
 NODES=4
 MIN_HEIGHT=5
 PARTITION_BLOCKS=10 # blocks the connected nodes mine while one node is cut off
 TIMEOUT=${CLUSTER_TEST_TIMEOUT:-120}
 PROJECT=visiontest$$
 IMAGE=vision-node:clustertest$$
+PROM_IMAGE=vision-prometheus:clustertest$$
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/vision-cluster.XXXXXX")
 
 START_MS=$(date +%s%3N)
 FAILED=0
 UP=0
 BUILT_IMAGE=0
+BUILT_PROM_IMAGE=0
+MONITORING=0
+HEALTH=0
+OVERRIDE=()
 PLACEHOLDER=
 
 now_ms() { date +%s%3N; }
@@ -71,7 +83,8 @@ command -v curl >/dev/null 2>&1 || { echo "FAIL: curl is needed" >&2; exit 1; }
 # The compose settings this test needs: its own image, random host ports, no automatic restarts
 # (a crash must show up as a failure, and `docker kill` must leave the container stopped).
 export VISION_IMAGE=$IMAGE VISION_BOOTNODE_API_PORT='' VISION_RESTART=no
-compose() { "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" "$@"; }
+export PROMETHEUS_IMAGE=$PROM_IMAGE PROMETHEUS_PORT='' GRAFANA_PORT=''
+compose() { "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" "${OVERRIDE[@]}" "$@"; }
 
 dump_logs() {
     [ "$UP" = 1 ] || return 0
@@ -96,16 +109,19 @@ cleanup() {
     if [ "${CLUSTER_TEST_KEEP:-0}" = 1 ] && [ "$UP" = 1 ]; then
         echo "cluster left running; remove it with:"
         [ -z "$PLACEHOLDER" ] || echo "  docker rm -f -v $PLACEHOLDER"
-        echo "  VISION_IMAGE=$IMAGE ${COMPOSE[*]} -p $PROJECT -f $ROOT/docker-compose.yml down -v && docker rmi $IMAGE"
+        echo "  VISION_IMAGE=$IMAGE PROMETHEUS_IMAGE=$PROM_IMAGE ${COMPOSE[*]} -p $PROJECT -f $ROOT/docker-compose.yml ${OVERRIDE[*]} --profile monitoring down -v && docker rmi $IMAGE $PROM_IMAGE"
     else
         if [ -n "$PLACEHOLDER" ]; then
             docker rm -f -v "$PLACEHOLDER" >/dev/null 2>&1 || true
         fi
         if [ "$UP" = 1 ]; then
-            compose down -v --remove-orphans --timeout 10 >/dev/null 2>&1 || true
+            compose --profile monitoring down -v --remove-orphans --timeout 10 >/dev/null 2>&1 || true
         fi
         if [ "$BUILT_IMAGE" = 1 ]; then
             docker rmi -f "$IMAGE" >/dev/null 2>&1 || true
+        fi
+        if [ "$BUILT_PROM_IMAGE" = 1 ]; then
+            docker rmi -f "$PROM_IMAGE" >/dev/null 2>&1 || true
         fi
     fi
     rm -rf "$TMP"
@@ -144,19 +160,48 @@ else
     fail "$BIN is dynamically linked: $(tr '\n' ' ' <<<"$linkage")"
 fi
 
-log "building image $IMAGE"
+log "building image $IMAGE (host binary: deploy/docker/Dockerfile.host-binary)"
 t=$(now_ms)
 BUILT_IMAGE=1
-docker build -q -t "$IMAGE" --build-arg "BINARY=$BIN_IN_CONTEXT" -f "$ROOT/Dockerfile" "$ROOT" >/dev/null \
+CARGO_TARGET_DIR=$TARGET_DIR DOCKER_BUILD_MODE=host DOCKER_BUILD_SKIP_CARGO=1 "$ROOT/scripts/docker-build.sh" "$IMAGE" \
     || fail "docker build"
 log "image built ($(since "$t") s, $(docker image inspect -f '{{.Size}}' "$IMAGE") bytes)"
 
+# The image's HEALTHCHECK runs `vision-node health`; a binary without it would only be reported
+# unhealthy (compose restarts nothing for that), but check f needs it: off, and said so, without.
+if "$BIN" health --help >/dev/null 2>&1; then
+    HEALTH=1
+else
+    printf 'services:\n  bootnode:\n    healthcheck:\n      disable: true\n  node:\n    healthcheck:\n      disable: true\n' \
+        >"$TMP/no-healthcheck.yml"
+    OVERRIDE=(-f "$TMP/no-healthcheck.yml")
+    echo "NOTE: $BIN has no \`health\` subcommand yet: HEALTHCHECK disabled, check f skipped"
+fi
+
+# Monitoring (check e): Prometheus FROM scratch around Debian's binary, when it is installed.
+if [ "${CLUSTER_TEST_MONITORING:-1}" = 1 ]; then
+    if command -v prometheus >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; then
+        t=$(now_ms)
+        BUILT_PROM_IMAGE=1
+        "$ROOT/scripts/monitoring-images.sh" "$PROM_IMAGE" >/dev/null || fail "Prometheus image"
+        MONITORING=1
+        log "Prometheus image $PROM_IMAGE built ($(since "$t") s)"
+    else
+        echo "NOTE: no prometheus binary (apt-get install prometheus) or python3: check e skipped"
+    fi
+fi
+
 # ---- cluster -------------------------------------------------------------------------------------
 
-log "starting bootnode + $NODES nodes (project $PROJECT, ${COMPOSE[*]})"
 CLUSTER_START=$(now_ms)
 UP=1
-compose up -d --no-build --scale "node=$NODES" bootnode node || fail "compose up"
+if [ "$MONITORING" = 1 ]; then
+    log "starting bootnode + $NODES nodes + Prometheus (project $PROJECT, ${COMPOSE[*]})"
+    compose --profile monitoring up -d --no-build --scale "node=$NODES" bootnode node prometheus || fail "compose up"
+else
+    log "starting bootnode + $NODES nodes (project $PROJECT, ${COMPOSE[*]})"
+    compose up -d --no-build --scale "node=$NODES" bootnode node || fail "compose up"
+fi
 
 BOOT=$(compose ps -q bootnode)
 mapfile -t REPLICAS < <(compose ps -q node)
@@ -388,3 +433,120 @@ until read_statuses "${ALL[@]}" && symmetric_peers "$ISOLATED"; do
     sleep 1
 done
 pass "d. every connection ${NAME[$ISOLATED]} lists is live on both ends ($(since "$t") s)"
+
+# ---- e. monitoring: scrapes, dashboard queries, an alert firing and clearing ---------------------
+
+if [ "$MONITORING" = 1 ]; then
+    PROM=$(compose ps -q prometheus)
+    [ -n "$PROM" ] || fail "e. no prometheus container"
+    PROM_URL=http://$(docker port "$PROM" 9090/tcp | grep -m1 '^127\.0\.0\.1:')
+    # An instant query; prints the result array (JSON).
+    promq() {
+        curl -fsS --max-time 5 -G "$PROM_URL/api/v1/query" --data-urlencode "query=$1" 2>/dev/null \
+            | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d["data"]["result"]))'
+    }
+    scalar_of() { python3 -c 'import json,sys; r=json.load(sys.stdin); print(r[0]["value"][1] if r else "")'; }
+
+    log "e. Prometheus ($PROM_URL) must scrape all $((NODES + 1)) nodes"
+    t=$(now_ms)
+    deadline=$(($(now_ms) + TIMEOUT * 1000))
+    until [ "$(promq 'count(up{job=~"vision-.*"} == 1)' | scalar_of 2>/dev/null)" = "$((NODES + 1))" ]; do
+        [ "$(now_ms)" -lt "$deadline" ] || fail "e. Prometheus does not scrape all $((NODES + 1)) nodes: $(promq 'up{job=~"vision-.*"}')"
+        sleep 1
+    done
+    pass "e. Prometheus scrapes the bootnode and all $NODES replicas ($(since "$t") s)"
+
+    # Every panel query of the Grafana dashboard, with Grafana's variables filled in the way it
+    # would ($instance = All, $__rate_interval = 4 scrape intervals, $__range = 5m), asked of
+    # Prometheus. Series that exist only once an event happened (bans, peer actions, drops) may
+    # legitimately be empty in a healthy cluster: listed, not failed.
+    t=$(now_ms)
+    sleep 15 # a few more scrapes, so rate() over 20 s has two samples everywhere
+    python3 - "$ROOT/deploy/grafana/dashboards/vision.json" "$PROM_URL" <<'PY' || fail "e. dashboard queries without data (above)"
+import json, sys, urllib.parse, urllib.request
+dash, url = sys.argv[1], sys.argv[2]
+d = json.load(open(dash))
+event_only = ("vision_p2p_bans_total", "vision_p2p_peer_actions_total", "vision_p2p_dropped_messages_total")
+panels = []
+def walk(ps):
+    for p in ps:
+        panels.append(p)
+        walk(p.get("panels", []))
+walk(d["panels"])
+empty, total, allowed = [], 0, []
+for p in panels:
+    for t in p.get("targets", []):
+        expr = t.get("expr")
+        if not expr:
+            continue
+        total += 1
+        q = (expr.replace("$instance", ".*").replace("$__rate_interval", "20s")
+                 .replace("$__range", "5m").replace("$__interval", "5s"))
+        with urllib.request.urlopen(url + "/api/v1/query?" + urllib.parse.urlencode({"query": q}), timeout=5) as r:
+            res = json.load(r)
+        if res["status"] != "success":
+            empty.append((p["title"], expr, "error " + str(res)))
+        elif not res["data"]["result"]:
+            (allowed if any(m in expr for m in event_only) else empty).append((p["title"], expr, "no series"))
+for title, expr, why in allowed:
+    print(f"  note: panel '{title}' has no data yet (only recorded after an event): {expr}")
+for title, expr, why in empty:
+    print(f"  FAIL: panel '{title}': {why}: {expr}")
+print(f"  {total - len(empty) - len(allowed)} of {total} panel queries returned data, {len(allowed)} event-only empty, {len(empty)} failed")
+sys.exit(1 if empty else 0)
+PY
+    pass "e. every dashboard panel query (except event-only series) returns data from Prometheus ($(since "$t") s)"
+
+    alert_state() { # alertname instance -> firing|pending|""
+        curl -fsS --max-time 5 "$PROM_URL/api/v1/alerts" 2>/dev/null | python3 -c '
+import json, sys
+name, inst = sys.argv[1], sys.argv[2]
+for a in json.load(sys.stdin)["data"]["alerts"]:
+    if a["labels"].get("alertname") == name and a["labels"].get("instance") == inst:
+        print(a["state"]); break' "$1" "$2"
+    }
+    # The bootnode is a static target: stopped, it stays a target and turns `up == 0`. (A stopped
+    # `node` replica would drop out of DNS discovery instead: see docs/runbook.md, VisionNodeDown.)
+    log "e. docker stop ${NAME[$BOOT]}: VisionNodeDown must fire (for: 30 s, rules evaluated every 15 s)"
+    t=$(now_ms)
+    docker stop -t 10 "$BOOT" >/dev/null || fail "e. docker stop bootnode"
+    deadline=$(($(now_ms) + TIMEOUT * 1000))
+    until [ "$(alert_state VisionNodeDown bootnode:9615)" = firing ]; do
+        [ "$(now_ms)" -lt "$deadline" ] || fail "e. VisionNodeDown did not fire within ${TIMEOUT} s of stopping the bootnode"
+        sleep 2
+    done
+    fired=$(since "$t")
+    pass "e. VisionNodeDown{instance=\"bootnode:9615\"} firing $fired s after the bootnode stopped"
+    t=$(now_ms)
+    docker start "$BOOT" >/dev/null || fail "e. docker start bootnode"
+    refresh_url "$BOOT"
+    deadline=$(($(now_ms) + TIMEOUT * 1000))
+    until [ -z "$(alert_state VisionNodeDown bootnode:9615)" ]; do
+        [ "$(now_ms)" -lt "$deadline" ] || fail "e. VisionNodeDown still $(alert_state VisionNodeDown bootnode:9615) ${TIMEOUT} s after the bootnode came back"
+        sleep 2
+    done
+    pass "e. VisionNodeDown cleared $(since "$t") s after the bootnode was started again (fired after $fired s)"
+    read_statuses "${ALL[@]}" 2>/dev/null || true
+    target=$(($(max_height "${ALL[@]}") + 1))
+    wait_converged "$target" "${ALL[@]}" || fail "e. the bootnode did not catch up after its restart"
+    pass "e. the bootnode caught up: all nodes on the tip at height $CONVERGED_HEIGHT"
+    echo "SKIP: Grafana checks and screenshot: no Grafana image can be built here (Grafana is not packaged by Debian, and no registry is reachable)"
+fi
+
+# ---- f. health checks ----------------------------------------------------------------------------
+
+if [ "$HEALTH" = 1 ]; then
+    t=$(now_ms)
+    deadline=$(($(now_ms) + TIMEOUT * 1000))
+    while :; do
+        unhealthy=
+        for c in "${ALL[@]}"; do
+            h=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$c")
+            [ "$h" = healthy ] || unhealthy+=" ${NAME[$c]}=$h"
+        done
+        [ -n "$unhealthy" ] || break
+        [ "$(now_ms)" -lt "$deadline" ] || fail "f. not healthy:$unhealthy"
+        sleep 2
+    done
+    pass "f. all $((NODES + 1)) containers report healthy through \`vision-node health\` ($(since "$t") s)"
+fi
