@@ -8,18 +8,18 @@
 #
 # 1. builds the release binary (skip with BENCH_SKIP_BUILD=1);
 # 2. writes a genesis funding BENCH_ACCOUNTS deterministic bench accounts
-#    (`vision-node bench load --write-genesis`), target block time BENCH_BLOCK_MS;
+#    (`vision-bench load --write-genesis`), target block time BENCH_BLOCK_MS;
 # 3. starts 3 nodes on 127.0.0.1 (node 0 is the bootnode; the first BENCH_MINERS nodes mine with one
 #    thread each; every node has --mempool-max-txs BENCH_MEMPOOL and --max-peers 1100) and waits until
 #    all of them are connected and at height >= BENCH_WARMUP_BLOCKS (the difficulty retarget has
 #    settled);
-# 4. `vision-node bench load` offers BENCH_TPS transfers/s for BENCH_DURATION s, spread over the 3
+# 4. `vision-bench load` offers BENCH_TPS transfers/s for BENCH_DURATION s, spread over the 3
 #    APIs, and prints its table (with each node's CPU by thread, RSS and metrics over the window);
 # 5. waits (at most 90 s) for node 0's pool to empty, restarts node 1 (same data dir, so its RSS and
-#    pool start clean) and waits until it is back on node 0's tip, then `vision-node bench peers`
+#    pool start clean) and waits until it is back on node 0's tip, then `vision-bench peers`
 #    holds BENCH_PEER_STEPS connections to node 1 (a non-mining node that imports every block from
 #    the network) and prints its table;
-# 6. `vision-node bench propagation` over the 3 APIs for BENCH_PROP_BLOCKS blocks twice: with no
+# 6. `vision-bench propagation` over the 3 APIs for BENCH_PROP_BLOCKS blocks twice: with no
 #    transactions (header-only blocks), then with `bench load` sending BENCH_PROP_TPS transfers/s in
 #    the background (started first; the measurement begins once node 0's pool has transactions, and
 #    the load keeps running through the raw gossipsub phase so both phases share the machine with
@@ -44,7 +44,9 @@ export LC_ALL=C
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BIN=$ROOT/target/release/vision-node
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release/vision-node
+BENCH=$TARGET_DIR/release/vision-bench # the measurement tools (crates/tools)
 TPS=${BENCH_TPS:-10000}
 DURATION=${BENCH_DURATION:-30}
 ACCOUNTS=${BENCH_ACCOUNTS:-5000}
@@ -135,16 +137,17 @@ others_cpu() {
 ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
-    log "building the release binary"
-    cargo build --release --bin vision-node
+    log "building the release binaries"
+    cargo build --release --bin vision-node --bin vision-bench
 fi
 [ -x "$BIN" ] || { log "no binary at $BIN"; exit 1; }
+[ -x "$BENCH" ] || { log "no binary at $BENCH"; exit 1; }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB RAM"
 echo "tree: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (with local changes)')"
 
 GENESIS=$TMP/genesis.toml
-"$BIN" bench load --write-genesis "$GENESIS" --accounts "$ACCOUNTS" --target-block-time-ms "$BLOCK_MS" \
+"$BENCH" load --write-genesis "$GENESIS" --accounts "$ACCOUNTS" --target-block-time-ms "$BLOCK_MS" \
     --initial-difficulty "$DIFFICULTY" >/dev/null
 
 "$BIN" keygen --out "$TMP/n0.key" >"$TMP/n0.id"
@@ -189,9 +192,9 @@ want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
 if want load; then
     others_cpu | tee "$TMP/others-before-load.txt"
     log "bench load: $TPS tx/s for $DURATION s from $ACCOUNTS accounts over 3 APIs"
-    echo "vision-node bench load --api $API_LIST --keys-from-genesis GENESIS --tps $TPS --duration $DURATION" \
+    echo "vision-bench load --api $API_LIST --keys-from-genesis GENESIS --tps $TPS --duration $DURATION" \
         "--senders $SENDERS --batch $BATCH --pid $PID_LIST --metrics $METRICS_LIST" >>"$TMP/commands.txt"
-    "$BIN" bench load --api "$API_LIST" --keys-from-genesis "$GENESIS" --tps "$TPS" --duration "$DURATION" \
+    "$BENCH" load --api "$API_LIST" --keys-from-genesis "$GENESIS" --tps "$TPS" --duration "$DURATION" \
         --senders "$SENDERS" --batch "$BATCH" --pid "$PID_LIST" --metrics "$METRICS_LIST" | tee "$TMP/load.md"
     others_cpu | tee "$TMP/others-after-load.txt"
     # Transfers whose predecessors never reached the miner stay pooled on the other nodes, so only
@@ -217,9 +220,9 @@ if want peers; then
     others_cpu | tee "$TMP/others-before-peers.txt"
     log "bench peers: steps $PEER_STEPS against node 1 (pid ${PIDS[1]})"
     PEER_PIDS="${PIDS[1]},${PIDS[0]},${PIDS[2]}" # the target first, then the rest of the cluster
-    echo "vision-node bench peers --target /ip4/127.0.0.1/tcp/$(p2p_port 1) --api $(api 1) --pid $PEER_PIDS" \
+    echo "vision-bench peers --target /ip4/127.0.0.1/tcp/$(p2p_port 1) --api $(api 1) --pid $PEER_PIDS" \
         "--count $COUNT --steps $PEER_STEPS --duration $PEER_DURATION" >>"$TMP/commands.txt"
-    "$BIN" bench peers --target "/ip4/127.0.0.1/tcp/$(p2p_port 1)" --api "$(api 1)" --pid "$PEER_PIDS" \
+    "$BENCH" peers --target "/ip4/127.0.0.1/tcp/$(p2p_port 1)" --api "$(api 1)" --pid "$PEER_PIDS" \
         --count "$COUNT" --steps "$PEER_STEPS" --duration "$PEER_DURATION" | tee "$TMP/peers.md"
     others_cpu | tee "$TMP/others-after-peers.txt"
 fi
@@ -229,21 +232,21 @@ if want propagation; then
     wait_for 60 "every node to see the other two" all_connected_to_all || log "not a full mesh; the bench reads the links"
     others_cpu | tee "$TMP/others-before-propagation.txt"
     log "bench propagation: $PROP_BLOCKS blocks without transactions"
-    echo "vision-node bench propagation --api $API_LIST --blocks $PROP_BLOCKS" >>"$TMP/commands.txt"
-    "$BIN" bench propagation --api "$API_LIST" --blocks "$PROP_BLOCKS" | tee "$TMP/propagation-empty.md"
+    echo "vision-bench propagation --api $API_LIST --blocks $PROP_BLOCKS" >>"$TMP/commands.txt"
+    "$BENCH" propagation --api "$API_LIST" --blocks "$PROP_BLOCKS" | tee "$TMP/propagation-empty.md"
     if [ "$PROP_TPS" -gt 0 ]; then
         # Long enough for both phases; stopped as soon as the propagation bench is done.
         LOAD_SECS=$((PROP_BLOCKS * BLOCK_MS * 3 / 1000 + 60))
         log "bench load at $PROP_TPS tx/s in the background, then bench propagation: $PROP_BLOCKS blocks"
-        echo "vision-node bench load --api $API_LIST --keys-from-genesis GENESIS --tps $PROP_TPS" \
+        echo "vision-bench load --api $API_LIST --keys-from-genesis GENESIS --tps $PROP_TPS" \
             "--duration $LOAD_SECS --senders 32 &  # stopped after:" >>"$TMP/commands.txt"
-        "$BIN" bench load --api "$API_LIST" --keys-from-genesis "$GENESIS" --tps "$PROP_TPS" \
+        "$BENCH" load --api "$API_LIST" --keys-from-genesis "$GENESIS" --tps "$PROP_TPS" \
             --duration "$LOAD_SECS" --senders 32 >"$TMP/propagation-load-run.txt" 2>&1 &
         LOAD_PID=$!
         pool_busy() { [ "$(status_field 0 mempool_size)" -gt 0 ]; }
         wait_for 120 "the load to reach node 0's pool" pool_busy
-        echo "vision-node bench propagation --api $API_LIST --blocks $PROP_BLOCKS" >>"$TMP/commands.txt"
-        "$BIN" bench propagation --api "$API_LIST" --blocks "$PROP_BLOCKS" | tee "$TMP/propagation-load.md"
+        echo "vision-bench propagation --api $API_LIST --blocks $PROP_BLOCKS" >>"$TMP/commands.txt"
+        "$BENCH" propagation --api "$API_LIST" --blocks "$PROP_BLOCKS" | tee "$TMP/propagation-load.md"
         kill -TERM "$LOAD_PID" 2>/dev/null || true
         wait "$LOAD_PID" 2>/dev/null || true
         LOAD_PID=

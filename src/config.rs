@@ -110,13 +110,13 @@ pub struct RunArgs {
     pub network: Option<bool>,
     /// P2p listen multiaddr, repeatable [default: /ip4/0.0.0.0/tcp/7000].
     #[arg(long, env = "VISION_LISTEN", value_name = "MULTIADDR", value_delimiter = ',')]
-    pub listen: Vec<libp2p::Multiaddr>,
+    pub listen: Vec<crate::p2p::Multiaddr>,
     /// Address to announce to peers besides the listen addresses, repeatable.
     #[arg(long, env = "VISION_EXTERNAL_ADDR", value_name = "MULTIADDR", value_delimiter = ',')]
-    pub external_addr: Vec<libp2p::Multiaddr>,
+    pub external_addr: Vec<crate::p2p::Multiaddr>,
     /// Bootstrap peer multiaddr (ending in /p2p/PEER_ID), repeatable.
     #[arg(long, env = "VISION_BOOTSTRAP", value_name = "MULTIADDR", value_delimiter = ',')]
-    pub bootstrap: Vec<libp2p::Multiaddr>,
+    pub bootstrap: Vec<crate::p2p::Multiaddr>,
     /// Node key file, created on first run [default: DATA_DIR/node-key].
     #[arg(long, env = "VISION_NODE_KEY", value_name = "FILE")]
     pub node_key: Option<PathBuf>,
@@ -190,9 +190,9 @@ pub struct FileConfig {
 
 fn multiaddrs(
     key: &str,
-    flag: Vec<libp2p::Multiaddr>,
+    flag: Vec<crate::p2p::Multiaddr>,
     file: Option<Vec<String>>,
-) -> Result<Vec<libp2p::Multiaddr>, ConfigError> {
+) -> Result<Vec<crate::p2p::Multiaddr>, ConfigError> {
     if !flag.is_empty() {
         return Ok(flag);
     }
@@ -273,7 +273,7 @@ impl RunArgs {
             net.external = multiaddrs("external_addr", self.external_addr.clone(), file.external_addr)?;
             net.bootstrap = multiaddrs("bootstrap", self.bootstrap.clone(), file.bootstrap)?;
             for b in &net.bootstrap {
-                if !b.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_))) {
+                if crate::p2p::peer_of(b).is_none() {
                     return Err(ConfigError::Invalid(format!("bootstrap address {b} must end in /p2p/<peer id>")));
                 }
             }

@@ -16,19 +16,18 @@
 #![warn(missing_docs)]
 
 pub mod api;
-pub mod bench;
 pub mod chain;
 pub mod config;
 pub mod metrics;
 pub mod miner;
 pub mod node;
-pub mod p2p;
 pub mod testkit;
 pub mod wallet;
 
 // The lower layers are crates of their own (`crates/`); the node re-exports them under the paths
 // the node's modules, tests, benchmarks and fuzz targets use.
 pub use vision_mempool as mempool;
+pub use vision_p2p as p2p;
 pub use vision_primitives::{bounds, errors, keys, util, verify};
 pub use vision_state as state;
 pub use vision_state::fault;

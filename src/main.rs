@@ -48,10 +48,6 @@ enum Command {
         #[arg(long)]
         key: PathBuf,
     },
-    /// Benchmarks against running nodes: `load` (signed transfers at a target rate) and `peers`
-    /// (many libp2p connections); see docs/performance.md.
-    #[command(subcommand)]
-    Bench(vision_node::bench::BenchCmd),
 }
 
 #[derive(Subcommand)]
@@ -180,7 +176,6 @@ fn main() -> ExitCode {
         Command::PeerId { key } => vision_node::p2p::load_existing_node_key(&key)
             .map(|k| println!("{}", k.public().to_peer_id()))
             .map_err(Into::into),
-        Command::Bench(cmd) => vision_node::bench::run(cmd).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -222,9 +217,9 @@ async fn wait_for_signal() -> std::io::Result<()> {
 }
 
 fn keygen(out: &std::path::Path) -> CmdResult {
-    let kp = libp2p::identity::Keypair::generate_ed25519();
+    let kp = vision_node::p2p::generate_node_key();
     vision_node::p2p::write_node_key(out, &kp)?;
-    println!("{}", kp.public().to_peer_id());
+    println!("{}", vision_node::p2p::peer_id_of(&kp));
     Ok(())
 }
 

@@ -93,38 +93,7 @@ pub fn router(registry: Arc<Registry>) -> axum::Router {
     )
 }
 
-/// `CamelCase` to `snake_case`, for label values derived from enum variant names.
-pub fn snake_case(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 4);
-    for (i, c) in s.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Implements `EncodeLabelValue` for fieldless enums as the snake_case variant name
-/// (`NewTip` → `new_tip`), the Prometheus convention.
-#[macro_export]
-macro_rules! snake_case_label_value {
-    ($($t:ty),* $(,)?) => {$(
-        impl prometheus_client::encoding::EncodeLabelValue for $t {
-            fn encode(
-                &self,
-                encoder: &mut prometheus_client::encoding::LabelValueEncoder,
-            ) -> Result<(), std::fmt::Error> {
-                use std::fmt::Write;
-                encoder.write_str(&$crate::metrics::snake_case(&format!("{self:?}")))
-            }
-        }
-    )*};
-}
+pub use vision_primitives::util::snake_case;
 
 /// Default metrics address: localhost only.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9615";

@@ -1,6 +1,6 @@
 //! The raw gossipsub baseline of a run (`raw_baseline = true` or `--raw-baseline`): after the
 //! nodes stop, the same network is rebuilt from bare gossipsub swarms
-//! ([`vision_node::bench::raw_gossip`]: the node's transport and gossipsub configuration, no
+//! ([`vision_tools::raw_gossip`]: the node's transport and gossipsub configuration, no
 //! validation, no import, forwarding at once) and the run's mining is replayed on it.
 //!
 //! Same network: one raw node per initial honest node, the same edges and the same drawn
@@ -21,11 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use vision_node::bench::raw_gossip::{GossipCounts, RawNet, RawNetConfig};
 use vision_node::chain::types::Hash;
 use vision_node::p2p::TransportKind;
 use vision_node::p2p::gossip::Topics;
 use vision_node::p2p::link::{LinkSpec, Links};
+use vision_tools::raw_gossip::{GossipCounts, RawNet, RawNetConfig};
 
 use crate::net::{PORT_BASE, SimNet};
 use crate::report::Results;

@@ -21,7 +21,6 @@ use libp2p::{Multiaddr, PeerId, identity};
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use vision_node::bench::raw_gossip::topic_counter;
 use vision_node::chain::genesis::Genesis;
 use vision_node::chain::types::{Address, Hash};
 use vision_node::node::{BlockSource, Core, Event, Node, NodeConfig, TxSource};
@@ -29,6 +28,7 @@ use vision_node::p2p::gossip::Topics;
 use vision_node::p2p::link::Links;
 use vision_node::p2p::{NetworkConfig, NetworkHandle, TransportKind, peer_manager};
 use vision_node::wallet::Keypair;
+use vision_tools::raw_gossip::topic_counter;
 
 use crate::attack::{AttackKind, Attacker, AttackerConfig};
 use crate::net::{ATTACKER_PORT_BASE, PORT_BASE, SimNet, draw_link, random_topology};

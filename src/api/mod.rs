@@ -434,7 +434,7 @@ fn net_error(e: crate::p2p::NetworkError) -> ApiError {
     }
 }
 
-fn parse_peer(s: &str) -> Result<libp2p::PeerId, ApiError> {
+fn parse_peer(s: &str) -> Result<crate::p2p::PeerId, ApiError> {
     s.parse().map_err(|e| ApiError::bad_request("invalid_peer_id", format!("{s:?} is not a peer id: {e}")))
 }
 
@@ -542,7 +542,7 @@ async fn admin_dial(State(state): State<AppState>, body: Bytes) -> ApiResult<Don
     let req: DialRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("body must be {{\"addr\": \"<multiaddr>\"}}: {e}"))
     })?;
-    let addr: libp2p::Multiaddr =
+    let addr: crate::p2p::Multiaddr =
         req.addr.parse().map_err(|e| ApiError::bad_request("invalid_multiaddr", format!("{:?}: {e}", req.addr)))?;
     network(&state)?.dial(addr).await.map_err(net_error)?;
     Ok(Json(Done { ok: true }))

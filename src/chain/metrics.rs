@@ -190,4 +190,4 @@ impl Metrics {
     }
 }
 
-crate::snake_case_label_value!(SourceLabel, OutcomeLabel, PathLabel, TxSourceLabel, TxResultLabel);
+vision_primitives::snake_case_label_value!(SourceLabel, OutcomeLabel, PathLabel, TxSourceLabel, TxResultLabel);

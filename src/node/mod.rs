@@ -22,7 +22,6 @@ use crate::chain::genesis::Genesis;
 use crate::chain::import::DEFAULT_MAX_REORG_DEPTH;
 use crate::chain::types::{Address, Block, Hash, Transaction};
 use crate::chain::{Chain, ImportError, ImportOutcome};
-use crate::errors::PeerAction;
 use crate::mempool::{Limits, Mempool, MempoolError};
 use crate::miner::{DEFAULT_MAX_BLOCK_TXS, Miner, MinerConfig, TemplateCache};
 use crate::state::{Store, StoreError};
@@ -47,78 +46,8 @@ pub fn all_resources() -> Vec<crate::bounds::Resource> {
     rs
 }
 
-/// Where a block came from (for logs and metrics; peers are identified by the network layer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockSource {
-    /// Our own miner.
-    Miner,
-    /// Submitted through the API.
-    Api,
-    /// Received from the network.
-    Network,
-}
-
-/// Something that happened to the chain or the pool.
-#[derive(Debug, Clone)]
-pub enum Event {
-    /// The canonical tip changed.
-    NewHead {
-        /// New tip hash.
-        hash: Hash,
-        /// New tip height.
-        height: u64,
-        /// Blocks reverted to get there (0 for a plain extension).
-        reverted: usize,
-        /// The blocks applied, oldest first.
-        applied: Arc<Vec<Block>>,
-        /// Where the new tip block came from.
-        source: BlockSource,
-    },
-    /// A transaction entered the pool.
-    TxPooled {
-        /// The transaction.
-        tx: Transaction,
-        /// Where it came from.
-        source: TxSource,
-    },
-}
-
-/// Where a transaction came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TxSource {
-    /// Submitted through the API (the network layer gossips these).
-    Api,
-    /// Received from the network (already gossiped).
-    Network,
-    /// Returned to the pool by a reorganisation.
-    Reorg,
-}
-
-/// Why a submitted transaction was refused.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum SubmitError {
-    /// A stateless rule.
-    #[error(transparent)]
-    Rule(#[from] TxError),
-    /// The signature.
-    #[error("invalid signature: {}", .0.error)]
-    Signature(InvalidSignature),
-    /// The pool refused it.
-    #[error(transparent)]
-    Mempool(#[from] MempoolError),
-}
-
-impl SubmitError {
-    /// How a peer that relayed this transaction is judged.
-    pub fn peer_action(&self) -> Option<PeerAction> {
-        match self {
-            SubmitError::Rule(e) => e.peer_action(),
-            SubmitError::Signature(_) => Some(PeerAction::MidTolerance),
-            SubmitError::Mempool(MempoolError::Invalid(e)) => e.peer_action(),
-            SubmitError::Mempool(_) => None,
-        }
-    }
-}
+pub use vision_mempool::SubmitError;
+pub use vision_mempool::events::{BlockSource, Event, TxSource};
 
 /// The chain, the pool and the template cache, shared by the miner, the API and the network.
 pub struct Core {
@@ -758,5 +687,61 @@ impl Node {
         }
         let tip = self.core.chain.tip();
         tracing::info!(height = tip.header.height, tip = %tip.hash, "node stopped");
+    }
+}
+
+/// The network's door into the node: every peer block and transaction goes through the same
+/// [`Core`] methods as the miner's and the API's, tagged as coming from the network.
+impl crate::p2p::ChainAccess for Core {
+    fn genesis_hash(&self) -> Hash {
+        self.chain.params().genesis_hash
+    }
+
+    fn tip(&self) -> crate::chain::Tip {
+        self.chain.tip()
+    }
+
+    fn max_reorg_depth(&self) -> u64 {
+        self.chain.max_reorg_depth()
+    }
+
+    fn store(&self) -> &crate::state::Store {
+        self.chain.store()
+    }
+
+    fn import_block(&self, block: &Block) -> Result<ImportOutcome, ImportError> {
+        Core::import_block(self, block, BlockSource::Network)
+    }
+
+    fn import_batch(&self, blocks: Vec<Block>) -> (usize, Option<(Box<Block>, ImportError)>) {
+        Core::import_batch(self, blocks, BlockSource::Network)
+    }
+
+    fn submit_transactions(&self, txs: &[Transaction]) -> Vec<Result<Hash, SubmitError>> {
+        Core::submit_transactions(self, txs, TxSource::Network)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        Core::subscribe(self)
+    }
+
+    fn attach_gossip_outbox(&self, cap: usize) -> mpsc::Receiver<Transaction> {
+        Core::attach_gossip_outbox(self, cap)
+    }
+
+    fn take_gossip_outbox_dropped(&self) -> u64 {
+        Core::take_gossip_outbox_dropped(self)
+    }
+
+    fn mempool_len(&self) -> usize {
+        self.mempool.len()
+    }
+
+    fn observe_block_propagation_delay(&self, seconds: f64) {
+        self.metrics.block_propagation_delay.observe(seconds);
+    }
+
+    fn bounds(&self) -> &crate::bounds::Bounds {
+        &self.bounds
     }
 }

@@ -1,4 +1,4 @@
-//! `vision-node bench load`, `bench peers` and `bench propagation` against real node processes on
+//! `vision-bench load`, `peers` and `propagation` against real node processes on
 //! loopback: a short low-rate load run gets transfers included, bad input fails with a clear message
 //! and a non-zero exit code, the peer-load tool holds its connections (the node counts them), and
 //! the propagation tool times blocks across a 3-node cluster and over raw gossipsub.
@@ -6,7 +6,33 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{NodeProcess, cli, cli_ok, wait_for};
+use std::process::{Command, Output};
+
+use crate::common::{NodeProcess, bin, wait_for};
+
+/// The `vision-bench` executable, built next to `vision-node` by `cargo test --workspace`
+/// (`crates/tools/tests/cli.rs` makes cargo build it).
+fn bench_bin() -> std::path::PathBuf {
+    let p = Path::new(bin()).with_file_name("vision-bench");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --release -p vision-tools` (or the workspace tests)",
+        p.display()
+    );
+    p
+}
+
+/// Runs `vision-bench ARGS`.
+fn cli(args: &[&str]) -> Output {
+    Command::new(bench_bin()).args(args).output().expect("run vision-bench")
+}
+
+/// Runs `vision-bench ARGS`, asserts success and returns stdout, trimmed.
+fn cli_ok(args: &[&str]) -> String {
+    let out = cli(args);
+    assert!(out.status.success(), "vision-bench {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
 
 /// The `key=value` fields of the first `RESULT` line of `stdout` that contains `filter`.
 fn result_fields(stdout: &str, filter: &str) -> std::collections::HashMap<String, String> {
@@ -24,7 +50,6 @@ fn bench_genesis(dir: &Path) -> String {
     let g = dir.join("bench-genesis.toml");
     let g = g.to_str().unwrap().to_string();
     let hash = cli_ok(&[
-        "bench",
         "load",
         "--write-genesis",
         &g,
@@ -46,7 +71,6 @@ fn bench_load_gets_transfers_included_and_refuses_bad_input() {
     let node = NodeProcess::start(&dir.path().join("n"), &["--genesis", &genesis, "--network", "false"]);
     let pid = node.child.id().to_string();
     let out = cli(&[
-        "bench",
         "load",
         "--api",
         &node.api,
@@ -77,7 +101,6 @@ fn bench_load_gets_transfers_included_and_refuses_bad_input() {
 
     // The same through the batch endpoint, 8 transfers per request.
     let out = cli(&[
-        "bench",
         "load",
         "--api",
         &node.api,
@@ -102,17 +125,17 @@ fn bench_load_gets_transfers_included_and_refuses_bad_input() {
     assert!(r["accepted_tps"].parse::<f64>().unwrap() > 0.0, "{stdout}");
 
     // Unreachable node: a clear message, exit code 1, no panic.
-    let out = cli(&["bench", "load", "--api", "http://127.0.0.1:1", "--accounts", "5", "--duration", "1"]);
+    let out = cli(&["load", "--api", "http://127.0.0.1:1", "--accounts", "5", "--duration", "1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot reach the node at http://127.0.0.1:1"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     // Malformed URL, missing accounts, a genesis the node does not run.
     for (args, expected) in [
-        (vec!["bench", "load", "--api", "ftp://127.0.0.1:1", "--accounts", "5"], "must start with http://"),
-        (vec!["bench", "load", "--api", &node.api], "needs funded accounts"),
-        (vec!["bench", "load", "--api", &node.api, "--accounts", "5", "--tps", "0"], "at least 1"),
-        (vec!["bench", "load", "--api", &node.api, "--accounts", "5", "--batch", "0"], "--batch must be 1..="),
+        (vec!["load", "--api", "ftp://127.0.0.1:1", "--accounts", "5"], "must start with http://"),
+        (vec!["load", "--api", &node.api], "needs funded accounts"),
+        (vec!["load", "--api", &node.api, "--accounts", "5", "--tps", "0"], "at least 1"),
+        (vec!["load", "--api", &node.api, "--accounts", "5", "--batch", "0"], "--batch must be 1..="),
     ] {
         let out = cli(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -120,8 +143,8 @@ fn bench_load_gets_transfers_included_and_refuses_bad_input() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
     let other = dir.path().join("other.toml");
-    cli_ok(&["bench", "load", "--write-genesis", other.to_str().unwrap(), "--accounts", "3", "--chain-id", "99"]);
-    let out = cli(&["bench", "load", "--api", &node.api, "--keys-from-genesis", other.to_str().unwrap()]);
+    cli_ok(&["load", "--write-genesis", other.to_str().unwrap(), "--accounts", "3", "--chain-id", "99"]);
+    let out = cli(&["load", "--api", &node.api, "--keys-from-genesis", other.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("but the node runs"), "{stderr}");
@@ -133,7 +156,6 @@ fn bench_peers_holds_its_connections() {
     let node = NodeProcess::start_networked(dir.path(), &["--mine", "false"]);
     let pid = node.child.id().to_string();
     let out = cli(&[
-        "bench",
         "peers",
         "--target",
         &node.multiaddr(),
@@ -159,12 +181,11 @@ fn bench_peers_holds_its_connections() {
     assert!(seen >= 20, "the node saw {seen} peers:\n{stdout}");
     assert_eq!(r["api_errors"], "0", "{stdout}");
 
-    let out =
-        cli(&["bench", "peers", "--target", "/ip4/127.0.0.1/tcp/1", "--api", "http://127.0.0.1:1", "--count", "1"]);
+    let out = cli(&["peers", "--target", "/ip4/127.0.0.1/tcp/1", "--api", "http://127.0.0.1:1", "--count", "1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot reach the node"), "{stderr}");
-    let out = cli(&["bench", "peers", "--target", "not-a-multiaddr", "--count", "1"]);
+    let out = cli(&["peers", "--target", "not-a-multiaddr", "--count", "1"]);
     assert_eq!(out.status.code(), Some(2), "clap refuses a malformed multiaddr");
 }
 
@@ -188,7 +209,7 @@ fn bench_propagation_times_blocks_across_a_cluster_and_raw_gossipsub() {
         wait_for("two peers each", Duration::from_secs(30), || (n.status().peers >= 2).then_some(()));
     }
     let apis = nodes.iter().map(|n| n.api.as_str()).collect::<Vec<_>>().join(",");
-    let out = cli(&["bench", "propagation", "--api", &apis, "--blocks", "5", "--timeout", "20"]);
+    let out = cli(&["propagation", "--api", &apis, "--blocks", "5", "--timeout", "20"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "bench propagation failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     println!("{stdout}");
@@ -206,10 +227,10 @@ fn bench_propagation_times_blocks_across_a_cluster_and_raw_gossipsub() {
 
     // Bad input: a clear message and exit code 1 (clap's own refusals exit with 2).
     for (args, expected) in [
-        (vec!["bench", "propagation", "--api", a.api.as_str()], "--api needs 2 to"),
-        (vec!["bench", "propagation", "--api", &apis, "--blocks", "0"], "--blocks must be"),
-        (vec!["bench", "propagation", "--api", "http://127.0.0.1:1,http://127.0.0.1:2"], "cannot reach the node"),
-        (vec!["bench", "propagation", "--api", "http://10.1.2.3:1,http://127.0.0.1:2"], "on this machine"),
+        (vec!["propagation", "--api", a.api.as_str()], "--api needs 2 to"),
+        (vec!["propagation", "--api", &apis, "--blocks", "0"], "--blocks must be"),
+        (vec!["propagation", "--api", "http://127.0.0.1:1,http://127.0.0.1:2"], "cannot reach the node"),
+        (vec!["propagation", "--api", "http://10.1.2.3:1,http://127.0.0.1:2"], "on this machine"),
     ] {
         let out = cli(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -217,6 +238,6 @@ fn bench_propagation_times_blocks_across_a_cluster_and_raw_gossipsub() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
-    let out = cli(&["bench", "propagation", "--api", &apis, "--blocks", "3", "--duration", "3"]);
+    let out = cli(&["propagation", "--api", &apis, "--blocks", "3", "--duration", "3"]);
     assert_eq!(out.status.code(), Some(2), "clap refuses --blocks with --duration");
 }

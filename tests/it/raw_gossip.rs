@@ -1,4 +1,4 @@
-//! The raw gossipsub baseline (`vision_node::bench::raw_gossip`): bare gossipsub swarms on the
+//! The raw gossipsub baseline (`vision_tools::raw_gossip`): bare gossipsub swarms on the
 //! memory transport with emulated links deliver a block-sized message to every node, no sooner
 //! than the links allow, and refuse bad input with errors.
 
@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use vision_node::bench::BenchError;
-use vision_node::bench::raw_gossip::{RawNet, RawNetConfig};
 use vision_node::p2p::TransportKind;
 use vision_node::p2p::link::{LinkModel, LinkSpec, Links};
+use vision_tools::BenchError;
+use vision_tools::raw_gossip::{RawNet, RawNetConfig};
 
 /// Every pair may link, each link with the same spec (the edges decide the topology).
 struct Uniform(LinkSpec);

@@ -25,8 +25,12 @@ use thiserror::Error;
 
 use vision_primitives::bounds::Resource;
 use vision_primitives::consensus::TxError;
+use vision_primitives::errors::PeerAction;
 use vision_primitives::types::{Address, Block, Hash, Transaction};
+use vision_primitives::verify::InvalidSignature;
 use vision_state::{Account, StoreError};
+
+pub mod events;
 
 /// Default cap on pooled transactions.
 pub const DEFAULT_MAX_TXS: usize = 100_000;
@@ -477,6 +481,32 @@ impl Mempool {
             min_fee_to_enter,
             peak_len: inner.peak_len,
             peak_bytes: inner.peak_bytes,
+        }
+    }
+}
+
+/// Why a submitted transaction was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SubmitError {
+    /// A stateless rule.
+    #[error(transparent)]
+    Rule(#[from] TxError),
+    /// The signature.
+    #[error("invalid signature: {}", .0.error)]
+    Signature(InvalidSignature),
+    /// The pool refused it.
+    #[error(transparent)]
+    Mempool(#[from] MempoolError),
+}
+
+impl SubmitError {
+    /// How a peer that relayed this transaction is judged.
+    pub fn peer_action(&self) -> Option<PeerAction> {
+        match self {
+            SubmitError::Rule(e) => e.peer_action(),
+            SubmitError::Signature(_) => Some(PeerAction::MidTolerance),
+            SubmitError::Mempool(MempoolError::Invalid(e)) => e.peer_action(),
+            SubmitError::Mempool(_) => None,
         }
     }
 }

@@ -43,3 +43,36 @@ pub fn splitmix64(state: u64) -> u64 {
 
 /// The increment of a SplitMix64 generator (the 64-bit golden ratio).
 pub const SPLITMIX64_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// `CamelCase` to `snake_case`, for label values derived from enum variant names.
+pub fn snake_case(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 4);
+    for (i, c) in s.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Implements `EncodeLabelValue` for fieldless enums as the snake_case variant name
+/// (`NewTip` → `new_tip`), the Prometheus convention.
+#[macro_export]
+macro_rules! snake_case_label_value {
+    ($($t:ty),* $(,)?) => {$(
+        impl prometheus_client::encoding::EncodeLabelValue for $t {
+            fn encode(
+                &self,
+                encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+            ) -> Result<(), std::fmt::Error> {
+                use std::fmt::Write;
+                encoder.write_str(&$crate::util::snake_case(&format!("{self:?}")))
+            }
+        }
+    )*};
+}

@@ -1,13 +1,13 @@
-//! `vision-node bench`: measurement tools that drive running nodes through their real interfaces
+//! `vision-bench`: measurement tools that drive running nodes through their real interfaces
 //! (HTTP API, libp2p over TCP) from a separate process. Results and commands are in
 //! `docs/performance.md`; `scripts/bench-cluster.sh` runs them against a 3-node loopback cluster.
 //!
-//! - [`load`] (`bench load`): pre-signed transfers from many funded accounts sent at a target rate
+//! - [`load`] (`vision-bench load`): pre-signed transfers from many funded accounts sent at a target rate
 //!   through `POST /v1/txs`, inclusion found by scanning new blocks; reports accepted, rejected (by
 //!   error code) and included transactions per second and the inclusion latency.
-//! - [`peers`] (`bench peers`): N libp2p connections to one node, each from a fresh identity running
+//! - [`peers`] (`vision-bench peers`): N libp2p connections to one node, each from a fresh identity running
 //!   the node's own stack, held while the node's API latency, RSS and CPU are measured per step.
-//! - [`propagation`] (`bench propagation`): block propagation delay across a local cluster, timed
+//! - [`propagation`] (`vision-bench propagation`): block propagation delay across a local cluster, timed
 //!   from every node's `new_heads` WebSocket, against [`raw_gossip`] on the same links and sizes.
 //! - [`raw_gossip`] (a library, no subcommand of its own): N bare swarms running only the node's
 //!   gossipsub, forwarding at once, as the raw baseline of block propagation.
@@ -85,7 +85,7 @@ pub enum BenchError {
     Setup(String),
     /// A genesis file.
     #[error(transparent)]
-    Genesis(#[from] crate::chain::genesis::GenesisError),
+    Genesis(#[from] vision_node::chain::genesis::GenesisError),
     /// A local I/O failure (threads, runtime, files).
     #[error("{0}")]
     Io(String),
@@ -341,7 +341,7 @@ fn read_response(r: &mut BufReader<TcpStream>) -> Result<(HttpResponse, bool), (
 }
 
 /// The node's status through `conn`, with a clear error when it is unreachable.
-pub fn fetch_status(conn: &mut HttpConn) -> Result<crate::api::Status, BenchError> {
+pub fn fetch_status(conn: &mut HttpConn) -> Result<vision_node::api::Status, BenchError> {
     conn.get_json("/v1/status")
 }
 

@@ -10,6 +10,7 @@
 // `#[derive(NetworkBehaviour)]` generates an undocumented event enum.
 #[allow(missing_docs)]
 pub mod behaviour;
+pub mod chain_access;
 pub mod gossip;
 pub mod link;
 pub mod metrics;
@@ -23,19 +24,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use libp2p::{Multiaddr, PeerId, identity};
+use libp2p::identity;
 use parking_lot::RwLock;
 use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
-pub use service::Service;
+pub use chain_access::ChainAccess;
+/// The address and identity types the rest of the node uses to talk about peers; nothing outside
+/// this crate names libp2p (`scripts/check-layers.py`).
+pub use libp2p::identity::Keypair as NodeKey;
+pub use libp2p::{Multiaddr, PeerId};
+pub use service::{Service, peer_of};
 
 /// Capacity of the command channel into the swarm task; callers wait (async) when it is full.
 pub const COMMAND_CHANNEL_CAP: usize = 64;
 /// Commands queued for the network task, in the resource registry.
-pub const COMMANDS: crate::bounds::Resource =
-    crate::bounds::Resource::new("commands", "p2p::COMMAND_CHANNEL_CAP", COMMAND_CHANNEL_CAP);
+pub const COMMANDS: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("commands", "p2p::COMMAND_CHANNEL_CAP", COMMAND_CHANNEL_CAP);
 
 /// Which transport the swarm runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -136,6 +142,16 @@ pub fn load_existing_node_key(path: &Path) -> Result<identity::Keypair, NetworkE
         return Err(err(format!("must hold 32 bytes, holds {}", bytes.len())));
     }
     identity::Keypair::ed25519_from_bytes(&mut bytes).map_err(|e| err(e.to_string()))
+}
+
+/// A fresh node key (ed25519, from OS randomness).
+pub fn generate_node_key() -> NodeKey {
+    identity::Keypair::generate_ed25519()
+}
+
+/// The peer id of a node key.
+pub fn peer_id_of(key: &NodeKey) -> PeerId {
+    key.public().to_peer_id()
 }
 
 /// Writes a node key file (mode 0600); refuses to overwrite.

@@ -37,9 +37,9 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use super::{ApiUrl, BenchError, CpuWindow, HttpConn, Table, fetch_status, fmt_cores, percentile};
-use crate::chain::genesis::{Allocation, Genesis, UNITS_PER_VIS};
-use crate::chain::types::{Address, Hash, TRANSFER_TX_LEN, Transaction, TxKind};
-use crate::wallet::Keypair;
+use vision_node::chain::genesis::{Allocation, Genesis, UNITS_PER_VIS};
+use vision_node::chain::types::{Address, Hash, TRANSFER_TX_LEN, Transaction, TxKind};
+use vision_node::wallet::Keypair;
 
 /// Most transfers one run pre-signs and keeps in memory (~215 bytes each).
 pub const MAX_PLANNED_TXS: u64 = 3_000_000;
@@ -131,7 +131,7 @@ pub fn bench_genesis(args: &LoadArgs, accounts: u32) -> Genesis {
         .collect();
     Genesis {
         chain_id: args.chain_id,
-        timestamp_ms: crate::chain::consensus::now_ms(),
+        timestamp_ms: vision_node::chain::consensus::now_ms(),
         initial_difficulty: args.initial_difficulty,
         target_block_time_ms: args.target_block_time_ms,
         block_reward: 50 * UNITS_PER_VIS,
@@ -151,8 +151,8 @@ pub fn run(args: LoadArgs) -> Result<(), BenchError> {
     if args.senders == 0 || args.senders > MAX_SENDERS {
         return Err(BenchError::Usage(format!("--senders must be 1..={MAX_SENDERS}")));
     }
-    if args.batch == 0 || args.batch > crate::api::MAX_BATCH_TXS {
-        return Err(BenchError::Usage(format!("--batch must be 1..={}", crate::api::MAX_BATCH_TXS)));
+    if args.batch == 0 || args.batch > vision_node::api::MAX_BATCH_TXS {
+        return Err(BenchError::Usage(format!("--batch must be 1..={}", vision_node::api::MAX_BATCH_TXS)));
     }
     let total = u64::from(args.tps) * args.duration;
     if total > MAX_PLANNED_TXS {
@@ -440,7 +440,7 @@ fn fetch_nonces(
                     let mut out = Vec::new();
                     for a in (t..keys.len()).step_by(senders) {
                         let addr = keys[a].address();
-                        let acct: crate::api::AccountJson = conn.get_json(&format!("/v1/accounts/{addr}"))?;
+                        let acct: vision_node::api::AccountJson = conn.get_json(&format!("/v1/accounts/{addr}"))?;
                         let balance: u128 = acct.balance.parse().unwrap_or(0);
                         if balance < need {
                             return Err(BenchError::Setup(format!(
@@ -565,7 +565,7 @@ fn send_plan(
         match result {
             Ok(resp) if resp.status == 202 && !batched => r.accepted.extend(group.iter().map(|p| (p.id, sent_at))),
             Ok(resp) if resp.status == 200 && batched => {
-                match serde_json::from_slice::<crate::api::SubmittedBatch>(&resp.body) {
+                match serde_json::from_slice::<vision_node::api::SubmittedBatch>(&resp.body) {
                     Ok(answer) if answer.results.len() == group.len() => {
                         for (p, res) in group.iter().zip(answer.results) {
                             match (res.hash, res.error) {
@@ -581,7 +581,7 @@ fn send_plan(
                 }
             }
             Ok(resp) => reject_all(
-                serde_json::from_slice::<crate::api::ErrorBody>(&resp.body)
+                serde_json::from_slice::<vision_node::api::ErrorBody>(&resp.body)
                     .map(|b| b.error.code)
                     .unwrap_or_else(|_| format!("http_{}", resp.status)),
             ),
@@ -936,7 +936,7 @@ mod tests {
     fn bench_keys_are_deterministic_and_distinct() {
         assert_eq!(bench_keypair(3).address(), bench_keypair(3).address());
         assert_ne!(bench_keypair(3).address(), bench_keypair(4).address());
-        assert_ne!(bench_keypair(0).address(), crate::chain::genesis::dev_keypair(0).address());
+        assert_ne!(bench_keypair(0).address(), vision_node::chain::genesis::dev_keypair(0).address());
     }
 
     #[test]
@@ -944,6 +944,6 @@ mod tests {
         let tx = sign_transfer(&bench_keypair(1), bench_keypair(2).address(), 5, 9, 4242);
         assert_eq!(Transaction::decode(&tx.encode()).unwrap(), tx);
         assert_eq!(tx.encode().len(), TRANSFER_TX_LEN);
-        assert!(crate::verify::verify_tx(&tx).is_ok());
+        assert!(vision_node::verify::verify_tx(&tx).is_ok());
     }
 }

@@ -237,4 +237,4 @@ impl Metrics {
     }
 }
 
-crate::snake_case_label_value!(DirectionLabel, ScoreRange, TopicLabel, ResultLabel, SyncKind, SyncResult);
+vision_primitives::snake_case_label_value!(DirectionLabel, ScoreRange, TopicLabel, ResultLabel, SyncKind, SyncResult);

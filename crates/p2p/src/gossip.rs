@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use libp2p::gossipsub::{self, IdentTopic, MessageId, PeerScoreParams, PeerScoreThresholds, TopicScoreParams};
 
-use crate::chain::encoding::{DecodeError, Reader, Writer};
-use crate::chain::types::{Block, Hash, MAX_BLOCK_BYTES, Transaction};
+use vision_primitives::encoding::{DecodeError, Reader, Writer};
+use vision_primitives::types::{Block, Hash, MAX_BLOCK_BYTES, Transaction};
 
 /// Most transactions per gossip batch.
 pub const MAX_TX_BATCH: usize = 1024;
@@ -134,9 +134,12 @@ mod tests {
 
     #[test]
     fn batches_round_trip_and_are_capped() {
-        let kp = crate::wallet::Keypair::from_seed(&[1; 32]);
-        let txs: Vec<Transaction> =
-            (0..3).map(|n| crate::testkit::transfer(&kp, crate::chain::types::Address([2; 32]), 1, 1, n, 1)).collect();
+        let kp = vision_primitives::keys::Keypair::from_seed(&[1; 32]);
+        let txs: Vec<Transaction> = (0..3)
+            .map(|n| {
+                vision_primitives::keys::signed_transfer(&kp, vision_primitives::types::Address([2; 32]), 1, 1, n, 1)
+            })
+            .collect();
         assert_eq!(decode_tx_batch(&encode_tx_batch(&txs)).unwrap(), txs);
         let mut w = Writer::default();
         w.u32(MAX_TX_BATCH as u32 + 1);

@@ -11,8 +11,8 @@ use std::io;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
-use crate::chain::encoding::{DecodeError, Reader, Writer};
-use crate::chain::types::{Block, Hash, MAX_BLOCK_BYTES};
+use vision_primitives::encoding::{DecodeError, Reader, Writer};
+use vision_primitives::types::{Block, Hash, MAX_BLOCK_BYTES};
 
 /// Protocol name.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/vision/sync/1");
@@ -439,7 +439,7 @@ mod tests {
 
     #[test]
     fn responses_round_trip() {
-        let g = crate::chain::genesis::Genesis::devnet().block();
+        let g = vision_primitives::genesis::Genesis::devnet().block();
         for res in [
             Response::Status(status()),
             Response::Blocks(vec![]),

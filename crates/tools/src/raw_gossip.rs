@@ -4,7 +4,7 @@
 //!
 //! Each raw node is built from the node's own pieces, so the only difference from a real node is
 //! what happens between receiving a block and forwarding it:
-//! - transport: [`crate::p2p::behaviour::build_transport`] (TCP + noise + yamux, or the memory
+//! - transport: [`vision_p2p::behaviour::build_transport`] (TCP + noise + yamux, or the memory
 //!   transport, optionally shaped by emulated [`Links`]);
 //! - gossipsub: [`gossip::config`] (mesh degrees, heartbeat, message size cap, content ids,
 //!   validation mode), [`gossipsub::MessageAuthenticity::Signed`], the node's peer-score parameters
@@ -43,10 +43,10 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::BenchError;
-use crate::p2p::TransportKind;
-use crate::p2p::behaviour::{IDLE_CONNECTION_TIMEOUT, build_transport};
-use crate::p2p::gossip::{self, Topics};
-use crate::p2p::link::Links;
+use vision_p2p::TransportKind;
+use vision_p2p::behaviour::{IDLE_CONNECTION_TIMEOUT, build_transport};
+use vision_p2p::gossip::{self, Topics};
+use vision_p2p::link::Links;
 
 /// Most raw nodes in one network.
 pub const MAX_NODES: usize = 1_000;
@@ -245,7 +245,7 @@ impl RawNet {
     /// `ready_timeout`) until every node has at least min(its degree, mesh_n_low) mesh peers on the
     /// topic. The topic is the devnet's blocks topic; see [`RawNet::start_on`] for another.
     pub async fn start(cfg: RawNetConfig, ready_timeout: Duration) -> Result<RawNet, BenchError> {
-        let genesis = crate::chain::genesis::Genesis::devnet().block().hash();
+        let genesis = vision_node::chain::genesis::Genesis::devnet().block().hash();
         RawNet::start_on(cfg, Topics::new(&genesis).blocks, ready_timeout).await
     }
 

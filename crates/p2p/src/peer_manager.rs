@@ -12,7 +12,7 @@
 //! - `now: Instant` drives scores, decay and rate limits (monotonic, meaningless across restarts);
 //! - `now_unix_ms: u64` drives ban expiry, because bans are persisted and must survive a restart.
 //!
-//! Misbehaviour arrives as an [`errors::PeerAction`](crate::errors::PeerAction) chosen by the layer that
+//! Misbehaviour arrives as an [`errors::PeerAction`](vision_primitives::errors::PeerAction) chosen by the layer that
 //! saw it; this module alone decides what it costs (`docs/adr/005-peer-scoring-policy.md`). Gossipsub's
 //! own peer scoring is separate and runs alongside: it sees our Accept/Reject/Ignore verdicts, this
 //! manager sees the reports.
@@ -66,7 +66,7 @@ use libp2p::core::ConnectedPoint;
 use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
 
-use crate::errors::PeerAction;
+use vision_primitives::errors::PeerAction;
 
 /// Highest score: the cap on rewards.
 pub const MAX_SCORE: f64 = 100.0;
@@ -98,13 +98,17 @@ pub const MAX_BANS: usize = 100_000;
 /// keeps 500 disconnected peers; twice that costs ~200 KiB).
 pub const MAX_RETAINED_SCORES: usize = 1_000;
 /// Connected peers, in the resource registry (cap: [`DEFAULT_MAX_PEERS`], `--max-peers`).
-pub const PEERS: crate::bounds::Resource =
-    crate::bounds::Resource::new("peers", "p2p::peer_manager::DEFAULT_MAX_PEERS", DEFAULT_MAX_PEERS);
+pub const PEERS: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("peers", "p2p::peer_manager::DEFAULT_MAX_PEERS", DEFAULT_MAX_PEERS);
 /// Banned peers held by the peer manager, in the resource registry.
-pub const BANS: crate::bounds::Resource = crate::bounds::Resource::new("bans", "p2p::peer_manager::MAX_BANS", MAX_BANS);
+pub const BANS: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("bans", "p2p::peer_manager::MAX_BANS", MAX_BANS);
 /// Scores kept for disconnected peers, in the resource registry.
-pub const RETAINED_SCORES: crate::bounds::Resource =
-    crate::bounds::Resource::new("retained_scores", "p2p::peer_manager::MAX_RETAINED_SCORES", MAX_RETAINED_SCORES);
+pub const RETAINED_SCORES: vision_primitives::bounds::Resource = vision_primitives::bounds::Resource::new(
+    "retained_scores",
+    "p2p::peer_manager::MAX_RETAINED_SCORES",
+    MAX_RETAINED_SCORES,
+);
 /// A disconnected peer whose score is above this is forgotten: less than the smallest penalty is not
 /// worth remembering.
 pub const FORGET_SCORE: f64 = -1.0;
@@ -142,7 +146,7 @@ const _: () = {
     assert!(SYNC_REQUEST_SENT_LIMIT.refill_per_sec < SYNC_REQUEST_LIMIT.refill_per_sec);
     assert!(BLOCKS_ASKED_LIMIT.capacity < BLOCKS_REQUESTED_LIMIT.capacity);
     assert!(BLOCKS_ASKED_LIMIT.refill_per_sec < BLOCKS_REQUESTED_LIMIT.refill_per_sec);
-    assert!(BLOCKS_ASKED_LIMIT.capacity >= crate::p2p::sync::MAX_BLOCKS_PER_REQUEST);
+    assert!(BLOCKS_ASKED_LIMIT.capacity >= crate::sync::MAX_BLOCKS_PER_REQUEST);
 };
 
 /// The policy table: what each [`PeerAction`] costs, in score points (see the module docs).

@@ -40,9 +40,9 @@ use tungstenite::Message;
 
 use super::raw_gossip::{RawNet, RawNetConfig};
 use super::{ApiUrl, BenchError, HttpConn, Table, fetch_status, percentile};
-use crate::api::ws::WsMessage;
-use crate::chain::types::{HEADER_LEN, Hash, TRANSFER_TX_LEN};
-use crate::p2p::{PeerInfo, TransportKind};
+use vision_node::api::ws::WsMessage;
+use vision_node::chain::types::{HEADER_LEN, Hash, TRANSFER_TX_LEN};
+use vision_p2p::{PeerInfo, TransportKind};
 
 /// Most nodes (`--api` entries): one thread and one socket each.
 pub const MAX_NODES: usize = 64;
@@ -213,7 +213,7 @@ impl Tracker {
     }
 }
 
-/// Encoded size of a block of `tx_count` transfers ([`crate::chain::types::Block::encoded_len`]:
+/// Encoded size of a block of `tx_count` transfers ([`vision_node::chain::types::Block::encoded_len`]:
 /// header, `u32` count, then each transaction as `u32` length + bytes), which is what gossip
 /// carries.
 pub fn block_bytes(tx_count: usize) -> usize {
@@ -346,7 +346,7 @@ pub fn run(args: PropagationArgs) -> Result<(), BenchError> {
     } else {
         let sizes: Vec<(usize, usize)> = tracker.measured.iter().map(|m| (m.origin, block_bytes(m.tx_count))).collect();
         eprintln!("bench propagation: raw gossipsub baseline, {} messages over links {edges:?}", sizes.len());
-        let topic = crate::p2p::gossip::Topics::new(&statuses[0].genesis_hash).blocks;
+        let topic = vision_p2p::gossip::Topics::new(&statuses[0].genesis_hash).blocks;
         Some(run_raw(urls.len(), topic, &edges, &sizes, timeout)?)
     };
 
@@ -736,7 +736,7 @@ fn payload(k: u64, bytes: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::types::{Address, Block, BlockHeader, Transaction, TxKind};
+    use vision_node::chain::types::{Address, Block, BlockHeader, Transaction, TxKind};
 
     fn h(b: u8) -> Hash {
         Hash([b; 32])

@@ -53,12 +53,13 @@ use super::metrics::{GossipLabels, ResultLabel, TopicLabel, TopicLabels};
 use super::peer_manager::{self, Direction, Effect, PeerManager, RateClass};
 use super::sync::{self, ErrorCode, MAX_BLOCKS_PER_REQUEST, Refused, Request, Response, Status};
 use super::{BanInfo, COMMAND_CHANNEL_CAP, Command, NetInfo, NetworkConfig, NetworkError, NetworkHandle, PeerInfo};
-use crate::chain::consensus::{BlockError, check_header_stateless, now_ms};
-use crate::chain::types::{Block, Hash, Transaction};
-use crate::chain::{ImportError, ImportOutcome};
-use crate::errors::PeerAction;
-use crate::node::{BlockSource, Core, Event, TxSource};
-use crate::state::BlockStatus;
+use crate::chain_access::ChainAccess;
+use vision_mempool::events::{BlockSource, Event};
+use vision_primitives::consensus::{BlockError, check_header_stateless, now_ms};
+use vision_primitives::errors::PeerAction;
+use vision_primitives::types::{Block, Hash, Transaction};
+use vision_state::BlockStatus;
+use vision_state::{ImportError, ImportOutcome};
 
 /// Blocks per range request.
 pub const BATCH: u32 = MAX_BLOCKS_PER_REQUEST;
@@ -99,35 +100,39 @@ pub const TX_OUTBOX_CAP: usize = 16 * MAX_TX_BATCH;
 pub const MAX_UNSENT_RESPONSE_BYTES: usize = 128 * 1024 * 1024;
 
 /// Blocks queued for the block worker, in the resource registry.
-pub const BLOCK_JOBS: crate::bounds::Resource =
-    crate::bounds::Resource::new("block_jobs", "p2p::service::BLOCK_QUEUE_CAP", BLOCK_QUEUE_CAP);
+pub const BLOCK_JOBS: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("block_jobs", "p2p::service::BLOCK_QUEUE_CAP", BLOCK_QUEUE_CAP);
 /// Transaction batches queued for the tx worker, in the resource registry.
-pub const TX_JOBS: crate::bounds::Resource =
-    crate::bounds::Resource::new("tx_jobs", "p2p::service::TX_QUEUE_CAP", TX_QUEUE_CAP);
+pub const TX_JOBS: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("tx_jobs", "p2p::service::TX_QUEUE_CAP", TX_QUEUE_CAP);
 /// Worker results queued for the network loop, in the resource registry.
-pub const RESULTS: crate::bounds::Resource =
-    crate::bounds::Resource::new("results", "p2p::service::RESULT_QUEUE_CAP", RESULT_QUEUE_CAP);
+pub const RESULTS: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("results", "p2p::service::RESULT_QUEUE_CAP", RESULT_QUEUE_CAP);
 /// Orphan blocks held while their ancestors are fetched, in the resource registry.
-pub const ORPHANS: crate::bounds::Resource =
-    crate::bounds::Resource::new("orphans", "p2p::service::ORPHAN_CAP", ORPHAN_CAP);
+pub const ORPHANS: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("orphans", "p2p::service::ORPHAN_CAP", ORPHAN_CAP);
 /// Own transactions waiting to be gossiped, in the resource registry.
-pub const TX_OUTBOX: crate::bounds::Resource =
-    crate::bounds::Resource::new("tx_outbox", "p2p::service::TX_OUTBOX_CAP", TX_OUTBOX_CAP);
+pub const TX_OUTBOX: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("tx_outbox", "p2p::service::TX_OUTBOX_CAP", TX_OUTBOX_CAP);
 /// Sync responses being read from the store, in the resource registry.
-pub const SYNC_SERVING: crate::bounds::Resource =
-    crate::bounds::Resource::new("sync_serving", "p2p::service::MAX_SERVING", MAX_SERVING);
+pub const SYNC_SERVING: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("sync_serving", "p2p::service::MAX_SERVING", MAX_SERVING);
 /// Bytes of block responses not yet written to their peers, in the resource registry.
-pub const SYNC_UNSENT_BYTES: crate::bounds::Resource = crate::bounds::Resource::new(
+pub const SYNC_UNSENT_BYTES: vision_primitives::bounds::Resource = vision_primitives::bounds::Resource::new(
     "sync_unsent_bytes",
     "p2p::service::MAX_UNSENT_RESPONSE_BYTES",
     MAX_UNSENT_RESPONSE_BYTES,
 );
 /// Our range requests in flight while syncing, in the resource registry.
-pub const SYNC_INFLIGHT: crate::bounds::Resource =
-    crate::bounds::Resource::new("sync_inflight", "p2p::service::MAX_INFLIGHT", MAX_INFLIGHT);
+pub const SYNC_INFLIGHT: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("sync_inflight", "p2p::service::MAX_INFLIGHT", MAX_INFLIGHT);
 
 /// Records the occupancy of a bounded channel from a sender of it.
-fn record_channel<T>(bounds: &crate::bounds::Bounds, r: crate::bounds::Resource, tx: &tokio::sync::mpsc::Sender<T>) {
+fn record_channel<T>(
+    bounds: &vision_primitives::bounds::Bounds,
+    r: vision_primitives::bounds::Resource,
+    tx: &tokio::sync::mpsc::Sender<T>,
+) {
     bounds.record(r, tx.max_capacity() - tx.capacity());
 }
 /// The same, for one peer: one response of the largest size. Its further block requests are
@@ -207,7 +212,7 @@ struct SyncTarget {
 /// The swarm task.
 pub struct Service {
     swarm: Swarm<Behaviour>,
-    core: Arc<Core>,
+    core: Arc<dyn ChainAccess>,
     peers: PeerManager,
     topics: Topics,
     info: Arc<NetInfo>,
@@ -222,7 +227,7 @@ pub struct Service {
     target: Option<SyncTarget>,
     orphans: HashMap<Hash, Vec<(Block, Option<PeerId>)>>,
     orphan_count: usize,
-    /// Own transactions to gossip, from [`Core::attach_gossip_outbox`] (at most [`TX_OUTBOX_CAP`]).
+    /// Own transactions to gossip, from [`ChainAccess::attach_gossip_outbox`] (at most [`TX_OUTBOX_CAP`]).
     outbox: mpsc::Receiver<Transaction>,
     /// Whether the outbox's sender is still attached (a second network on this core replaces it).
     outbox_open: bool,
@@ -261,12 +266,12 @@ impl Service {
     /// the current tokio runtime. Returns the handle.
     pub fn spawn(
         config: NetworkConfig,
-        core: Arc<Core>,
+        core: Arc<dyn ChainAccess>,
         registry: &mut prometheus_client::registry::Registry,
         shutdown: CancellationToken,
         tasks: &mut tokio::task::JoinSet<()>,
     ) -> Result<NetworkHandle, NetworkError> {
-        let topics = Topics::new(&core.chain.params().genesis_hash);
+        let topics = Topics::new(&core.genesis_hash());
         let metrics = super::metrics::Metrics::new(registry);
         let mut swarm = build_swarm(
             config.transport,
@@ -292,7 +297,7 @@ impl Service {
             swarm.add_external_address(addr.clone());
         }
         // Bans from the database.
-        let store = core.chain.store();
+        let store = core.store();
         let bans: Vec<(PeerId, u64)> = store
             .load_bans()
             .map_err(|e| NetworkError::Build(e.to_string()))?
@@ -300,7 +305,7 @@ impl Service {
             .filter_map(|(id, until)| PeerId::from_bytes(&id).ok().map(|p| (p, until)))
             .collect();
         let peers = PeerManager::new(config.peers.clone(), bans, unix_ms());
-        core.bounds.set_cap(peer_manager::PEERS, config.peers.max_peers);
+        core.bounds().set_cap(peer_manager::PEERS, config.peers.max_peers);
         for (p, _) in peers.bans() {
             swarm.behaviour_mut().blocked.block_peer(p);
         }
@@ -412,9 +417,9 @@ impl Service {
     }
 
     fn our_status(&self) -> Status {
-        let tip = self.core.chain.tip();
+        let tip = self.core.tip();
         Status {
-            genesis: self.core.chain.params().genesis_hash,
+            genesis: self.core.genesis_hash(),
             tip: tip.hash,
             height: tip.header.height,
             total_work: tip.total_work,
@@ -464,7 +469,7 @@ impl Service {
                     self.statuses.remove(&peer);
                     let core = self.core.clone();
                     tokio::task::spawn_blocking(move || {
-                        if let Err(e) = core.chain.store().save_ban(&peer.to_bytes(), until_unix_ms) {
+                        if let Err(e) = core.store().save_ban(&peer.to_bytes(), until_unix_ms) {
                             tracing::error!(error = %e, "cannot persist ban");
                         }
                     });
@@ -474,7 +479,7 @@ impl Service {
                     self.swarm.behaviour_mut().blocked.unblock_peer(peer);
                     let core = self.core.clone();
                     tokio::task::spawn_blocking(move || {
-                        if let Err(e) = core.chain.store().remove_ban(&peer.to_bytes()) {
+                        if let Err(e) = core.store().remove_ban(&peer.to_bytes()) {
                             tracing::error!(error = %e, "cannot remove ban");
                         }
                     });
@@ -558,9 +563,9 @@ impl Service {
                 // genesis block: no block at height 0 is ever gossiped, and peers treat one as
                 // invalid (found by `inprocess::bursts_of_api_transactions…`, which lags before
                 // anything is mined).
-                let tip = self.core.chain.tip();
+                let tip = self.core.tip();
                 if tip.header.height > 0
-                    && let Ok(Some(b)) = self.core.chain.read().and_then(|r| r.block(&tip.hash))
+                    && let Ok(Some(b)) = self.core.store().read().and_then(|r| r.block(&tip.hash))
                 {
                     let _ = self.swarm.behaviour_mut().gossipsub.publish(self.topics.blocks.clone(), b.encode());
                 }
@@ -613,7 +618,7 @@ impl Service {
         self.update_gauges();
         if now.duration_since(self.last_status_log) >= STATUS_LOG_INTERVAL {
             self.last_status_log = now;
-            let tip = self.core.chain.tip();
+            let tip = self.core.tip();
             tracing::info!(
                 peers = self.peers.connected_count(),
                 inbound = self.peers.inbound_count(),
@@ -622,7 +627,7 @@ impl Service {
                 height = tip.header.height,
                 tip = %tip.hash.short(),
                 syncing = self.target.is_some(),
-                mempool = self.core.mempool.len(),
+                mempool = self.core.mempool_len(),
                 "status"
             );
         }
@@ -666,7 +671,7 @@ impl Service {
     /// Records the occupancy of the network's bounded resources (`crate::bounds`): every tick,
     /// and after each push onto a worker queue.
     fn record_bounds(&self) {
-        let b = &self.core.bounds;
+        let b = self.core.bounds();
         record_channel(b, BLOCK_JOBS, &self.block_jobs);
         record_channel(b, TX_JOBS, &self.tx_jobs);
         record_channel(b, RESULTS, &self.results_tx);
@@ -804,8 +809,8 @@ impl Service {
                 let addrs: Vec<Vec<u8>> = info.listen_addrs.iter().map(|a| a.to_vec()).collect();
                 let core = self.core.clone();
                 tokio::task::spawn_blocking(move || {
-                    match core.chain.store().save_peer(&peer_id.to_bytes(), &addrs, unix_ms()) {
-                        Ok(stored) => core.bounds.record(crate::state::STORED_PEERS, stored as usize),
+                    match core.store().save_peer(&peer_id.to_bytes(), &addrs, unix_ms()) {
+                        Ok(stored) => core.bounds().record(vision_state::STORED_PEERS, stored as usize),
                         Err(e) => tracing::warn!(error = %e, "cannot remember peer"),
                     }
                 });
@@ -886,7 +891,7 @@ impl Service {
             match check_header_stateless(&block.header, now) {
                 Ok(()) => {
                     let delay_ms = now.saturating_sub(block.header.timestamp_ms);
-                    self.core.metrics.block_propagation_delay.observe(delay_ms as f64 / 1000.0);
+                    self.core.observe_block_propagation_delay(delay_ms as f64 / 1000.0);
                 }
                 Err(e @ BlockError::TimestampInFuture { .. }) => {
                     tracing::debug!(peer = %source, error = %e, "block from the future ignored");
@@ -904,13 +909,13 @@ impl Service {
             // unverified); do not relay it. No honest node relays such a block either. Ignore, not
             // Reject: the peer manager's `LowTolerance` bans after five, where gossipsub's own
             // penalty would only graylist the sender after a few and leave it connected.
-            let tip_height = self.core.chain.tip().header.height;
-            if block.header.height.saturating_add(self.core.chain.max_reorg_depth()) <= tip_height {
+            let tip_height = self.core.tip().header.height;
+            if block.header.height.saturating_add(self.core.max_reorg_depth()) <= tip_height {
                 gs(self, MessageAcceptance::Ignore);
                 self.report(source, PeerAction::LowTolerance, "deep_fork_block");
                 return;
             }
-            let known = self.core.chain.read().ok().and_then(|r| r.block_meta(&block.hash()).ok().flatten());
+            let known = self.core.store().read().ok().and_then(|r| r.block_meta(&block.hash()).ok().flatten());
             match known.map(|m| m.status) {
                 Some(BlockStatus::Invalid) => {
                     // Like a body found invalid at import: the signed author pays, not the relay,
@@ -929,7 +934,7 @@ impl Service {
                         gs(self, MessageAcceptance::Ignore);
                         self.drop_count("block_jobs");
                     } else {
-                        record_channel(&self.core.bounds, BLOCK_JOBS, &self.block_jobs);
+                        record_channel(self.core.bounds(), BLOCK_JOBS, &self.block_jobs);
                         gs(self, MessageAcceptance::Accept);
                     }
                 }
@@ -943,7 +948,7 @@ impl Service {
                         self.verdict(&msg, &source, TopicLabel::Txs, MessageAcceptance::Ignore);
                         self.drop_count("tx_jobs");
                     }
-                    record_channel(&self.core.bounds, TX_JOBS, &self.tx_jobs);
+                    record_channel(self.core.bounds(), TX_JOBS, &self.tx_jobs);
                 }
                 Err(_) => {
                     gs(self, MessageAcceptance::Reject);
@@ -1140,7 +1145,7 @@ impl Service {
         let core = self.core.clone();
         let results = self.results_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let response = match serve_blocks(&core, hashes_or_range) {
+            let response = match serve_blocks(core.as_ref(), hashes_or_range) {
                 Ok(blocks) => Response::Blocks(blocks),
                 Err(e) => Response::Error { code: ErrorCode::ServerError, message: e },
             };
@@ -1152,7 +1157,7 @@ impl Service {
         self.count_response(super::metrics::DirectionLabel::Outbound, &response);
         match (pending, response) {
             (Some(Pending::Status(_)), Response::Status(status)) => {
-                if status.genesis != self.core.chain.params().genesis_hash {
+                if status.genesis != self.core.genesis_hash() {
                     tracing::info!(%peer, theirs = %status.genesis, "peer is on another network; disconnecting");
                     let _ = self.swarm.disconnect_peer_id(peer);
                     return;
@@ -1241,7 +1246,7 @@ impl Service {
                     } else {
                         self.unsent.insert(request_id, (peer, bytes));
                         self.unsent_bytes += bytes;
-                        self.core.bounds.record(SYNC_UNSENT_BYTES, self.unsent_bytes);
+                        self.core.bounds().record(SYNC_UNSENT_BYTES, self.unsent_bytes);
                     }
                 }
                 self.respond(channel, response);
@@ -1332,7 +1337,7 @@ impl Service {
         self.orphans.entry(parent).or_default().push((block, from));
         self.orphan_count += 1;
         let Some(p) = from.filter(|p| self.swarm.is_connected(p)) else { return };
-        let ours = self.core.chain.tip().header.height;
+        let ours = self.core.tip().header.height;
         if self.target.is_some() || height > ours + ORPHAN_FETCH_GAP {
             // Far ahead, or already catching up: range sync fills the gap. Ask the sender for its
             // status so a sync towards it starts now rather than at the next status round.
@@ -1479,7 +1484,8 @@ fn is_loopback(addr: &Multiaddr) -> bool {
     })
 }
 
-fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+/// The peer id an address ends in (`.../p2p/<peer id>`), if any.
+pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     addr.iter().find_map(|p| match p {
         libp2p::multiaddr::Protocol::P2p(id) => Some(id),
         _ => None,
@@ -1490,8 +1496,8 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
 /// The blocks a sync response carries: `Ok(hashes)` for `BlocksByHash` (stored blocks, any
 /// branch), `Err((start, count))` for `BlocksByRange` (the canonical chain, stopping at its tip),
 /// cut to the response byte budget. Public so that the fuzz targets serve exactly as the node does.
-pub fn serve_blocks(core: &Core, what: Result<Vec<Hash>, (u64, u32)>) -> Result<Vec<Block>, String> {
-    let r = core.chain.read().map_err(|e| e.to_string())?;
+pub fn serve_blocks(core: &dyn ChainAccess, what: Result<Vec<Hash>, (u64, u32)>) -> Result<Vec<Block>, String> {
+    let r = core.store().read().map_err(|e| e.to_string())?;
     // Payload = tag (1) + count (4) + per block (4 + length).
     let budget = sync::MAX_RESPONSE_BYTES - 5;
     let mut used = 0;
@@ -1530,7 +1536,7 @@ pub fn serve_blocks(core: &Core, what: Result<Vec<Hash>, (u64, u32)>) -> Result<
 
 fn spawn_worker(
     name: &str,
-    core: Arc<Core>,
+    core: Arc<dyn ChainAccess>,
     mut jobs: mpsc::Receiver<Job>,
     results: mpsc::Sender<Done>,
 ) -> Result<(), NetworkError> {
@@ -1538,7 +1544,7 @@ fn spawn_worker(
         .name(name.to_string())
         .spawn(move || {
             while let Some(job) = jobs.blocking_recv() {
-                for done in run_job(&core, job) {
+                for done in run_job(core.as_ref(), job) {
                     if results.blocking_send(done).is_err() {
                         return;
                     }
@@ -1549,28 +1555,28 @@ fn spawn_worker(
         .map_err(|e| NetworkError::Build(format!("cannot start {name} worker: {e}")))
 }
 
-fn run_job(core: &Core, job: Job) -> Vec<Done> {
+fn run_job(core: &dyn ChainAccess, job: Job) -> Vec<Done> {
     match job {
         Job::Block { block, from, author } => {
             let hash = block.hash();
-            let result = core.import_block(&block, BlockSource::Network);
+            let result = core.import_block(&block);
             vec![Done::Block { hash, block, from, author, result }]
         }
         Job::Fetched { blocks, from } => blocks
             .into_iter()
             .map(|b| {
                 let hash = b.hash();
-                let result = core.import_block(&b, BlockSource::Network);
+                let result = core.import_block(&b);
                 Done::Block { hash, block: Box::new(b), from: Some(from), author: None, result }
             })
             .collect(),
         Job::Batch { blocks, from, start } => {
             let _span = tracing::info_span!("sync_batch", %from, start, blocks = blocks.len()).entered();
-            let (imported, failure) = core.import_batch(blocks, BlockSource::Network);
+            let (imported, failure) = core.import_batch(blocks);
             vec![Done::Batch { from, start, imported, failure }]
         }
         Job::Txs { txs, from, msg } => {
-            let results = core.submit_transactions(&txs, TxSource::Network);
+            let results = core.submit_transactions(&txs);
             let penalty =
                 results.iter().filter_map(|r| r.as_ref().err().and_then(|e| e.peer_action())).min_by_key(|a| match a {
                     PeerAction::Fatal => 0,

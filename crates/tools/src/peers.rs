@@ -1,10 +1,10 @@
 //! `vision-node bench peers`: a peer-load tool. It opens up to `--count` libp2p connections to one
 //! node over TCP, each from a fresh identity running the node's own stack
-//! ([`crate::p2p::behaviour::build_swarm`]: noise, yamux, identify, ping, Kademlia, gossipsub
+//! ([`vision_p2p::behaviour::build_swarm`]: noise, yamux, identify, ping, Kademlia, gossipsub
 //! subscribed to both topics, the sync protocol), and holds them. Like a real peer, each one answers
 //! the node's sync requests (its status echoes the node's, so the node never tries to sync from it;
 //! block requests get an empty answer), sends its own status request every
-//! [`crate::p2p::service::STATUS_INTERVAL`], and drops (ignores) the gossip it receives. A peer whose
+//! [`vision_p2p::service::STATUS_INTERVAL`], and drops (ignores) the gossip it receives. A peer whose
 //! connection fails or closes dials again after [`REDIAL_DELAY`].
 //!
 //! For each step of `--steps` (peer counts, e.g. `0,250,500,1000`) the tool grows or shrinks the set
@@ -32,12 +32,12 @@ use libp2p::{Multiaddr, PeerId, gossipsub, identity, request_response};
 use tokio_util::sync::CancellationToken;
 
 use super::{ApiUrl, BenchError, CpuWindow, HttpConn, Table, fetch_status, fmt_cores, percentile};
-use crate::p2p::TransportKind;
-use crate::p2p::behaviour::{BehaviourEvent, build_swarm};
-use crate::p2p::gossip::Topics;
-use crate::p2p::peer_manager;
-use crate::p2p::service::STATUS_INTERVAL;
-use crate::p2p::sync::{Request, Response, Status};
+use vision_p2p::TransportKind;
+use vision_p2p::behaviour::{BehaviourEvent, build_swarm};
+use vision_p2p::gossip::Topics;
+use vision_p2p::peer_manager;
+use vision_p2p::service::STATUS_INTERVAL;
+use vision_p2p::sync::{Request, Response, Status};
 
 /// Most connections the tool opens (`--count` and every step).
 pub const MAX_COUNT: usize = 20_000;
@@ -330,7 +330,7 @@ fn probe_api(api: &ApiUrl, pids: &[u32], duration: Duration, interval: Duration)
         match conn.request("GET", "/v1/status", None) {
             Ok(r) if r.status == 200 => {
                 p.latencies_ms.push(t.elapsed().as_secs_f64() * 1e3);
-                if let Ok(s) = serde_json::from_slice::<crate::api::Status>(&r.body) {
+                if let Ok(s) = serde_json::from_slice::<vision_node::api::Status>(&r.body) {
                     p.node_peers = (p.node_peers.0.min(s.peers), p.node_peers.1.max(s.peers));
                     heights = (heights.0.or(Some(s.height)), Some(s.height));
                 }
