@@ -48,6 +48,16 @@ enum Command {
         #[arg(long)]
         key: PathBuf,
     },
+    /// Health check of a running node (container HEALTHCHECK, probes): exit 0 when its API answers
+    /// `GET /v1/status` within the timeout, 1 otherwise, with the reason.
+    Health {
+        /// The node's API.
+        #[arg(long, env = "VISION_HEALTH_API", default_value = DEFAULT_API_URL)]
+        api: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 2)]
+        timeout_secs: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -176,6 +186,7 @@ fn main() -> ExitCode {
         Command::PeerId { key } => vision_node::p2p::load_existing_node_key(&key)
             .map(|k| println!("{}", k.public().to_peer_id()))
             .map_err(Into::into),
+        Command::Health { api, timeout_secs } => health(&api, Duration::from_secs(timeout_secs)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -214,6 +225,12 @@ async fn wait_for_signal() -> std::io::Result<()> {
     {
         tokio::signal::ctrl_c().await
     }
+}
+
+fn health(api: &str, timeout: Duration) -> CmdResult {
+    let s = Client::with_timeout(api, timeout).status()?;
+    println!("ok: height {}, peers {}, syncing {}", s.height, s.peers, s.syncing);
+    Ok(())
 }
 
 fn keygen(out: &std::path::Path) -> CmdResult {

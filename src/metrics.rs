@@ -18,8 +18,6 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::node::Core;
-
 /// Content type of the OpenMetrics text format (what Prometheus asks for).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// Content type of the classic Prometheus text format (served to clients that do not ask for
@@ -98,15 +96,36 @@ pub use vision_primitives::util::snake_case;
 /// Default metrics address: localhost only.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9615";
 
+/// What `/metrics` reads of the node at scrape time; the node implements it for its core.
+pub trait ScrapeSource: Send + Sync + 'static {
+    /// The canonical tip.
+    fn tip(&self) -> crate::chain::Tip;
+    /// The pool's counters and caps.
+    fn mempool(&self) -> (crate::mempool::Stats, crate::mempool::Limits);
+    /// The template cache's hits and misses.
+    fn template_counts(&self) -> (u64, u64);
+    /// The import and admission metrics, registered once.
+    fn chain_metrics(&self) -> &crate::chain::metrics::Metrics;
+    /// The resource registry.
+    fn bounds(&self) -> Arc<crate::bounds::Bounds>;
+    /// Records the resources read at scrape time (the pool, caches, the event channel).
+    fn record_bounds(&self);
+}
+
 /// Scrape-time values of the chain, the pool and the miner's template cache.
-#[derive(Debug)]
 pub struct CoreCollector {
-    core: Arc<Core>,
+    core: Arc<dyn ScrapeSource>,
+}
+
+impl std::fmt::Debug for CoreCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CoreCollector")
+    }
 }
 
 impl CoreCollector {
     /// A collector reading `core` at every scrape.
-    pub fn new(core: Arc<Core>) -> Self {
+    pub fn new(core: Arc<dyn ScrapeSource>) -> Self {
         CoreCollector { core }
     }
 }
@@ -131,12 +150,11 @@ fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) 
 
 impl Collector for CoreCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let tip = self.core.chain.tip();
+        let tip = self.core.tip();
         gauge(&mut e, "vision_chain_height", "Height of the canonical tip", tip.header.height as i64)?;
         gauge_f(&mut e, "vision_chain_total_work", "Cumulative work of the canonical tip", tip.total_work as f64)?;
         gauge(&mut e, "vision_chain_difficulty", "Difficulty of the canonical tip", tip.header.difficulty as i64)?;
-        let stats = self.core.mempool.stats();
-        let limits = self.core.mempool.limits();
+        let (stats, limits) = self.core.mempool();
         gauge(&mut e, "vision_mempool_transactions", "Transactions in the mempool", stats.len as i64)?;
         gauge(&mut e, "vision_mempool_bytes", "Encoded bytes of the transactions in the mempool", stats.bytes as i64)?;
         gauge(&mut e, "vision_mempool_max_transactions", "Mempool cap in transactions", limits.max_txs as i64)?;
@@ -148,7 +166,7 @@ impl Collector for CoreCollector {
             "Smallest fee that enters the mempool now (base units)",
             stats.min_fee_to_enter as f64,
         )?;
-        let (hits, misses) = self.core.templates.counts();
+        let (hits, misses) = self.core.template_counts();
         counter(&mut e, "vision_miner_template_cache_hits", "Block templates served from the cache", hits)?;
         counter(&mut e, "vision_miner_template_cache_misses", "Block templates built afresh", misses)?;
         Ok(())
@@ -157,12 +175,12 @@ impl Collector for CoreCollector {
 
 /// Builds the registry of a node: the core's own metrics, the scrape-time collector, and (when
 /// networked) the network's.
-pub fn registry(core: &Arc<Core>) -> Registry {
+pub fn registry<S: ScrapeSource>(core: &Arc<S>) -> Registry {
     let mut registry = Registry::default();
-    core.metrics.register(registry.sub_registry_with_prefix("vision"));
+    core.chain_metrics().register(registry.sub_registry_with_prefix("vision"));
     registry.register_collector(Box::new(CoreCollector::new(core.clone())));
     let at_scrape = core.clone();
-    registry.register_collector(Box::new(crate::bounds::BoundsCollector::new(core.bounds.clone(), move |_| {
+    registry.register_collector(Box::new(crate::bounds::BoundsCollector::new(core.bounds(), move |_| {
         at_scrape.record_bounds()
     })));
     registry

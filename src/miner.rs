@@ -3,8 +3,9 @@
 //!
 //! A template is built from one read snapshot: the tip, the difficulty and minimum timestamp the
 //! rules require of its child, and the best transactions of the pool executed against that tip's
-//! state (which gives the state root). Found blocks go through [`Core::import_block`], the same path
-//! as blocks from anywhere else.
+//! state (which gives the state root). The miner sees the node only through [`MinerAccess`], which
+//! the node implements: found blocks go through its `submit_mined`, which is `Core::import_block`,
+//! the same path as blocks from anywhere else.
 //!
 //! Each search round hashes at most [`ROUND_HASHES`] nonces, then looks whether the tip or the
 //! mempool changed (and the template must be refreshed) or shutdown was asked.
@@ -22,9 +23,22 @@ use crate::chain::types::{
     Address, Block, BlockHeader, ENCODING_VERSION, HEADER_LEN, HEADER_NONCE_OFFSET, Hash, MAX_BLOCK_BYTES, Transaction,
     tx_root,
 };
+use crate::chain::{ImportError, ImportOutcome};
 use crate::mempool::Mempool;
-use crate::node::{BlockSource, Core};
 use crate::state::{ExecError, StoreError, execute};
+
+/// What the miner needs of the node: a template to search on, the two signals that it went stale,
+/// and the door for the blocks it finds.
+pub trait MinerAccess: Send + Sync + 'static {
+    /// The template for `miner` with at most `max_txs` transactions ([`TemplateCache::get`]).
+    fn template(&self, miner: Address, max_txs: usize) -> Result<Template, StoreError>;
+    /// The canonical tip's hash.
+    fn tip_hash(&self) -> Hash;
+    /// The pool's version (changes whenever the pool does).
+    fn mempool_version(&self) -> u64;
+    /// Imports a block this miner found.
+    fn submit_mined(&self, block: &Block) -> Result<ImportOutcome, ImportError>;
+}
 
 /// Most transactions the miner puts in one block.
 pub const DEFAULT_MAX_BLOCK_TXS: usize = 10_000;
@@ -198,7 +212,7 @@ pub struct Miner {
 
 impl Miner {
     /// Starts `config.threads` search threads.
-    pub fn start(core: Arc<Core>, config: MinerConfig) -> std::io::Result<Self> {
+    pub fn start(core: Arc<dyn MinerAccess>, config: MinerConfig) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for i in 0..config.threads.max(1) {
@@ -207,7 +221,7 @@ impl Miner {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("miner-{i}"))
-                    .spawn(move || mine_loop(&core, config, i as u64, &stop))?,
+                    .spawn(move || mine_loop(core.as_ref(), config, i as u64, &stop))?,
             );
         }
         Ok(Miner { stop, threads })
@@ -228,13 +242,13 @@ impl Drop for Miner {
     }
 }
 
-fn mine_loop(core: &Core, config: MinerConfig, thread: u64, stop: &AtomicBool) {
+fn mine_loop(core: &dyn MinerAccess, config: MinerConfig, thread: u64, stop: &AtomicBool) {
     // Disjoint nonce ranges per thread; a random offset so restarts do not redo work.
     let mut seed = [0u8; 8];
     let _ = getrandom::fill(&mut seed);
     let mut next_nonce = (thread << 56) | (u64::from_le_bytes(seed) >> 8);
     while !stop.load(Ordering::Relaxed) {
-        let template = match core.templates.get(&core.chain, &core.mempool, config.address, config.max_block_txs) {
+        let template = match core.template(config.address, config.max_block_txs) {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(error = %e, "cannot build a block template; miner pausing");
@@ -242,14 +256,14 @@ fn mine_loop(core: &Core, config: MinerConfig, thread: u64, stop: &AtomicBool) {
                 continue;
             }
         };
-        let version = core.mempool.version();
+        let version = core.mempool_version();
         let mut header = template.header;
         header.timestamp_ms = header.timestamp_ms.max(now_ms());
         loop {
             if search(&mut header, next_nonce, ROUND_HASHES) {
                 next_nonce = next_nonce.wrapping_add(ROUND_HASHES);
                 let block = Block { header, transactions: template.transactions.to_vec() };
-                match core.import_block(&block, BlockSource::Miner) {
+                match core.submit_mined(&block) {
                     Ok(_) => tracing::debug!(height = header.height, hash = %block.hash(), "mined block"),
                     Err(e) => tracing::warn!(error = %e, "mined block was not imported"),
                 }
@@ -257,8 +271,8 @@ fn mine_loop(core: &Core, config: MinerConfig, thread: u64, stop: &AtomicBool) {
             }
             next_nonce = next_nonce.wrapping_add(ROUND_HASHES);
             if stop.load(Ordering::Relaxed)
-                || core.chain.tip().hash != template.header.parent
-                || core.mempool.version() != version
+                || core.tip_hash() != template.header.parent
+                || core.mempool_version() != version
             {
                 break;
             }

@@ -46,10 +46,12 @@ pub struct Client {
 impl Client {
     /// A client of the API at `base` (e.g. `http://127.0.0.1:7070`).
     pub fn new(base: &str) -> Self {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(std::time::Duration::from_secs(30)))
-            .build();
+        Self::with_timeout(base, std::time::Duration::from_secs(30))
+    }
+
+    /// A client whose every call gives up after `timeout`.
+    pub fn with_timeout(base: &str, timeout: std::time::Duration) -> Self {
+        let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build();
         Client { base: base.trim_end_matches('/').to_string(), agent: config.into() }
     }
 

@@ -49,7 +49,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::chain::consensus::TxError;
 use crate::chain::types::{Address, Block, Hash, Transaction};
 use crate::mempool::MempoolError;
-use crate::node::{Core, SubmitError};
+use crate::mempool::SubmitError;
+use crate::mempool::events::Event;
 use crate::state::StoreError;
 
 /// Most transactions `/v1/accounts/{address}/txs` returns at once.
@@ -152,11 +153,37 @@ fn parse_hash(s: &str) -> Result<Hash, ApiError> {
     s.parse().map_err(|e: crate::chain::types::ParseHashError| ApiError::bad_request("invalid_hash", e.to_string()))
 }
 
+/// What the API may read and do of the node; the node implements it for its core. Reads go to
+/// redb read snapshots, and the only writes are transaction submissions, through the same door
+/// as the network's.
+pub trait NodeAccess: Send + Sync + 'static {
+    /// The canonical tip.
+    fn tip(&self) -> crate::chain::Tip;
+    /// The chain's parameters (chain id, genesis hash, minimum fee, ...).
+    fn params(&self) -> &crate::chain::consensus::ChainParams;
+    /// A read snapshot of the store.
+    fn read(&self) -> Result<crate::state::ReadView, StoreError>;
+    /// The pool's counters.
+    fn mempool_stats(&self) -> crate::mempool::Stats;
+    /// The pooled transaction `id`, if any.
+    fn pooled(&self, id: &Hash) -> Option<Transaction>;
+    /// The next nonce of `from` counting its pooled transactions, given its nonce in the tip state.
+    fn pending_nonce(&self, from: &Address, state_nonce: u64) -> u64;
+    /// Admits a transaction submitted through the API.
+    fn submit_transaction(&self, tx: Transaction) -> Result<Hash, SubmitError>;
+    /// Admits a batch submitted through the API; one result per transaction, in order.
+    fn submit_transactions(&self, txs: &[Transaction]) -> Vec<Result<Hash, SubmitError>>;
+    /// A new subscription to the node's events (the WebSocket stream).
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event>;
+    /// The resource registry (WebSocket clients are one resource).
+    fn bounds(&self) -> &crate::bounds::Bounds;
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// Chain, pool and miner cache.
-    pub core: Arc<Core>,
+    /// Chain, pool and miner cache, through [`NodeAccess`].
+    pub core: Arc<dyn NodeAccess>,
     /// The network, if the node has one.
     pub network: Option<crate::p2p::NetworkHandle>,
 }
@@ -557,17 +584,17 @@ async fn admin_dial(State(state): State<AppState>, body: Bytes) -> ApiResult<Don
 )]
 async fn status(State(state): State<AppState>) -> ApiResult<Status> {
     let core = &state.core;
-    let tip = core.chain.tip();
-    let stats = core.mempool.stats();
+    let tip = core.tip();
+    let stats = core.mempool_stats();
     Ok(Json(Status {
-        chain_id: core.chain.params().chain_id,
-        genesis_hash: core.chain.params().genesis_hash,
+        chain_id: core.params().chain_id,
+        genesis_hash: core.params().genesis_hash,
         height: tip.header.height,
         tip_hash: tip.hash,
         total_work: tip.total_work.to_string(),
         mempool_size: stats.len,
         mempool_bytes: stats.bytes,
-        min_fee: core.chain.params().min_fee.to_string(),
+        min_fee: core.params().min_fee.to_string(),
         min_fee_to_enter: stats.min_fee_to_enter.to_string(),
         peer_id: state.network.as_ref().map(|n| n.info().peer_id.to_string()),
         listen_addrs: state
@@ -580,8 +607,8 @@ async fn status(State(state): State<AppState>) -> ApiResult<Status> {
     }))
 }
 
-fn block_json(core: &Core, block: &Block) -> Result<BlockJson, ApiError> {
-    let r = core.chain.read()?;
+fn block_json(core: &dyn NodeAccess, block: &Block) -> Result<BlockJson, ApiError> {
+    let r = core.read()?;
     let hash = block.hash();
     let meta = r.block_meta(&hash)?.ok_or_else(|| ApiError::not_found(format!("block {hash} not found")))?;
     let canonical = r.canonical_hash(block.header.height)? == Some(hash);
@@ -615,7 +642,7 @@ fn block_json(core: &Core, block: &Block) -> Result<BlockJson, ApiError> {
     )
 )]
 async fn block(State(AppState { core, .. }): State<AppState>, Path(id): Path<String>) -> ApiResult<BlockJson> {
-    let r = core.chain.read()?;
+    let r = core.read()?;
     let hash = if id.len() == 64 || id.starts_with("0x") {
         parse_hash(&id)?
     } else {
@@ -629,7 +656,7 @@ async fn block(State(AppState { core, .. }): State<AppState>, Path(id): Path<Str
             .ok_or_else(|| ApiError::not_found(format!("no canonical block at height {height}")))?
     };
     let block = r.block(&hash)?.ok_or_else(|| ApiError::not_found(format!("block {hash} not found")))?;
-    Ok(Json(block_json(&core, &block)?))
+    Ok(Json(block_json(core.as_ref(), &block)?))
 }
 
 /// An account's balance and nonces.
@@ -645,12 +672,12 @@ async fn block(State(AppState { core, .. }): State<AppState>, Path(id): Path<Str
 )]
 async fn account(State(AppState { core, .. }): State<AppState>, Path(address): Path<String>) -> ApiResult<AccountJson> {
     let address = parse_address(&address)?;
-    let acc = core.chain.read()?.account(&address)?;
+    let acc = core.read()?.account(&address)?;
     Ok(Json(AccountJson {
         address,
         balance: acc.balance.to_string(),
         nonce: acc.nonce,
-        pending_nonce: core.mempool.pending_nonce(&address, acc.nonce),
+        pending_nonce: core.pending_nonce(&address, acc.nonce),
     }))
 }
 
@@ -692,7 +719,7 @@ async fn account_txs(
             Some((h.parse().map_err(|_| bad())?, i.parse().map_err(|_| bad())?))
         }
     };
-    let r = core.chain.read()?;
+    let r = core.read()?;
     let mut out = Vec::new();
     for (height, index, id) in r.account_txs(&address, limit, before)? {
         let Some((block_hash, _)) = r.tx_location(&id)? else { continue };
@@ -784,7 +811,7 @@ async fn submit_batch(
             Err(e) => results.push(BatchResult { hash: None, error: Some(detail(e)) }),
         }
     }
-    let outcomes = tokio::task::spawn_blocking(move || core.submit_transactions(&decoded, crate::node::TxSource::Api))
+    let outcomes = tokio::task::spawn_blocking(move || core.submit_transactions(&decoded))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     for (slot, outcome) in slots.into_iter().zip(outcomes) {
@@ -811,7 +838,7 @@ async fn submit_batch(
 )]
 async fn tx_status(State(AppState { core, .. }): State<AppState>, Path(id): Path<String>) -> ApiResult<TxStatus> {
     let id = parse_hash(&id)?;
-    if let Some(tx) = core.mempool.get(&id) {
+    if let Some(tx) = core.pooled(&id) {
         return Ok(Json(TxStatus {
             status: "pending".into(),
             block_hash: None,
@@ -820,7 +847,7 @@ async fn tx_status(State(AppState { core, .. }): State<AppState>, Path(id): Path
             tx: (&tx).into(),
         }));
     }
-    let r = core.chain.read()?;
+    let r = core.read()?;
     let (block_hash, index) =
         r.tx_location(&id)?.ok_or_else(|| ApiError::not_found(format!("transaction {id} not found")))?;
     let block = r.block(&block_hash)?.ok_or_else(|| ApiError::not_found(format!("block {block_hash} not found")))?;

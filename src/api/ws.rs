@@ -40,9 +40,10 @@ use tokio::sync::mpsc::error::SendTimeoutError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 use utoipa::ToSchema;
 
+use super::NodeAccess;
 use super::{ApiError, ErrorBody, TxJson};
 use crate::chain::types::Hash;
-use crate::node::{Core, Event};
+use crate::mempool::events::Event;
 
 /// Most concurrent WebSocket clients: each costs two tasks, a queue and socket buffers (about
 /// 200 KiB at worst), so 256 of them stay under about 50 MiB.
@@ -185,12 +186,12 @@ impl WsMessage {
 /// What the WebSocket route shares: the core (for subscriptions) and the client permits.
 #[derive(Clone)]
 struct WsState {
-    core: Arc<Core>,
+    core: Arc<dyn NodeAccess>,
     clients: Arc<Semaphore>,
 }
 
 /// The `/v1/ws` route, with its own client cap.
-pub(super) fn router(core: Arc<Core>) -> axum::Router {
+pub(super) fn router(core: Arc<dyn NodeAccess>) -> axum::Router {
     let state = WsState { core, clients: Arc::new(Semaphore::new(MAX_CLIENTS)) };
     axum::Router::new().route("/v1/ws", get(upgrade)).with_state(state)
 }
@@ -228,7 +229,7 @@ async fn upgrade(
             format!("{MAX_CLIENTS} WebSocket clients are connected; retry later"),
         )
     })?;
-    state.core.bounds.record(WS_CLIENTS, MAX_CLIENTS - state.clients.available_permits());
+    state.core.bounds().record(WS_CLIENTS, MAX_CLIENTS - state.clients.available_permits());
     let events = state.core.subscribe();
     Ok(upgrade
         .read_buffer_size(READ_BUFFER_BYTES)

@@ -745,3 +745,94 @@ impl crate::p2p::ChainAccess for Core {
         &self.bounds
     }
 }
+
+/// The miner's door into the node: templates from the node's cache, and found blocks through
+/// [`Core::import_block`] like every other block.
+impl crate::miner::MinerAccess for Core {
+    fn template(&self, miner: Address, max_txs: usize) -> Result<crate::miner::Template, StoreError> {
+        self.templates.get(&self.chain, &self.mempool, miner, max_txs)
+    }
+
+    fn tip_hash(&self) -> Hash {
+        self.chain.tip().hash
+    }
+
+    fn mempool_version(&self) -> u64 {
+        self.mempool.version()
+    }
+
+    fn submit_mined(&self, block: &Block) -> Result<ImportOutcome, ImportError> {
+        Core::import_block(self, block, BlockSource::Miner)
+    }
+}
+
+/// What `/metrics` reads of the node at scrape time.
+impl crate::metrics::ScrapeSource for Core {
+    fn tip(&self) -> crate::chain::Tip {
+        self.chain.tip()
+    }
+
+    fn mempool(&self) -> (crate::mempool::Stats, Limits) {
+        (self.mempool.stats(), self.mempool.limits())
+    }
+
+    fn template_counts(&self) -> (u64, u64) {
+        self.templates.counts()
+    }
+
+    fn chain_metrics(&self) -> &crate::chain::metrics::Metrics {
+        &self.metrics
+    }
+
+    fn bounds(&self) -> Arc<crate::bounds::Bounds> {
+        self.bounds.clone()
+    }
+
+    fn record_bounds(&self) {
+        Core::record_bounds(self)
+    }
+}
+
+/// The API's door into the node: read snapshots, the pool's counters, and submissions tagged as
+/// coming from the API.
+impl crate::api::NodeAccess for Core {
+    fn tip(&self) -> crate::chain::Tip {
+        self.chain.tip()
+    }
+
+    fn params(&self) -> &crate::chain::consensus::ChainParams {
+        self.chain.params()
+    }
+
+    fn read(&self) -> Result<crate::state::ReadView, StoreError> {
+        self.chain.read()
+    }
+
+    fn mempool_stats(&self) -> crate::mempool::Stats {
+        self.mempool.stats()
+    }
+
+    fn pooled(&self, id: &Hash) -> Option<Transaction> {
+        self.mempool.get(id)
+    }
+
+    fn pending_nonce(&self, from: &Address, state_nonce: u64) -> u64 {
+        self.mempool.pending_nonce(from, state_nonce)
+    }
+
+    fn submit_transaction(&self, tx: Transaction) -> Result<Hash, SubmitError> {
+        Core::submit_transaction(self, tx)
+    }
+
+    fn submit_transactions(&self, txs: &[Transaction]) -> Vec<Result<Hash, SubmitError>> {
+        Core::submit_transactions(self, txs, TxSource::Api)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        Core::subscribe(self)
+    }
+
+    fn bounds(&self) -> &crate::bounds::Bounds {
+        &self.bounds
+    }
+}

@@ -17,6 +17,7 @@ mod partition;
 mod protocol_vectors;
 mod raw_gossip;
 mod reorg;
+mod shutdown;
 mod slow_readers;
 mod vector_file;
 mod vectors;

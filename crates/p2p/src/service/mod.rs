@@ -1,0 +1,1271 @@
+//! The swarm task: the one owner of the libp2p [`Swarm`] and its event loop, which dispatches
+//! to components that each do one thing:
+//!
+//! - [`validate`]: gossip validation of a block (relay or not, and who pays);
+//! - [`sync_client`]: which peer to sync from and which ranges to ask for (a pure state machine);
+//! - [`serve`]: the sync server's store reads and budgets;
+//! - [`orphans`]: blocks waiting for their parent;
+//! - [`workers`]: the import threads, owned and joined by the loop;
+//! - the peer manager (`crate::peer_manager`) for scores, bans and rate limits.
+//!
+//! ```text
+//!  commands (admin/API) ─┐                      ┌─> block worker ─┐  (import_block, one at a time)
+//!  tx outbox (API and   ─┤                      │                 │
+//!   reorg txs to gossip) ├─> event loop ────────┤                 ├─> results back to the loop:
+//!  core events (mined)  ─┤   (owns Swarm,       └─> tx worker ────┘   gossip verdicts, penalties,
+//!  swarm events ─────────┘    PeerManager, Sync)                       sync progress, orphans
+//! ```
+//!
+//! Own transactions reach the loop through a bounded channel of their own ([`TX_OUTBOX_CAP`]), not
+//! the core's event broadcast: the loop may fall behind the broadcast under load and lose events,
+//! and a transaction lost there would never be gossiped. A lost block event only delays the block:
+//! the loop then publishes the tip again.
+//!
+//! Nothing here blocks the loop: chain work runs on the two worker threads (bounded queues, a full
+//! queue drops the work and counts it), store reads for serving sync requests and the peer book's
+//! writes on the blocking pool. All of it is owned by the loop: when it stops it joins the workers
+//! and waits for the blocking tasks, so a node that has shut down runs nothing of the network.
+//!
+//! Gossip validation: a block is relayed (Accept) once it decodes, passes the header's stateless
+//! checks (PoW, version, clock) and is not known; full import follows on the worker. Relaying before
+//! the body is checked keeps propagation fast, and a block with valid PoW costs its maker real
+//! work. If the import then finds the body invalid, the penalty goes to the block's *author* — the
+//! peer that signed the gossip message (StrictSign) — and not to the peer that relayed it, which
+//! did exactly what every honest node does; an author we are not connected to is banned all the
+//! same, so it is refused when it dials. A transaction batch is judged after
+//! the worker checked every transaction: Reject (and penalty) if any carries a peer action,
+//! Accept if any was new, Ignore otherwise.
+//!
+//! Sync: every peer's [`Status`] is exchanged on connect and every
+//! [`STATUS_INTERVAL`]. When a peer has more work than our tip, we download its canonical chain in
+//! batches of [`BATCH`] blocks from our height on, up to [`MAX_INFLIGHT`] requests at once, spread
+//! round-robin over every peer that reports the same tip, and import the batches in order. If the
+//! first batch does not connect (the peer is on a fork below our tip), the start steps back
+//! exponentially until it does. A batch that fails to import penalises the peer that sent it.
+
+pub mod orphans;
+pub mod serve;
+pub mod sync_client;
+pub mod validate;
+pub mod workers;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
+use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
+use super::gossip::{MAX_TX_BATCH, Topics, decode_tx_batch, encode_tx_batch};
+use super::metrics::{GossipLabels, ResultLabel, TopicLabel, TopicLabels};
+use super::peer_manager::{self, Direction, Effect, PeerManager, RateClass};
+use super::sync::{ErrorCode, Refused, Request, Response, Status};
+use super::{BanInfo, COMMAND_CHANNEL_CAP, Command, NetInfo, NetworkConfig, NetworkError, NetworkHandle, PeerInfo};
+use crate::chain_access::ChainAccess;
+use vision_mempool::events::{BlockSource, Event};
+use vision_primitives::consensus::{BlockError, now_ms};
+use vision_primitives::errors::PeerAction;
+use vision_primitives::types::{Block, Hash, Transaction};
+use vision_state::{ImportError, ImportOutcome};
+
+pub use orphans::ORPHAN_CAP;
+use orphans::OrphanPool;
+use serve::{Admit, ServeBudget, blocks_response_len};
+pub use serve::{
+    MAX_SERVING, MAX_SERVING_PER_PEER, MAX_UNSENT_RESPONSE_BYTES, MAX_UNSENT_RESPONSE_BYTES_PER_PEER, serve_blocks,
+};
+pub use sync_client::{BATCH, MAX_INFLIGHT};
+use sync_client::{BatchOutcome, Output, SyncClient};
+use validate::{Charged, Judgement, judge_block};
+pub use workers::{BLOCK_QUEUE_CAP, RESULT_QUEUE_CAP, TX_QUEUE_CAP};
+use workers::{Done, Job, Workers};
+
+/// How often statuses are refreshed.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the INFO status line (peers, height, sync) is logged.
+pub const STATUS_LOG_INTERVAL: Duration = Duration::from_secs(30);
+/// Housekeeping period (peer manager heartbeat, dialing, sync scheduling, tx batch flush).
+pub const TICK: Duration = Duration::from_millis(100);
+/// An orphan at most this many blocks above our tip has its parent fetched by hash; further ahead,
+/// range sync catches up instead.
+pub const ORPHAN_FETCH_GAP: u64 = 8;
+/// Own transactions (submitted through the API, or returned to the pool by a reorganisation)
+/// waiting to be gossiped: the outbox channel from the core plus the batch being filled. When it
+/// is full, the newest are not queued (`dropped{queue="tx_outbox"}`); they stay in the pool.
+pub const TX_OUTBOX_CAP: usize = 16 * MAX_TX_BATCH;
+
+/// Blocks queued for the block worker, in the resource registry.
+pub const BLOCK_JOBS: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("block_jobs", "p2p::service::BLOCK_QUEUE_CAP", BLOCK_QUEUE_CAP);
+/// Transaction batches queued for the tx worker, in the resource registry.
+pub const TX_JOBS: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("tx_jobs", "p2p::service::TX_QUEUE_CAP", TX_QUEUE_CAP);
+/// Worker results queued for the network loop, in the resource registry.
+pub const RESULTS: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("results", "p2p::service::RESULT_QUEUE_CAP", RESULT_QUEUE_CAP);
+/// Orphan blocks held while their ancestors are fetched, in the resource registry.
+pub const ORPHANS: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("orphans", "p2p::service::ORPHAN_CAP", ORPHAN_CAP);
+/// Own transactions waiting to be gossiped, in the resource registry.
+pub const TX_OUTBOX: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("tx_outbox", "p2p::service::TX_OUTBOX_CAP", TX_OUTBOX_CAP);
+/// Sync responses being read from the store, in the resource registry.
+pub const SYNC_SERVING: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("sync_serving", "p2p::service::MAX_SERVING", MAX_SERVING);
+/// Bytes of block responses not yet written to their peers, in the resource registry.
+pub const SYNC_UNSENT_BYTES: vision_primitives::bounds::Resource = vision_primitives::bounds::Resource::new(
+    "sync_unsent_bytes",
+    "p2p::service::MAX_UNSENT_RESPONSE_BYTES",
+    MAX_UNSENT_RESPONSE_BYTES,
+);
+/// Our range requests in flight while syncing, in the resource registry.
+pub const SYNC_INFLIGHT: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("sync_inflight", "p2p::service::MAX_INFLIGHT", MAX_INFLIGHT);
+
+/// Records the occupancy of a bounded channel from a sender of it.
+fn record_channel<T>(
+    bounds: &vision_primitives::bounds::Bounds,
+    r: vision_primitives::bounds::Resource,
+    tx: &tokio::sync::mpsc::Sender<T>,
+) {
+    bounds.record(r, tx.max_capacity() - tx.capacity());
+}
+
+#[derive(Debug, Clone)]
+enum Pending {
+    /// A status request to this peer (at most one per peer in flight).
+    Status(PeerId),
+    Range {
+        start: u64,
+        count: u32,
+    },
+    Hash(Vec<Hash>),
+}
+
+/// The swarm task.
+pub struct Service {
+    swarm: Swarm<Behaviour>,
+    core: Arc<dyn ChainAccess>,
+    peers: PeerManager,
+    topics: Topics,
+    info: Arc<NetInfo>,
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Receiver<Event>,
+    block_jobs: mpsc::Sender<Job>,
+    tx_jobs: mpsc::Sender<Job>,
+    results: mpsc::Receiver<Done>,
+    results_tx: mpsc::Sender<Done>,
+    pending: HashMap<OutboundRequestId, Pending>,
+    sync: SyncClient<PeerId>,
+    orphans: OrphanPool<PeerId>,
+    /// Own transactions to gossip, from [`ChainAccess::attach_gossip_outbox`] (at most [`TX_OUTBOX_CAP`]).
+    outbox: mpsc::Receiver<Transaction>,
+    /// Whether the outbox's sender is still attached (a second network on this core replaces it).
+    outbox_open: bool,
+    /// Transactions taken from the outbox for the next gossip batch: published when it holds
+    /// [`MAX_TX_BATCH`], or at the next tick.
+    outbox_batch: Vec<Transaction>,
+    serve: ServeBudget<PeerId, InboundRequestId>,
+    /// The import threads, joined when the loop ends.
+    workers: Option<Workers>,
+    /// Store work on the blocking pool (sync reads, peer book and ban writes), awaited when the
+    /// loop ends so that nothing of the network outlives it.
+    blocking: tokio::task::JoinSet<()>,
+    /// Peers whose score crossed the disconnect threshold, disconnected at the next tick.
+    disconnect_at_tick: Vec<PeerId>,
+    bootstrap: Vec<Multiaddr>,
+    /// Our listeners (closed at shutdown).
+    listeners: Vec<libp2p::core::transport::ListenerId>,
+    last_status_round: Instant,
+    last_status_log: Instant,
+    last_kad_bootstrap: Instant,
+    shutdown: CancellationToken,
+    metrics: super::metrics::Metrics,
+}
+
+fn unix_ms() -> u64 {
+    now_ms()
+}
+
+impl Service {
+    /// Builds the swarm, starts listening and dialing, spawns the workers and the event loop on
+    /// the current tokio runtime. Returns the handle.
+    pub fn spawn(
+        config: NetworkConfig,
+        core: Arc<dyn ChainAccess>,
+        registry: &mut prometheus_client::registry::Registry,
+        shutdown: CancellationToken,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) -> Result<NetworkHandle, NetworkError> {
+        let topics = Topics::new(&core.genesis_hash());
+        let metrics = super::metrics::Metrics::new(registry);
+        let mut swarm = build_swarm(
+            config.transport,
+            &config.keypair,
+            config.links.as_ref(),
+            &config.peers,
+            &topics,
+            Some(registry.sub_registry_with_prefix("gossipsub")),
+        )?;
+        let local = *swarm.local_peer_id();
+        for t in [&topics.blocks, &topics.txs] {
+            swarm.behaviour_mut().gossipsub.subscribe(t).map_err(|e| NetworkError::Build(e.to_string()))?;
+        }
+        let mut listeners = Vec::new();
+        for addr in &config.listen {
+            listeners.push(
+                swarm
+                    .listen_on(addr.clone())
+                    .map_err(|e| NetworkError::Listen { addr: addr.clone(), message: e.to_string() })?,
+            );
+        }
+        for addr in &config.external {
+            swarm.add_external_address(addr.clone());
+        }
+        // Bans from the database.
+        let store = core.store();
+        let bans: Vec<(PeerId, u64)> = store
+            .load_bans()
+            .map_err(|e| NetworkError::Build(e.to_string()))?
+            .into_iter()
+            .filter_map(|(id, until)| PeerId::from_bytes(&id).ok().map(|p| (p, until)))
+            .collect();
+        let peers = PeerManager::new(config.peers.clone(), bans, unix_ms());
+        core.bounds().set_cap(peer_manager::PEERS, config.peers.max_peers);
+        for (p, _) in peers.bans() {
+            swarm.behaviour_mut().blocked.block_peer(p);
+        }
+        // Bootstrap and remembered peers.
+        for addr in &config.bootstrap {
+            if let Some(peer) = peer_of(addr) {
+                swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            }
+            if let Err(e) = swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, error = %e, "cannot dial bootstrap address");
+            }
+        }
+        if config.dial_known_peers {
+            let known = store.load_peers().map_err(|e| NetworkError::Build(e.to_string()))?;
+            for (id, addrs, _) in known.into_iter().take(config.peers.target_peers) {
+                let Ok(peer) = PeerId::from_bytes(&id) else { continue };
+                if peer == local || peers.is_banned(&peer, unix_ms()) {
+                    continue;
+                }
+                let addrs: Vec<Multiaddr> = addrs.into_iter().filter_map(|a| Multiaddr::try_from(a).ok()).collect();
+                for a in &addrs {
+                    swarm.behaviour_mut().kad.add_address(&peer, a.clone());
+                }
+                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(addrs).build();
+                let _ = swarm.dial(opts);
+            }
+        }
+
+        let info = Arc::new(NetInfo::new(local));
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CHANNEL_CAP);
+        let (block_tx, block_rx) = mpsc::channel(BLOCK_QUEUE_CAP);
+        let (tx_tx, tx_rx) = mpsc::channel(TX_QUEUE_CAP);
+        let (res_tx, res_rx) = mpsc::channel(RESULT_QUEUE_CAP);
+        let workers = Workers::spawn(&core, block_rx, tx_rx, &res_tx, &shutdown)?;
+        // The channel and the batch being filled hold at most TX_OUTBOX_CAP together.
+        let outbox = core.attach_gossip_outbox(TX_OUTBOX_CAP - MAX_TX_BATCH);
+        let service = Service {
+            swarm,
+            events: core.subscribe(),
+            core,
+            peers,
+            topics,
+            info: info.clone(),
+            commands: cmd_rx,
+            block_jobs: block_tx,
+            tx_jobs: tx_tx,
+            results: res_rx,
+            results_tx: res_tx,
+            pending: HashMap::new(),
+            sync: SyncClient::new(),
+            orphans: OrphanPool::default(),
+            outbox,
+            outbox_open: true,
+            outbox_batch: Vec::with_capacity(MAX_TX_BATCH),
+            serve: ServeBudget::default(),
+            workers: Some(workers),
+            blocking: tokio::task::JoinSet::new(),
+            disconnect_at_tick: Vec::new(),
+            bootstrap: config.bootstrap,
+            listeners,
+            last_status_round: Instant::now(),
+            last_status_log: Instant::now(),
+            last_kad_bootstrap: Instant::now(),
+            shutdown,
+            metrics,
+        };
+        tracing::info!(peer_id = %local, "network started");
+        tasks.spawn(service.run());
+        Ok(NetworkHandle { commands: cmd_tx, info })
+    }
+
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let room = MAX_TX_BATCH.saturating_sub(self.outbox_batch.len());
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break,
+                Some(cmd) = self.commands.recv() => self.on_command(cmd),
+                Some(done) = self.results.recv() => self.on_done(done),
+                // Before the swarm, whose events never run out under load.
+                n = self.outbox.recv_many(&mut self.outbox_batch, room), if self.outbox_open && room > 0 => {
+                    self.on_outbox(n)
+                }
+                ev = self.swarm.select_next_some() => self.on_swarm(ev),
+                ev = self.events.recv() => self.on_core_event(ev),
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+        // Close the listeners explicitly: the memory transport frees a port only this way, so a
+        // node restarted in the same process (simulations) can listen on it again.
+        for id in std::mem::take(&mut self.listeners) {
+            self.swarm.remove_listener(id);
+        }
+        self.stop_workers().await;
+        tracing::info!("network stopped");
+    }
+
+    /// Ends the workers and the blocking tasks and waits for them: the job queues' senders are
+    /// dropped (a worker finishes the job in hand, then sees its queue closed), the results queue
+    /// is drained meanwhile so that no worker waits on it.
+    async fn stop_workers(&mut self) {
+        let (closed_blocks, _) = mpsc::channel(1);
+        let (closed_txs, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.block_jobs, closed_blocks));
+        drop(std::mem::replace(&mut self.tx_jobs, closed_txs));
+        let (closed_results, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.results_tx, closed_results));
+        self.results.close();
+        while self.results.recv().await.is_some() {}
+        while self.blocking.join_next().await.is_some() {}
+        if let Some(workers) = self.workers.take() {
+            let _ = tokio::task::spawn_blocking(move || workers.join()).await;
+        }
+    }
+
+    fn drop_count(&mut self, queue: &'static str) {
+        self.drop_many(queue, 1);
+    }
+
+    fn drop_many(&mut self, queue: &'static str, n: u64) {
+        self.metrics.dropped.get_or_create(&super::metrics::QueueLabels { queue: queue.to_string() }).inc_by(n);
+    }
+
+    fn our_status(&self) -> Status {
+        let tip = self.core.tip();
+        Status {
+            genesis: self.core.genesis_hash(),
+            tip: tip.hash,
+            height: tip.header.height,
+            total_work: tip.total_work,
+        }
+    }
+
+    // ----- peer management -------------------------------------------------------------------
+
+    fn report(&mut self, peer: PeerId, action: PeerAction, reason: &'static str) {
+        tracing::debug!(%peer, action = action.as_str(), reason, "peer penalised");
+        self.metrics
+            .peer_actions
+            .get_or_create(&super::metrics::ActionLabels {
+                action: action.as_str().to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+        let effects = self.peers.report(peer, action, reason, Instant::now(), unix_ms());
+        for effect in effects {
+            match effect {
+                // A score-triggered disconnect waits for the next tick, so the rest of a burst the
+                // peer already sent is still judged: faults in quick succession reach the ban
+                // threshold, as the policy table says, instead of being cut off at the disconnect
+                // threshold (after which the peer is turned away and could never be banned).
+                Effect::Disconnect { peer } => {
+                    if !self.disconnect_at_tick.contains(&peer) {
+                        self.disconnect_at_tick.push(peer);
+                    }
+                }
+                other => self.apply(vec![other]),
+            }
+        }
+    }
+
+    fn apply(&mut self, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Disconnect { peer } => {
+                    tracing::debug!(%peer, score = self.peers.score(&peer), "disconnecting peer (score)");
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+                Effect::Ban { peer, until_unix_ms, reason } => {
+                    tracing::warn!(%peer, reason, until_unix_ms, "peer banned");
+                    self.metrics.bans.get_or_create(&super::metrics::ReasonLabels { reason: reason.to_string() }).inc();
+                    self.swarm.behaviour_mut().blocked.block_peer(peer);
+                    self.swarm.behaviour_mut().kad.remove_peer(&peer);
+                    self.sync.on_peer_gone(&peer);
+                    let core = self.core.clone();
+                    self.blocking.spawn_blocking(move || {
+                        if let Err(e) = core.store().save_ban(&peer.to_bytes(), until_unix_ms) {
+                            tracing::error!(error = %e, "cannot persist ban");
+                        }
+                    });
+                }
+                Effect::Unban { peer } => {
+                    tracing::info!(%peer, "ban lifted");
+                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                    let core = self.core.clone();
+                    self.blocking.spawn_blocking(move || {
+                        if let Err(e) = core.store().remove_ban(&peer.to_bytes()) {
+                            tracing::error!(error = %e, "cannot remove ban");
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Peers(reply) => {
+                let list = self
+                    .peers
+                    .peers()
+                    .into_iter()
+                    .map(|p| PeerInfo {
+                        peer_id: p.peer.to_string(),
+                        addresses: p.addrs.iter().map(|a| a.to_string()).collect(),
+                        direction: match p.direction {
+                            Direction::Inbound => "inbound".into(),
+                            Direction::Outbound => "outbound".into(),
+                        },
+                        score: p.score,
+                        client: p.agent.clone(),
+                        height: self.sync.status(&p.peer).map(|s| s.height),
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
+            Command::Bans(reply) => {
+                let now = unix_ms();
+                let list = self
+                    .peers
+                    .bans()
+                    .into_iter()
+                    .filter(|(_, until)| *until > now)
+                    .map(|(p, until)| BanInfo { peer_id: p.to_string(), until_unix_ms: until })
+                    .collect();
+                let _ = reply.send(list);
+            }
+            Command::Ban { peer, duration, reply } => {
+                let effects = self.peers.ban(peer, duration, "admin", unix_ms());
+                self.apply(effects);
+                let _ = reply.send(());
+            }
+            Command::Unban { peer, reply } => {
+                let effects = self.peers.unban(peer);
+                self.apply(effects);
+                let _ = reply.send(());
+            }
+            Command::Dial { addr, reply } => {
+                if let Some(p) = peer_of(&addr) {
+                    self.swarm.behaviour_mut().kad.add_address(&p, addr.clone());
+                }
+                let _ = reply.send(self.swarm.dial(addr).map_err(|e| e.to_string()));
+            }
+        }
+    }
+
+    // ----- local events to publish -----------------------------------------------------------
+
+    fn on_core_event(&mut self, ev: Result<Event, broadcast::error::RecvError>) {
+        match ev {
+            Ok(Event::NewHead { applied, source, .. }) => {
+                if matches!(source, BlockSource::Miner | BlockSource::Api)
+                    && let Some(b) = applied.last()
+                {
+                    let topic = self.topics.blocks.clone();
+                    if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, b.encode()) {
+                        tracing::debug!(error = %e, "block not published");
+                    }
+                }
+            }
+            // Transactions to gossip come through the outbox, which loses none to lag.
+            Ok(Event::TxPooled { .. }) => {}
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "network fell behind the node's events");
+                self.drop_many("core_events", n);
+                // A missed event may have been our own new block: publish the tip again. If it
+                // came from the network, gossipsub knows its id and publishes nothing. Never the
+                // genesis block: no block at height 0 is ever gossiped, and peers treat one as
+                // invalid (found by `inprocess::bursts_of_api_transactions…`, which lags before
+                // anything is mined).
+                let tip = self.core.tip();
+                if tip.header.height > 0
+                    && let Ok(Some(b)) = self.core.store().read().and_then(|r| r.block(&tip.hash))
+                {
+                    let _ = self.swarm.behaviour_mut().gossipsub.publish(self.topics.blocks.clone(), b.encode());
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => self.shutdown.cancel(),
+        }
+    }
+
+    /// `n` transactions were moved from the outbox to the next batch (0: the outbox was closed).
+    fn on_outbox(&mut self, n: usize) {
+        if n == 0 {
+            self.outbox_open = false;
+        } else if self.outbox_batch.len() >= MAX_TX_BATCH {
+            self.flush_outbox();
+        }
+    }
+
+    /// Publishes the pending batch of own transactions, if any.
+    fn flush_outbox(&mut self) {
+        if self.outbox_batch.is_empty() {
+            return;
+        }
+        let topic = self.topics.txs.clone();
+        let msg = encode_tx_batch(&self.outbox_batch);
+        self.outbox_batch.clear();
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, msg) {
+            tracing::debug!(error = %e, "transaction batch not published");
+        }
+    }
+
+    // ----- periodic work ---------------------------------------------------------------------
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        while self.blocking.try_join_next().is_some() {}
+        let effects = self.peers.heartbeat(now, unix_ms());
+        self.apply(effects);
+        let disconnect: Vec<Effect> =
+            self.disconnect_at_tick.drain(..).map(|peer| Effect::Disconnect { peer }).collect();
+        self.apply(disconnect);
+        for p in self.peers.excess_peers(now) {
+            tracing::debug!(peer = %p, "disconnecting peer (too many peers)");
+            let _ = self.swarm.disconnect_peer_id(p);
+        }
+        self.flush_outbox();
+        let dropped = self.core.take_gossip_outbox_dropped();
+        if dropped > 0 {
+            self.drop_many("tx_outbox", dropped);
+        }
+        self.info.peers.store(self.peers.connected_count(), Ordering::Relaxed);
+        self.update_gauges();
+        if now.duration_since(self.last_status_log) >= STATUS_LOG_INTERVAL {
+            self.last_status_log = now;
+            let tip = self.core.tip();
+            tracing::info!(
+                peers = self.peers.connected_count(),
+                inbound = self.peers.inbound_count(),
+                outbound = self.peers.outbound_count(),
+                banned = self.peers.ban_count(),
+                height = tip.header.height,
+                tip = %tip.hash.short(),
+                syncing = self.sync.is_syncing(),
+                mempool = self.core.mempool_len(),
+                "status"
+            );
+        }
+        if now.duration_since(self.last_status_round) >= STATUS_INTERVAL {
+            self.last_status_round = now;
+            let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+            for p in connected {
+                self.send_status(p);
+            }
+            if self.peers.wants_more_peers() {
+                self.find_peers(now);
+            }
+        }
+        self.drive_sync();
+    }
+
+    fn update_gauges(&self) {
+        use super::metrics::{DirectionLabel, DirectionLabels, ScoreLabels, ScoreRange};
+        let m = &self.metrics;
+        m.peers
+            .get_or_create(&DirectionLabels { direction: DirectionLabel::Inbound })
+            .set(self.peers.inbound_count() as i64);
+        m.peers
+            .get_or_create(&DirectionLabels { direction: DirectionLabel::Outbound })
+            .set(self.peers.outbound_count() as i64);
+        let mut counts = [0i64; 6];
+        for p in self.peers.peers() {
+            let i = ScoreRange::ALL.iter().position(|r| *r == ScoreRange::of(p.score)).unwrap_or(0);
+            counts[i] += 1;
+        }
+        for (range, n) in ScoreRange::ALL.iter().zip(counts) {
+            m.peer_scores.get_or_create(&ScoreLabels { range: *range }).set(n);
+        }
+        m.banned_peers.set(self.peers.ban_count() as i64);
+        m.syncing.set(i64::from(self.sync.is_syncing()));
+        m.sync_target_height.set(self.sync.target_height().map_or(0, |h| h as i64));
+        m.orphans.set(self.orphans.len() as i64);
+        self.record_bounds();
+    }
+
+    /// Records the occupancy of the network's bounded resources (`crate::bounds`): every tick,
+    /// and after each push onto a worker queue.
+    fn record_bounds(&self) {
+        let b = self.core.bounds();
+        record_channel(b, BLOCK_JOBS, &self.block_jobs);
+        record_channel(b, TX_JOBS, &self.tx_jobs);
+        record_channel(b, RESULTS, &self.results_tx);
+        b.record(super::COMMANDS, self.commands.len());
+        b.record(ORPHANS, self.orphans.len());
+        b.record(TX_OUTBOX, self.outbox.len() + self.outbox_batch.len());
+        b.record(SYNC_SERVING, self.serve.serving());
+        b.record(SYNC_UNSENT_BYTES, self.serve.unsent_bytes());
+        b.record(SYNC_INFLIGHT, self.pending.values().filter(|p| matches!(p, Pending::Range { .. })).count());
+        b.record(peer_manager::PEERS, self.peers.connected_count());
+        b.record(peer_manager::BANS, self.peers.ban_count());
+        b.record(peer_manager::RETAINED_SCORES, self.peers.retained_count());
+    }
+
+    fn find_peers(&mut self, now: Instant) {
+        if now.duration_since(self.last_kad_bootstrap) >= Duration::from_secs(30) {
+            self.last_kad_bootstrap = now;
+            if self.peers.connected_count() > 0 {
+                let _ = self.swarm.behaviour_mut().kad.bootstrap();
+            }
+        }
+        // Short of outbound peers (e.g. after a partition or an address change): dial the bootstrap
+        // nodes we are not connected to.
+        if self.peers.outbound_count() < self.peers.config().min_outbound_peers {
+            for addr in self.bootstrap.clone() {
+                if peer_of(&addr).is_none_or(|p| !self.swarm.is_connected(&p)) {
+                    let _ = self.swarm.dial(addr);
+                }
+            }
+        }
+        // Dial a few known peers we are not connected to.
+        let mut candidates = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for entry in bucket.iter() {
+                candidates.push(*entry.node.key.preimage());
+            }
+        }
+        let now_ms = unix_ms();
+        for p in candidates.into_iter().take(8) {
+            if !self.swarm.is_connected(&p) && !self.peers.is_banned(&p, now_ms) {
+                let _ = self.swarm.dial(p);
+            }
+        }
+    }
+
+    /// Asks `peer` for its status, unless a status request to it is already in flight: blocks
+    /// gossiped faster than the answer comes back (each may call this) must not add up to a
+    /// request flood that the peer's rate limit would punish us for.
+    fn send_status(&mut self, peer: PeerId) {
+        if self.pending.values().any(|p| matches!(p, Pending::Status(q) if *q == peer)) {
+            return;
+        }
+        let status = self.our_status();
+        self.request(peer, Request::Status(status), Pending::Status(peer));
+    }
+
+    /// Sends a sync request within our budget for `peer` (requests and blocks asked, below what a
+    /// peer with default limits accepts, see `SYNC_REQUEST_SENT_LIMIT`). Returns false, sending
+    /// nothing, when the budget is spent: the caller retries later.
+    fn request(&mut self, peer: PeerId, request: Request, pending: Pending) -> bool {
+        let now = Instant::now();
+        let blocks = match &request {
+            Request::Status(_) => 0,
+            Request::BlocksByRange { count, .. } => *count,
+            Request::BlocksByHash(hashes) => hashes.len() as u32,
+        };
+        if !self.peers.allow(&peer, RateClass::SyncRequestSent, 1, now)
+            || (blocks > 0 && !self.peers.allow(&peer, RateClass::BlocksAsked, blocks, now))
+        {
+            self.drop_count("sync_requests_paced");
+            return false;
+        }
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, Ok(request));
+        self.pending.insert(id, pending);
+        true
+    }
+
+    // ----- swarm events ----------------------------------------------------------------------
+
+    fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        if let Some(m) = &self.metrics.libp2p {
+            use libp2p::metrics::Recorder;
+            m.record(&ev);
+            match &ev {
+                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => m.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => m.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => m.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => m.record(e),
+                _ => {}
+            }
+        }
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "p2p listening");
+                self.info.listen.write().push(address);
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.info.listen.write().retain(|a| *a != address);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+                let (direction, addr) = if endpoint.is_dialer() {
+                    (Direction::Outbound, endpoint.get_remote_address().clone())
+                } else {
+                    (Direction::Inbound, endpoint.get_remote_address().clone())
+                };
+                if num_established.get() == 1 {
+                    tracing::debug!(peer = %peer_id, %addr, ?direction, "peer connected");
+                    let effects = self.peers.on_connected(peer_id, direction, addr, Instant::now());
+                    self.apply(effects);
+                    self.send_status(peer_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
+                tracing::debug!(peer = %peer_id, cause = ?cause, "peer disconnected");
+                self.peers.on_disconnected(&peer_id);
+                self.sync.on_peer_gone(&peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id, mut info, ..
+            })) => {
+                // A peer reached over a real network announces its loopback address too; dialing it
+                // would reach ourselves. Keep loopback only for peers that are on loopback with us.
+                let on_loopback =
+                    self.peers.peers().iter().any(|p| p.peer == peer_id && p.addrs.iter().any(is_loopback));
+                if !on_loopback {
+                    info.listen_addrs.retain(|a| !is_loopback(a));
+                }
+                for a in &info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, a.clone());
+                }
+                self.peers.on_identify(peer_id, info.agent_version.clone(), info.listen_addrs.clone());
+                let addrs: Vec<Vec<u8>> = info.listen_addrs.iter().map(|a| a.to_vec()).collect();
+                let core = self.core.clone();
+                self.blocking.spawn_blocking(move || {
+                    match core.store().save_peer(&peer_id.to_bytes(), &addrs, unix_ms()) {
+                        Ok(stored) => core.bounds().record(vision_state::STORED_PEERS, stored as usize),
+                        Err(e) => tracing::warn!(error = %e, "cannot remember peer"),
+                    }
+                });
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_gossip(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            })) => {
+                // Its queue (`gossip::PEER_QUEUE_CAP`) overflowed during the last heartbeat.
+                tracing::debug!(peer = %peer_id, ?failed_messages, "gossip messages to a slow peer dropped");
+                self.drop_many("gossip_peer_queue", (failed_messages.priority + failed_messages.non_priority) as u64);
+                self.report(peer_id, PeerAction::HighTolerance, "slow_peer");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event { peer, connection, result: Err(e) })) => {
+                // libp2p's ping no longer closes connections itself: a link that stopped answering
+                // (a partition, a dead host) is closed here so the peer slot is freed and redialed.
+                tracing::debug!(%peer, error = %e, "ping failed; closing the connection");
+                self.swarm.close_connection(connection);
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(peer = ?peer_id, %error, "dial failed");
+            }
+            SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
+                tracing::debug!(%send_back_addr, %error, "inbound connection failed");
+            }
+            _ => {}
+        }
+    }
+
+    /// Reports a gossip verdict to gossipsub (which scores the peer by it) and counts it.
+    fn verdict(&mut self, id: &MessageId, source: &PeerId, topic: TopicLabel, acceptance: MessageAcceptance) {
+        let result = match acceptance {
+            MessageAcceptance::Accept => ResultLabel::Accept,
+            MessageAcceptance::Reject => ResultLabel::Reject,
+            MessageAcceptance::Ignore => ResultLabel::Ignore,
+        };
+        self.metrics.gossip_messages.get_or_create(&GossipLabels { topic, result }).inc();
+        let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, source, acceptance);
+    }
+
+    fn on_gossip(&mut self, source: PeerId, id: MessageId, message: gossipsub::Message) {
+        let topic = if message.topic == self.topics.blocks.hash() {
+            TopicLabel::Blocks
+        } else if message.topic == self.topics.txs.hash() {
+            TopicLabel::Txs
+        } else {
+            TopicLabel::Other
+        };
+        self.metrics.gossip_bytes.get_or_create(&TopicLabels { topic }).inc_by(message.data.len() as u64);
+        let gs = |s: &mut Self, acceptance| s.verdict(&id, &source, topic, acceptance);
+        // A message still in flight from a peer we just disconnected or banned: nothing to judge
+        // (charging it `gossip_rate_limit`, as a refused token would, named the wrong reason).
+        if !self.peers.is_connected(&source) {
+            gs(self, MessageAcceptance::Ignore);
+            return;
+        }
+        if !self.peers.allow(&source, RateClass::GossipMessage, 1, Instant::now()) {
+            gs(self, MessageAcceptance::Ignore);
+            self.report(source, PeerAction::MidTolerance, "gossip_rate_limit");
+            return;
+        }
+        if message.topic == self.topics.blocks.hash() {
+            match judge_block(self.core.as_ref(), &message.data, now_ms()) {
+                Judgement::Relay(block) => {
+                    let job = Job::Block { block, from: Some(source), author: message.source };
+                    if self.block_jobs.try_send(job).is_err() {
+                        gs(self, MessageAcceptance::Ignore);
+                        self.drop_count("block_jobs");
+                    } else {
+                        record_channel(self.core.bounds(), BLOCK_JOBS, &self.block_jobs);
+                        gs(self, MessageAcceptance::Accept);
+                    }
+                }
+                Judgement::Ignore => gs(self, MessageAcceptance::Ignore),
+                Judgement::Penalize { acceptance, charged, action, reason } => {
+                    gs(self, acceptance);
+                    let local = *self.swarm.local_peer_id();
+                    let who = match charged {
+                        Charged::Sender => Some(source),
+                        Charged::Author => message.source.filter(|a| *a != local),
+                    };
+                    if let Some(peer) = who {
+                        self.report(peer, action, reason);
+                    }
+                }
+            }
+        } else if message.topic == self.topics.txs.hash() {
+            match decode_tx_batch(&message.data) {
+                Ok(txs) => {
+                    if let Err(mpsc::error::TrySendError::Full(Job::Txs { msg, .. })) =
+                        self.tx_jobs.try_send(Job::Txs { txs, from: source, msg: id.clone() })
+                    {
+                        self.verdict(&msg, &source, TopicLabel::Txs, MessageAcceptance::Ignore);
+                        self.drop_count("tx_jobs");
+                    }
+                    record_channel(self.core.bounds(), TX_JOBS, &self.tx_jobs);
+                }
+                Err(_) => {
+                    gs(self, MessageAcceptance::Reject);
+                    self.report(source, PeerAction::LowTolerance, "undecodable_tx_batch");
+                }
+            }
+        } else {
+            gs(self, MessageAcceptance::Ignore);
+        }
+    }
+
+    fn queue_block(&mut self, block: Block, from: Option<PeerId>) {
+        if self.block_jobs.try_send(Job::Block { block: Box::new(block), from, author: None }).is_err() {
+            self.drop_count("block_jobs");
+        }
+    }
+
+    fn on_sync_event(&mut self, ev: request_response::Event<Result<Request, Refused>, Response>) {
+        use request_response::{Event as E, Message, OutboundFailure};
+        match ev {
+            E::Message { peer, message: Message::Request { request_id, request: Ok(request), channel }, .. } => {
+                self.on_request(peer, request_id, request, channel)
+            }
+            E::Message { peer, message: Message::Request { request: Err(Refused(why)), channel, .. }, .. } => {
+                tracing::info!(%peer, error = %why, "bad sync request");
+                self.respond(channel, Response::Error { code: ErrorCode::InvalidRequest, message: why });
+                self.report(peer, PeerAction::LowTolerance, "bad_sync_request");
+            }
+            E::Message { peer, message: Message::Response { request_id, response }, .. } => {
+                let pending = self.pending.remove(&request_id);
+                self.on_response(peer, pending, response);
+            }
+            E::OutboundFailure { peer, request_id, error, .. } => {
+                let pending = self.pending.remove(&request_id);
+                let kind = match pending {
+                    Some(Pending::Status(_)) => super::metrics::SyncKind::Status,
+                    _ => super::metrics::SyncKind::Blocks,
+                };
+                self.count_sync(super::metrics::DirectionLabel::Outbound, kind, super::metrics::SyncResult::Error);
+                if let Some(Pending::Range { start, .. }) = pending {
+                    self.sync.range_failed(start);
+                }
+                match error {
+                    OutboundFailure::Timeout => self.report(peer, PeerAction::HighTolerance, "sync_timeout"),
+                    OutboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        self.report(peer, PeerAction::LowTolerance, "bad_sync_response")
+                    }
+                    _ => {}
+                }
+            }
+            E::InboundFailure { peer, request_id, error, .. } => {
+                self.response_gone(request_id);
+                self.on_inbound_failure(peer, error)
+            }
+            E::ResponseSent { request_id, .. } => self.response_gone(request_id),
+        }
+    }
+
+    /// A block response was written, or will never be: its bytes leave the unsent budget.
+    fn response_gone(&mut self, request_id: InboundRequestId) {
+        self.serve.gone(&request_id);
+    }
+
+    fn on_inbound_failure(&mut self, peer: PeerId, error: request_response::InboundFailure) {
+        use request_response::InboundFailure;
+        match error {
+            InboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                tracing::info!(%peer, error = %e, "bad sync request");
+                self.report(peer, PeerAction::LowTolerance, "bad_sync_request");
+            }
+            // A stream cut short (UnexpectedEof) is what a peer that crashed or lost its link
+            // looks like: not misbehaviour, no penalty.
+            _ => {}
+        }
+    }
+
+    /// Answers a request; false when the answer cannot be sent (the connection or the request
+    /// is gone already).
+    fn respond(&mut self, channel: ResponseChannel<Response>, response: Response) -> bool {
+        // Inbound requests are counted by the answer we give them.
+        self.count_response(super::metrics::DirectionLabel::Inbound, &response);
+        self.swarm.behaviour_mut().sync.send_response(channel, response).is_ok()
+    }
+
+    fn count_sync(
+        &self,
+        direction: super::metrics::DirectionLabel,
+        kind: super::metrics::SyncKind,
+        result: super::metrics::SyncResult,
+    ) {
+        self.metrics.sync_requests.get_or_create(&super::metrics::SyncLabels { direction, kind, result }).inc();
+    }
+
+    fn count_response(&self, direction: super::metrics::DirectionLabel, response: &Response) {
+        use super::metrics::{SyncKind, SyncResult};
+        let (kind, result, bytes) = match response {
+            Response::Status(_) => (SyncKind::Status, SyncResult::Ok, 89),
+            Response::Blocks(b) => (SyncKind::Blocks, SyncResult::Ok, blocks_response_len(b)),
+            Response::Error { code: ErrorCode::RateLimited, message } => {
+                (SyncKind::Blocks, SyncResult::RateLimited, 4 + message.len())
+            }
+            Response::Error { code: ErrorCode::InvalidRequest, message } => {
+                (SyncKind::Blocks, SyncResult::Invalid, 4 + message.len())
+            }
+            Response::Error { message, .. } => (SyncKind::Blocks, SyncResult::Error, 4 + message.len()),
+        };
+        self.count_sync(direction, kind, result);
+        self.metrics
+            .sync_response_bytes
+            .get_or_create(&super::metrics::DirectionLabels { direction })
+            .inc_by(bytes as u64);
+    }
+
+    fn on_request(
+        &mut self,
+        peer: PeerId,
+        request_id: InboundRequestId,
+        request: Request,
+        channel: ResponseChannel<Response>,
+    ) {
+        let now = Instant::now();
+        if !self.peers.allow(&peer, RateClass::SyncRequest, 1, now) {
+            self.respond(
+                channel,
+                Response::Error { code: ErrorCode::RateLimited, message: "too many requests".into() },
+            );
+            self.report(peer, PeerAction::MidTolerance, "sync_rate_limit");
+            return;
+        }
+        let hashes_or_range = match request {
+            Request::Status(status) => {
+                let ours = self.our_status();
+                if status.genesis != ours.genesis {
+                    self.respond(
+                        channel,
+                        Response::Error {
+                            code: ErrorCode::WrongNetwork,
+                            message: format!("genesis is {}", ours.genesis),
+                        },
+                    );
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                    return;
+                }
+                self.sync.on_status(peer, status);
+                self.respond(channel, Response::Status(ours));
+                return;
+            }
+            Request::BlocksByRange { start, count } => Err((start, count)),
+            Request::BlocksByHash(hashes) => Ok(hashes),
+        };
+        let cost = match &hashes_or_range {
+            Ok(h) => h.len() as u32,
+            Err((_, count)) => *count,
+        };
+        // Charged before any "busy" answer: a peer asking for too much pays for it whether or not
+        // we have room to serve it (honest peers pace their asks below this, see
+        // `BLOCKS_ASKED_LIMIT`).
+        if !self.peers.allow(&peer, RateClass::BlocksRequested, cost, now) {
+            self.respond(channel, Response::Error { code: ErrorCode::RateLimited, message: "too many blocks".into() });
+            self.report(peer, PeerAction::MidTolerance, "blocks_rate_limit");
+            return;
+        }
+        match self.serve.admit(&peer) {
+            Admit::Yes => {}
+            Admit::SlowReader => {
+                // It has not read what it asked for: a slow reader (or a stalled link); no
+                // penalty, pings close a link that is really dead.
+                self.respond(
+                    channel,
+                    Response::Error {
+                        code: ErrorCode::RateLimited,
+                        message: "read your earlier responses first".into(),
+                    },
+                );
+                self.drop_count("sync_unsent_peer");
+                return;
+            }
+            Admit::Busy => {
+                // We are busy: not this peer's fault.
+                self.respond(
+                    channel,
+                    Response::Error { code: ErrorCode::RateLimited, message: "busy, retry later".into() },
+                );
+                self.drop_count("sync_serving");
+                return;
+            }
+        }
+        self.serve.start(peer);
+        let core = self.core.clone();
+        let results = self.results_tx.clone();
+        self.blocking.spawn_blocking(move || {
+            let response = match serve_blocks(core.as_ref(), hashes_or_range) {
+                Ok(blocks) => Response::Blocks(blocks),
+                Err(e) => Response::Error { code: ErrorCode::ServerError, message: e },
+            };
+            let _ = results.blocking_send(Done::Served { peer, request_id, channel, response });
+        });
+    }
+
+    fn on_response(&mut self, peer: PeerId, pending: Option<Pending>, response: Response) {
+        self.count_response(super::metrics::DirectionLabel::Outbound, &response);
+        match (pending, response) {
+            (Some(Pending::Status(_)), Response::Status(status)) => {
+                if status.genesis != self.core.genesis_hash() {
+                    tracing::info!(%peer, theirs = %status.genesis, "peer is on another network; disconnecting");
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                    return;
+                }
+                self.sync.on_status(peer, status);
+            }
+            (Some(Pending::Range { start, count }), Response::Blocks(blocks)) => {
+                let outputs = self.sync.on_range(peer, start, count, blocks);
+                self.carry_out(outputs);
+                self.drive_sync();
+            }
+            (Some(Pending::Hash(asked)), Response::Blocks(blocks)) => {
+                if blocks.is_empty() {
+                    return;
+                }
+                if blocks.len() > asked.len() || blocks.iter().any(|b| !asked.contains(&b.hash())) {
+                    self.report(peer, PeerAction::LowTolerance, "unrequested_blocks");
+                    return;
+                }
+                if self.block_jobs.try_send(Job::Fetched { blocks, from: peer }).is_err() {
+                    self.drop_count("block_jobs");
+                }
+            }
+            (Some(Pending::Range { start, .. }), Response::Error { .. }) => self.sync.range_failed(start),
+            (_, Response::Error { code, message }) => {
+                tracing::debug!(%peer, ?code, %message, "sync request refused");
+            }
+            (_, _) => self.report(peer, PeerAction::LowTolerance, "unexpected_sync_response"),
+        }
+    }
+
+    // ----- results of chain work -------------------------------------------------------------
+
+    fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Served { peer, request_id, channel, mut response } => {
+                let bytes = match &response {
+                    Response::Blocks(blocks) => Some(blocks_response_len(blocks)),
+                    _ => None,
+                };
+                if self.serve.finish(peer, request_id, bytes) {
+                    self.core.bounds().record(SYNC_UNSENT_BYTES, self.serve.unsent_bytes());
+                } else {
+                    self.drop_count("sync_unsent");
+                    response = Response::Error { code: ErrorCode::RateLimited, message: "busy, retry later".into() };
+                }
+                // A request whose connection closed while its blocks were read had its
+                // `InboundFailure` before its bytes were counted: no event will ever take them out
+                // of the unsent budget, so they leave it here. (Under load, reads are slow enough
+                // for this to happen; the leaked bytes kept `slow_readers` from seeing the budget
+                // empty.)
+                if !self.respond(channel, response) {
+                    self.response_gone(request_id);
+                }
+            }
+            Done::Txs { from, msg, acceptance, penalty } => {
+                self.verdict(&msg, &from, TopicLabel::Txs, acceptance);
+                if let Some(action) = penalty {
+                    self.report(from, action, "invalid_transaction");
+                }
+            }
+            Done::Block { hash, block, from, author, result } => self.on_block_done(hash, *block, from, author, result),
+            Done::Batch { from, start, imported, failure } => {
+                let outcome = match failure {
+                    None => BatchOutcome::Imported(imported),
+                    Some((_, ImportError::Block(BlockError::UnknownParent(_)))) if imported == 0 => {
+                        BatchOutcome::NoFork
+                    }
+                    Some((block, e)) => {
+                        tracing::warn!(peer = %from, height = block.header.height, error = %e, "sync batch rejected");
+                        let penalty = match &e {
+                            ImportError::Store(_) => None,
+                            ImportError::Block(BlockError::UnknownParent(_)) => Some(PeerAction::LowTolerance),
+                            ImportError::Block(b) => b.peer_action(),
+                        };
+                        BatchOutcome::Rejected { imported, penalty }
+                    }
+                };
+                let rejected = matches!(outcome, BatchOutcome::Rejected { .. });
+                let outputs = self.sync.on_batch_done(from, start, outcome);
+                self.carry_out(outputs);
+                if !rejected {
+                    self.drive_sync();
+                }
+            }
+        }
+    }
+
+    fn on_block_done(
+        &mut self,
+        hash: Hash,
+        block: Block,
+        from: Option<PeerId>,
+        author: Option<PeerId>,
+        result: Result<ImportOutcome, ImportError>,
+    ) {
+        match result {
+            Ok(ImportOutcome::NewTip { .. }) => {
+                // Only a block that moved our tip earns its sender score: side-chain blocks cost
+                // their sender only proof of work, and a stream of them must not buy the standing
+                // that delays a later disconnect.
+                if let Some(p) = from {
+                    self.peers.reward(&p, 1.0, Instant::now());
+                }
+                self.release_orphans(hash);
+            }
+            Ok(ImportOutcome::SideChain) => self.release_orphans(hash),
+            Ok(ImportOutcome::AlreadyKnown) => self.release_orphans(hash),
+            Err(ImportError::Block(BlockError::UnknownParent(parent))) => self.add_orphan(block, from, parent),
+            Err(e) => {
+                tracing::info!(error = %e, peer = ?from, author = ?author, "block rejected");
+                // The signed author made the block; a different relayer only checked its header
+                // and PoW, as every node does before relaying, and is not at fault.
+                if let (Some(p), Some(action)) = (author.or(from), e.peer_action()) {
+                    self.report(p, action, "invalid_block");
+                }
+            }
+        }
+    }
+
+    fn add_orphan(&mut self, block: Block, from: Option<PeerId>, parent: Hash) {
+        let height = block.header.height;
+        let inserted = self.orphans.insert(block, from, parent);
+        if inserted.cleared {
+            // Forgotten whole: a peer ahead of us will be synced by range instead.
+            self.drop_count("orphans");
+        }
+        let Some(p) = from.filter(|p| self.swarm.is_connected(p)) else { return };
+        let ours = self.core.tip().header.height;
+        if self.sync.is_syncing() || height > ours + ORPHAN_FETCH_GAP {
+            // Far ahead, or already catching up: range sync fills the gap. Ask the sender for its
+            // status so a sync towards it starts now rather than at the next status round.
+            if !self.sync.is_syncing() {
+                self.send_status(p);
+            }
+            return;
+        }
+        // One fetch per missing parent, within our request budget for the peer; a fetch skipped
+        // for budget is covered by a later orphan's fetch or by range sync.
+        if inserted.first_for_parent {
+            self.request(p, Request::BlocksByHash(vec![parent]), Pending::Hash(vec![parent]));
+        }
+    }
+
+    fn release_orphans(&mut self, hash: Hash) {
+        for (b, from) in self.orphans.release(&hash) {
+            self.queue_block(b, from);
+        }
+    }
+
+    // ----- sync ------------------------------------------------------------------------------
+
+    fn drive_sync(&mut self) {
+        let ours = self.our_status();
+        let inflight = self.pending.values().filter(|p| matches!(p, Pending::Range { .. })).count();
+        let now_ms = unix_ms();
+        let peers = &self.peers;
+        let outputs = self.sync.drive(&ours, inflight, Instant::now(), |p| peers.is_banned(p, now_ms));
+        self.info.syncing.store(self.sync.is_syncing(), Ordering::Relaxed);
+        self.carry_out(outputs);
+    }
+
+    /// Carries out what the sync client asked for, in order.
+    fn carry_out(&mut self, outputs: Vec<Output<PeerId>>) {
+        let mut requests_open = true;
+        for output in outputs {
+            match output {
+                Output::Request { peer, start, count } => {
+                    if !requests_open {
+                        self.sync.range_failed(start);
+                        continue;
+                    }
+                    if !self.request(peer, Request::BlocksByRange { start, count }, Pending::Range { start, count }) {
+                        // Over budget: ask for this range and the ones after it on a later tick.
+                        self.sync.range_failed(start);
+                        requests_open = false;
+                    }
+                }
+                Output::Import { peer, start, blocks } => {
+                    if self.block_jobs.try_send(Job::Batch { blocks, from: peer, start }).is_err() {
+                        self.drop_count("block_jobs");
+                        self.sync.import_dropped();
+                    }
+                }
+                Output::Penalty { peer, action, reason } => self.report(peer, action, reason),
+                Output::AskStatus(peer) => self.send_status(peer),
+            }
+        }
+    }
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_loopback(),
+        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
+/// The peer id an address ends in (`.../p2p/<peer id>`), if any.
+pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
