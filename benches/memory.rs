@@ -123,8 +123,8 @@ struct Row {
 fn row(phase: &'static str, core: Option<&Core>) -> Row {
     let rss = rss();
     let (len, bytes, evicted, sig_cache) = core.map_or((0, 0, 0, 0), |c| {
-        let s = c.mempool.stats();
-        (s.len, s.bytes, s.evicted, c.chain.sig_cache_len())
+        let s = c.mempool().stats();
+        (s.len, s.bytes, s.evicted, c.chain().sig_cache_len())
     });
     Row { phase, rss, len, bytes, sig_cache, evicted }
 }
@@ -156,7 +156,7 @@ fn main() {
     })
     .expect("open core");
     drop(genesis);
-    let max_txs = core.mempool.limits().max_txs;
+    let max_txs = core.mempool().limits().max_txs;
     eprintln!("setup: genesis of {accounts} accounts written in {:.1?}", t.elapsed());
     rows.push(row("core opened, pool empty", Some(&core)));
 
@@ -168,9 +168,9 @@ fn main() {
         let results = core.submit_transactions(&txs, TxSource::Api);
         assert!(results.iter().all(Result::is_ok), "every pool transaction is admitted");
     }
-    eprintln!("pool: {} transactions admitted in {:.1?}", core.mempool.len(), t.elapsed());
+    eprintln!("pool: {} transactions admitted in {:.1?}", core.mempool().len(), t.elapsed());
     if full {
-        assert_eq!(core.mempool.len(), max_txs, "the pool is full");
+        assert_eq!(core.mempool().len(), max_txs, "the pool is full");
     }
     rows.push(row("pool full", Some(&core)));
     let trimmed = trim();
@@ -203,7 +203,7 @@ fn main() {
     }
     let flood_secs = t.elapsed().as_secs_f64();
     let flood = sizes.flood_senders * NONCES;
-    assert!(core.mempool.len() <= max_txs);
+    assert!(core.mempool().len() <= max_txs);
     rows.push(row("after flood", Some(&core)));
     trim();
     rows.push(row("  same, malloc_trim(0)", Some(&core)));

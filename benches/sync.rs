@@ -128,7 +128,7 @@ impl Fixture {
         let dir_a = temp_dir("vision-sync-bench-a");
         let blocks = {
             let core = Node::open_core(&config(dir_a.path(), &genesis, None)).expect("open A");
-            build_chain(&core.chain, &keys, BLOCKS, TXS_PER_BLOCK, |block| {
+            build_chain(&core.chain(), &keys, BLOCKS, TXS_PER_BLOCK, |block| {
                 let outcome = core.import_block(block, BlockSource::Miner).expect("import into A");
                 assert!(matches!(outcome, ImportOutcome::NewTip { .. }));
             })
@@ -167,7 +167,7 @@ impl Fixture {
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             };
-            assert_eq!(a.core().chain.tip().hash, self.tip, "A holds the chain");
+            assert_eq!(a.core().chain().tip().hash, self.tip, "A holds the chain");
             let b = Node::builder()
                 .config(config(dir_b.path(), &self.genesis, Some(tcp_net(Some(a_addr)))))
                 .start()
@@ -177,7 +177,7 @@ impl Fixture {
             let b_info = b.network().expect("B is networked").info().clone();
             let (mut connected, mut first_block) = (None, None);
             loop {
-                let tip = b.core().chain.tip();
+                let tip = b.core().chain().tip();
                 if connected.is_none() && b_info.peer_count() > 0 {
                     connected = Some(start.elapsed());
                 }
@@ -223,7 +223,7 @@ impl Fixture {
             assert!(matches!(outcome, ImportOutcome::NewTip { .. }));
         }
         let elapsed = start.elapsed();
-        assert_eq!(core.chain.tip().hash, self.tip);
+        assert_eq!(core.chain().tip().hash, self.tip);
         (elapsed, ImportSums::from_metrics(&vision_node::metrics::encode(&registry)), each)
     }
 
@@ -241,7 +241,7 @@ impl Fixture {
             assert!(imported == n && failure.is_none(), "batch import failed");
         }
         let elapsed = start.elapsed();
-        assert_eq!(core.chain.tip().hash, self.tip);
+        assert_eq!(core.chain().tip().hash, self.tip);
         (elapsed, ImportSums::from_metrics(&vision_node::metrics::encode(&registry)))
     }
 

@@ -6,9 +6,9 @@
 //! all its nonces, admitted through `Core::submit_transactions` (stateless rules, signatures, pool),
 //! the path the API and gossip take. A template holds at most `DEFAULT_MAX_BLOCK_TXS` (10,000) of them.
 //!
-//! - `template/cache_hit`: `core.templates.get(..)` with the tip and pool unchanged since the last
+//! - `template/cache_hit`: `core.templates().get(..)` with the tip and pool unchanged since the last
 //!   call (what a miner thread gets when nothing happened since its last round): key, lock, clone.
-//! - `template/cache_miss`: `core.templates.get(..)` alternating between two miner addresses, so
+//! - `template/cache_miss`: `core.templates().get(..)` alternating between two miner addresses, so
 //!   every call misses and rebuilds inside the cache (what the miner gets after a new tip, or after a
 //!   pool change once the template is older than `miner::TEMPLATE_REFRESH`).
 //! - `template/build_template`: `miner::build_template`, the uncached function the cache calls on a
@@ -124,7 +124,7 @@ impl Fixture {
             ..NodeConfig::devnet()
         })
         .expect("open core");
-        assert_eq!(core.mempool.limits().max_txs, DEFAULT_MAX_TXS);
+        assert_eq!(core.mempool().limits().max_txs, DEFAULT_MAX_TXS);
         assert_eq!(SENDERS * NONCES, DEFAULT_MAX_TXS);
         // Sender-major order (each sender's nonces in a row), so every transaction is valid when offered.
         let txs: Vec<Transaction> = (0..SENDERS * NONCES)
@@ -139,29 +139,29 @@ impl Fixture {
             let results = core.submit_transactions(chunk, TxSource::Api);
             assert!(results.iter().all(Result::is_ok), "every transaction is admitted");
         }
-        assert_eq!(core.mempool.len(), DEFAULT_MAX_TXS, "the pool is full");
+        assert_eq!(core.mempool().len(), DEFAULT_MAX_TXS, "the pool is full");
         let raw = RawPool {
             txs: txs.iter().enumerate().map(|(seq, tx)| (tx.fee, seq as u64, *tx)).collect(),
             accounts: genesis.allocations.iter().map(|a| (a.address, (a.balance, 0))).collect(),
             block_reward: genesis.block_reward,
         };
-        let selected = core.mempool.select(MAX_TXS, MAX_BYTES);
+        let selected = core.mempool().select(MAX_TXS, MAX_BYTES);
         assert_eq!(selected.len(), MAX_TXS);
         // The raw limit picks the very same transactions, in the same order.
         assert_eq!(raw.select_execute().0, selected, "raw selection differs from the pool's");
-        let template = build_template(&core.chain, &core.mempool, MINER, MAX_TXS).expect("template");
+        let template = build_template(&core.chain(), &core.mempool(), MINER, MAX_TXS).expect("template");
         assert_eq!(template.transactions.len(), MAX_TXS);
-        assert_eq!(core.mempool.len(), DEFAULT_MAX_TXS, "building dropped nothing");
+        assert_eq!(core.mempool().len(), DEFAULT_MAX_TXS, "building dropped nothing");
         eprintln!(
             "setup: {} transactions from {SENDERS} senders signed and admitted in {:.1?}",
-            core.mempool.len(),
+            core.mempool().len(),
             t.elapsed()
         );
         Fixture { _dir: dir, core, selected, raw, cached: Mutex::new(template) }
     }
 
     fn get(&self, miner: Address) -> Template {
-        self.core.templates.get(&self.core.chain, &self.core.mempool, miner, MAX_TXS).expect("template")
+        self.core.templates().get(&self.core.chain(), &self.core.mempool(), miner, MAX_TXS).expect("template")
     }
 
     /// Changes the pool's version without changing its contents: takes the cheapest sender's last
@@ -169,13 +169,13 @@ impl Fixture {
     fn touch_pool(&self) {
         let (_, _, tx) =
             *self.raw.txs.iter().filter(|(_, _, t)| t.nonce == NONCES as u64 - 1).min_by_key(|e| e.0).expect("tx");
-        assert_eq!(self.core.mempool.remove_with_descendants(&tx.id()), 1);
-        let account = self.core.chain.read().and_then(|r| r.account(&tx.from)).expect("account");
-        self.core.mempool.insert(tx, account).expect("re-insert");
+        assert_eq!(self.core.mempool().remove_with_descendants(&tx.id()), 1);
+        let account = self.core.chain().read().and_then(|r| r.account(&tx.from)).expect("account");
+        self.core.mempool().insert(tx, account).expect("re-insert");
     }
 
     fn build(&self) -> Template {
-        build_template(&self.core.chain, &self.core.mempool, MINER, MAX_TXS).expect("template")
+        build_template(&self.core.chain(), &self.core.mempool(), MINER, MAX_TXS).expect("template")
     }
 }
 
@@ -212,11 +212,11 @@ fn bench(c: &mut Criterion, f: &Fixture) {
         })
     });
     g.bench_function("build_template", |b| b.iter(|| f.build()));
-    g.bench_function("select", |b| b.iter(|| f.core.mempool.select(black_box(MAX_TXS), MAX_BYTES)));
+    g.bench_function("select", |b| b.iter(|| f.core.mempool().select(black_box(MAX_TXS), MAX_BYTES)));
     g.bench_function("template_from", |b| {
         b.iter_batched(
             || f.selected.clone(),
-            |txs| template_from(&f.core.chain, txs, MINER, |_| panic!("a selected transaction failed")),
+            |txs| template_from(&f.core.chain(), txs, MINER, |_| panic!("a selected transaction failed")),
             BatchSize::LargeInput,
         )
     });
@@ -227,7 +227,7 @@ fn bench(c: &mut Criterion, f: &Fixture) {
         b.iter(|| assert!(!search(black_box(&mut header), 0, ROUND_HASHES)))
     });
     g.finish();
-    assert_eq!(f.core.mempool.len(), DEFAULT_MAX_TXS, "the pool is still full");
+    assert_eq!(f.core.mempool().len(), DEFAULT_MAX_TXS, "the pool is still full");
 }
 
 fn summary(f: &Fixture, cpu: &CpuMeter) {
@@ -236,7 +236,7 @@ fn summary(f: &Fixture, cpu: &CpuMeter) {
     let mut window_hits = vec![];
     // Leave OTHER_MINER's template in the slot: each round then misses exactly twice.
     f.get(OTHER_MINER);
-    let (hits0, misses0) = f.core.templates.counts();
+    let (hits0, misses0) = f.core.templates().counts();
     for _ in 0..ROUNDS {
         f.get(MINER);
         // A hit is far below the clock's resolution alone: time 1,000 in a row.
@@ -249,14 +249,14 @@ fn summary(f: &Fixture, cpu: &CpuMeter) {
         builds.push(time(|| f.build()));
         raws.push(time(|| f.raw.select_execute()));
     }
-    let (hits1, misses1) = f.core.templates.counts();
-    assert_eq!(f.core.mempool.len(), DEFAULT_MAX_TXS, "the pool is still full");
+    let (hits1, misses1) = f.core.templates().counts();
+    assert_eq!(f.core.mempool().len(), DEFAULT_MAX_TXS, "the pool is still full");
     let med = |name: &str| criterion_median("template", name).unwrap_or(f64::NAN);
 
     eprintln!();
     eprintln!(
         "== template summary: pool full ({} transactions from {SENDERS} senders), templates of {MAX_TXS} ==",
-        f.core.mempool.len()
+        f.core.mempool().len()
     );
     eprintln!("{:<52} {:>14} | {:>15}", "", "criterion med", "round-robin med");
     for (name, bench, rr) in [

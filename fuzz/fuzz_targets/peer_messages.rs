@@ -190,13 +190,13 @@ fn import_all(core: &Core, who: &str, blocks: &[Block]) -> Option<ImportError> {
 /// Mines one block on `core`'s tip from its pool, timestamped one target block time after the
 /// parent (so the difficulty stays 1).
 fn mine(core: &Core, miner: Address, max_txs: usize) -> Block {
-    let t = build_template(&core.chain, &core.mempool, miner, max_txs).expect("template");
-    let parent_ts = core.chain.tip().header.timestamp_ms;
-    solve(&t, parent_ts + core.chain.params().target_block_time_ms)
+    let t = build_template(&core.chain(), &core.mempool(), miner, max_txs).expect("template");
+    let parent_ts = core.chain().tip().header.timestamp_ms;
+    solve(&t, parent_ts + core.chain().params().target_block_time_ms)
 }
 
 fn assert_extends(core: &Core, block: &Block, who: &str) {
-    let parent = core.chain.tip();
+    let parent = core.chain().tip();
     match import(core, who, block, BlockSource::Miner) {
         Ok(ImportOutcome::NewTip { reverted, applied }) => {
             assert!(reverted.is_empty(), "{who}: own block reverted {} blocks", reverted.len());
@@ -208,9 +208,9 @@ fn assert_extends(core: &Core, block: &Block, who: &str) {
 
 /// Canonical blocks of `from` that `to` does not have, oldest first, at most `max`.
 fn missing(from: &Core, to: &Core, max: usize) -> Vec<Block> {
-    let rf = from.chain.read().expect("read");
-    let rt = to.chain.read().expect("read");
-    let mut height = from.chain.tip().header.height;
+    let rf = from.chain().read().expect("read");
+    let rt = to.chain().read().expect("read");
+    let mut height = from.chain().tip().header.height;
     // Walk down to the highest block `to` knows.
     while height > 0 {
         let h = rf.canonical_hash(height).expect("canonical").expect("canonical below tip");
@@ -220,7 +220,7 @@ fn missing(from: &Core, to: &Core, max: usize) -> Vec<Block> {
         height -= 1;
     }
     let mut out = Vec::new();
-    for h in height + 1..=from.chain.tip().header.height {
+    for h in height + 1..=from.chain().tip().header.height {
         if out.len() >= max {
             break;
         }
@@ -232,11 +232,11 @@ fn missing(from: &Core, to: &Core, max: usize) -> Vec<Block> {
 
 /// Answers a sync request from `core` with the node's own `serve_blocks` and checks what it serves.
 fn serve(core: &Core, req: Request) -> Response {
-    let tip = core.chain.tip();
+    let tip = core.chain().tip();
     let what = match req {
         Request::Status(_) => {
             return Response::Status(Status {
-                genesis: core.chain.params().genesis_hash,
+                genesis: core.chain().params().genesis_hash,
                 tip: tip.hash,
                 height: tip.header.height,
                 total_work: tip.total_work,
@@ -253,7 +253,7 @@ fn serve(core: &Core, req: Request) -> Response {
     assert!(size <= MAX_RESPONSE_BYTES - 5, "response over the byte budget");
     match what {
         Err((start, _)) => {
-            let r = core.chain.read().expect("read");
+            let r = core.chain().read().expect("read");
             for (i, b) in blocks.iter().enumerate() {
                 assert_eq!(b.header.height, start + i as u64, "canonical block at the wrong height");
                 assert_eq!(r.canonical_hash(b.header.height).expect("canonical"), Some(b.hash()));
@@ -272,7 +272,7 @@ fn serve(core: &Core, req: Request) -> Response {
 }
 
 fn check_tip(core: &Core, before: &Tip, who: &str) {
-    let tip = core.chain.tip();
+    let tip = core.chain().tip();
     assert!(
         tip.total_work >= before.total_work,
         "{who}: tip work fell from {} to {}",
@@ -285,7 +285,7 @@ fn check_tip(core: &Core, before: &Tip, who: &str) {
         before.header.height,
         tip.header.height
     );
-    let r = core.chain.read().expect("read");
+    let r = core.chain().read().expect("read");
     assert_eq!(r.tip_hash().expect("tip hash"), tip.hash, "{who}: stored tip differs from the cached tip");
     let block = r.block(&tip.hash).expect("block").expect("tip block stored");
     assert_eq!(block.header, tip.header, "{who}: stored tip header differs");
@@ -293,7 +293,7 @@ fn check_tip(core: &Core, before: &Tip, who: &str) {
 }
 
 fn full_check(core: &Core, who: &str) {
-    let chain = &core.chain;
+    let chain = &core.chain();
     let report = check(chain.store(), chain.genesis(), chain.verifier())
         .unwrap_or_else(|e| panic!("{who}: db check failed: {e}"));
     let tip = chain.tip();
@@ -308,10 +308,10 @@ fn transfers(net: &Net, p: &mut Params<'_>) -> Vec<Transaction> {
     let fee = u128::from(p.u8());
     let to = net.keys[usize::from(p.u8() % 4)].address();
     let flags = p.u8();
-    let chain_id = if flags & 1 != 0 { p.u32() } else { net.a.chain.params().chain_id };
+    let chain_id = if flags & 1 != 0 { p.u32() } else { net.a.chain().params().chain_id };
     let from = key.address();
-    let state_nonce = net.a.chain.read().and_then(|r| r.account(&from)).expect("account").nonce;
-    let base = net.a.mempool.pending_nonce(&from, state_nonce).saturating_add_signed(i64::from(offset));
+    let state_nonce = net.a.chain().read().and_then(|r| r.account(&from)).expect("account").nonce;
+    let base = net.a.mempool().pending_nonce(&from, state_nonce).saturating_add_signed(i64::from(offset));
     (0..count as u64)
         .map(|i| {
             let mut tx = Transaction {
@@ -411,8 +411,8 @@ fn message(net: &Net, selector: u8, payload: &[u8]) {
             }
         }
         9 => {
-            let r = b.chain.read().expect("read");
-            let height = u64::from(p.u32()) % (b.chain.tip().header.height + 1);
+            let r = b.chain().read().expect("read");
+            let height = u64::from(p.u32()) % (b.chain().tip().header.height + 1);
             let hash = r.canonical_hash(height).expect("canonical").expect("canonical below tip");
             let block = r.block(&hash).expect("block").expect("canonical block stored");
             drop(r);
@@ -436,7 +436,7 @@ fn run(net: &mut Net, data: &[u8]) {
         rest = tail;
         messages += 1;
 
-        let (tip_a, tip_b) = (net.a.chain.tip(), net.b.chain.tip());
+        let (tip_a, tip_b) = (net.a.chain().tip(), net.b.chain().tip());
         if trace() {
             const NAMES: [&str; 10] = [
                 "gossip block",
@@ -484,7 +484,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut guard = NET.get_or_init(|| Mutex::new(Net::open())).lock().unwrap_or_else(|e| e.into_inner());
     let net = &mut *guard;
-    if net.a.chain.tip().header.height >= RESET_HEIGHT || net.b.chain.tip().header.height >= RESET_HEIGHT {
+    if net.a.chain().tip().header.height >= RESET_HEIGHT || net.b.chain().tip().header.height >= RESET_HEIGHT {
         *net = Net::open();
     }
     run(net, data);

@@ -443,14 +443,14 @@ impl StackAttack {
 /// so the state root never matters.
 fn invalid_block(core: &Core, seed: u64) -> Result<Option<Block>, StoreError> {
     let mut rng = Rng::seeded(&seed.to_le_bytes());
-    let params = core.chain.params();
+    let params = core.chain().params();
     let sender = wallet::Keypair::from_seed(&rng.bytes32());
     let mut tx = transfer(&sender, Address(rng.bytes32()), 1, params.min_fee.max(1), 0, params.chain_id);
     let bit = rng.below(64 * 8) as usize;
     if let Some(byte) = tx.signature.get_mut(bit / 8) {
         *byte ^= 1 << (bit % 8);
     }
-    let template = template_from(&core.chain, Vec::new(), EVIL_MINER, |_| {})?;
+    let template = template_from(&core.chain(), Vec::new(), EVIL_MINER, |_| {})?;
     let transactions = vec![tx];
     let mut header = template.header;
     // Now rather than the minimum the rules allow, so that honest nodes' propagation delay
@@ -688,7 +688,7 @@ mod tests {
     fn invalid_blocks_pass_the_header_checks_and_fail_on_the_signature() {
         let (genesis, _) = genesis_with_accounts(1, 1_000);
         let core = Node::open_core(&NodeConfig { genesis, ..NodeConfig::devnet() }).unwrap();
-        let tip = core.chain.tip();
+        let tip = core.chain().tip();
         let a = invalid_block(&core, 1).unwrap().unwrap();
         let b = invalid_block(&core, 2).unwrap().unwrap();
         assert_ne!(a.encode(), b.encode(), "every round gossips another message");
@@ -705,6 +705,6 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert_eq!(core.chain.tip(), tip);
+        assert_eq!(core.chain().tip(), tip);
     }
 }

@@ -519,7 +519,7 @@ impl Runner {
     }
 
     fn best_height(&self) -> u64 {
-        self.shared.live.lock().iter().flatten().map(|(c, _)| c.chain.tip().header.height).max().unwrap_or(0)
+        self.shared.live.lock().iter().flatten().map(|(c, _)| c.chain().tip().header.height).max().unwrap_or(0)
     }
 
     fn spawn_miner(&mut self, sel: NodeSel, count: u32, every_ms: u64) -> JoinHandle<()> {
@@ -651,7 +651,7 @@ impl Runner {
                 .lock()
                 .iter()
                 .enumerate()
-                .filter_map(|(i, l)| l.as_ref().map(|(c, _)| (i, c.chain.tip().hash, c.chain.tip().header.height)))
+                .filter_map(|(i, l)| l.as_ref().map(|(c, _)| (i, c.chain().tip().hash, c.chain().tip().header.height)))
                 .collect();
             if let Some((_, tip, _)) = tips.first()
                 && tips.iter().all(|t| t.1 == *tip)
@@ -692,10 +692,10 @@ impl Runner {
             .enumerate()
             .filter_map(|(i, l)| l.as_ref().map(|(c, _)| (i, c.clone())))
             .collect();
-        let min = live.iter().map(|(_, c)| c.chain.tip().header.height).min().unwrap_or(0);
+        let min = live.iter().map(|(_, c)| c.chain().tip().header.height).min().unwrap_or(0);
         live.into_iter()
             .map(|(i, c)| {
-                let r = c.chain.read().map_err(|e| e.to_string())?;
+                let r = c.chain().read().map_err(|e| e.to_string())?;
                 let hashes = (0..=min)
                     .map(|h| {
                         r.canonical_hash(h).map_err(|e| e.to_string())?.ok_or(format!("node {i}: no block at {h}"))
@@ -714,7 +714,7 @@ impl Runner {
             let live: Vec<Arc<Core>> = self.shared.live.lock().iter().flatten().map(|(c, _)| c.clone()).collect();
             let missing: usize = live
                 .iter()
-                .map(|c| match c.chain.read() {
+                .map(|c| match c.chain().read() {
                     Ok(r) => self.submitted.iter().filter(|id| !matches!(r.tx_location(id), Ok(Some(_)))).count(),
                     Err(_) => self.submitted.len(),
                 })
@@ -830,8 +830,8 @@ fn ms_since(t0: Instant) -> f64 {
 /// network layer then publishes it, as for its own miner). Returns its hash, height and encoded size.
 fn mine_one(core: &Core, miner: Address) -> Result<(Hash, u64, usize), String> {
     let template = vision_node::miner::build_template(
-        &core.chain,
-        &core.mempool,
+        &core.chain(),
+        &core.mempool(),
         miner,
         vision_node::miner::DEFAULT_MAX_BLOCK_TXS,
     )
@@ -851,7 +851,7 @@ async fn sample_heights(shared: Arc<Shared>) {
             .lock()
             .iter()
             .enumerate()
-            .filter_map(|(i, l)| l.as_ref().map(|(c, _)| (i, c.chain.tip())))
+            .filter_map(|(i, l)| l.as_ref().map(|(c, _)| (i, c.chain().tip())))
             .collect();
         let agree = tips.windows(2).all(|w| w[0].1.hash == w[1].1.hash);
         shared.agree.lock().push((at, agree));

@@ -51,16 +51,11 @@ pub use vision_mempool::events::{BlockSource, Event, TxSource};
 
 /// The chain, the pool and the template cache, shared by the miner, the API and the network.
 pub struct Core {
-    /// The chain.
-    pub chain: Chain,
-    /// Import and admission metrics.
-    pub metrics: crate::chain::metrics::Metrics,
-    /// The transaction pool.
-    pub mempool: Mempool,
-    /// The miner's template cache.
-    pub templates: TemplateCache,
-    /// Caps and occupancy of every bounded resource (`vision_resource_*`).
-    pub bounds: Arc<crate::bounds::Bounds>,
+    chain: Chain,
+    metrics: crate::chain::metrics::Metrics,
+    mempool: Mempool,
+    templates: TemplateCache,
+    bounds: Arc<crate::bounds::Bounds>,
     events: broadcast::Sender<Event>,
     /// Where pooled transactions to gossip (from the API and returned by reorganisations) go: the
     /// network task's bounded outbox, once it has attached ([`Core::attach_gossip_outbox`]).
@@ -80,6 +75,33 @@ impl std::fmt::Debug for Core {
 }
 
 impl Core {
+    /// The chain, for reads (tip, parameters, read snapshots). Blocks enter through
+    /// [`Core::import_block`] (and the traits the miner, the API and the network see), never through
+    /// the chain directly: only that path updates the pool, the metrics and the subscribers.
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    /// The transaction pool, for reads; transactions enter through [`Core::submit_transactions`].
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    /// The miner's template cache.
+    pub fn templates(&self) -> &TemplateCache {
+        &self.templates
+    }
+
+    /// Import and admission metrics.
+    pub fn metrics(&self) -> &crate::chain::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// Caps and occupancy of every bounded resource (`vision_resource_*`).
+    pub fn bounds(&self) -> &Arc<crate::bounds::Bounds> {
+        &self.bounds
+    }
+
     /// A core over an opened chain.
     pub fn new(chain: Chain, limits: Limits) -> Self {
         let mempool = Mempool::new(limits, chain.params().min_fee);

@@ -556,7 +556,7 @@ fn a_side_chain_flood_stores_nothing_below_the_reorg_window_and_a_bounded_amount
     assert_eq!(tip.height, MAIN_CHAIN);
     eprintln!("main chain of {MAIN_CHAIN} blocks fed in {:?}", t0.elapsed());
     let main: Vec<Block> = {
-        let r = s.local.chain.read().unwrap();
+        let r = s.local.chain().read().unwrap();
         (0..=MAIN_CHAIN).map(|i| r.block(&r.canonical_hash(i).unwrap().unwrap()).unwrap().unwrap()).collect()
     };
     assert_eq!(main[MAIN_CHAIN as usize].hash(), tip.tip_hash);

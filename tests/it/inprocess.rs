@@ -57,7 +57,7 @@ fn three_in_process_nodes_over_the_memory_transport() {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             let peers: Vec<usize> = nodes.iter().map(|n| n.network().unwrap().info().peer_count()).collect();
-            let tips: Vec<_> = nodes.iter().map(|n| n.core().chain.tip()).collect();
+            let tips: Vec<_> = nodes.iter().map(|n| n.core().chain().tip()).collect();
             if peers.iter().all(|p| *p >= 2)
                 && tips[0].header.height >= 5
                 && tips.iter().all(|t| t.hash == tips[0].hash)
@@ -72,7 +72,7 @@ fn three_in_process_nodes_over_the_memory_transport() {
         c.core().submit_transaction(tx).unwrap();
         let id = tx.id();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !nodes.iter().all(|n| n.core().chain.read().unwrap().tx_location(&id).unwrap().is_some()) {
+        while !nodes.iter().all(|n| n.core().chain().read().unwrap().tx_location(&id).unwrap().is_some()) {
             assert!(std::time::Instant::now() < deadline, "transaction not mined everywhere");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -116,7 +116,7 @@ fn bursts_of_api_transactions_larger_than_the_event_broadcast_are_all_gossiped()
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         // Connected, and gossipsub's mesh formed (its heartbeat is 1 s): a probe transaction arrives.
         a.core().submit_transactions(&txs[..1], TxSource::Api)[0].as_ref().unwrap();
-        while b.core().mempool.is_empty() {
+        while b.core().mempool().is_empty() {
             assert!(std::time::Instant::now() < deadline, "the nodes never connected");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -129,17 +129,17 @@ fn bursts_of_api_transactions_larger_than_the_event_broadcast_are_all_gossiped()
         // The bursts did overflow the broadcast: a subscriber that read nothing lagged.
         assert!(matches!(events.try_recv(), Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_))));
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while b.core().mempool.len() < txs.len() {
+        while b.core().mempool().len() < txs.len() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "B's pool holds {} of the {} transactions A pooled ({} in A's)",
-                b.core().mempool.len(),
+                b.core().mempool().len(),
                 txs.len(),
-                a.core().mempool.len()
+                a.core().mempool().len()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(a.core().mempool.len(), txs.len());
+        assert_eq!(a.core().mempool().len(), txs.len());
         for n in [a, b] {
             n.shutdown().await;
         }

@@ -554,7 +554,7 @@ fn sync_vectors_describe_a_real_devnet_chain() {
         let outcome = core.import_block(b, BlockSource::Network).expect("a valid devnet block");
         assert!(matches!(outcome, ImportOutcome::NewTip { .. }), "block {} becomes the tip", b.header.height);
     }
-    let tip = core.chain.tip();
+    let tip = core.chain().tip();
     let ours = Status { genesis: genesis.hash(), tip: tip.hash, height: tip.header.height, total_work: tip.total_work };
     for name in ["sync-request-status.txt", "sync-response-status.txt"] {
         let v = vector(name);

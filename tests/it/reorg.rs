@@ -34,7 +34,7 @@ fn extend(
 ) -> Vec<Block> {
     (0..n)
         .map(|i| {
-            let b = next_block(&core.chain, txs(i), miner).unwrap();
+            let b = next_block(&core.chain(), txs(i), miner).unwrap();
             core.import_block(&b, BlockSource::Miner).unwrap();
             b
         })
@@ -88,7 +88,7 @@ fn heavier_branch_wins_and_losers_return_to_the_mempool() {
     let z = core(&s.genesis, Some(dir.path()), 100);
     import_all(&z, &s.prefix);
     import_all(&z, &s.branch_a);
-    assert_eq!(z.chain.tip().hash, s.branch_a[2].hash());
+    assert_eq!(z.chain().tip().hash, s.branch_a[2].hash());
     // A pooled transaction of key 0 that follows branch A's nonces.
     let follow_up = transfer(&s.keys[0], Address([9; 32]), 1, 10, 3, TEST_CHAIN_ID);
     z.submit_transaction(follow_up).unwrap();
@@ -104,13 +104,13 @@ fn heavier_branch_wins_and_losers_return_to_the_mempool() {
         other => panic!("expected a reorg, got {other:?}"),
     }
     assert!(matches!(&outcomes[4], ImportOutcome::NewTip { reverted, .. } if reverted.is_empty()));
-    assert_eq!(z.chain.tip().hash, s.branch_b[4].hash());
+    assert_eq!(z.chain().tip().hash, s.branch_b[4].hash());
 
     // Clean replay of prefix + B into a fresh store.
     let w = core(&s.genesis, None, 100);
     import_all(&w, &s.prefix);
     import_all(&w, &s.branch_b);
-    let (zr, wr) = (z.chain.read().unwrap(), w.chain.read().unwrap());
+    let (zr, wr) = (z.chain().read().unwrap(), w.chain().read().unwrap());
     assert_eq!(zr.all_accounts().unwrap(), wr.all_accounts().unwrap());
     assert_eq!(zr.lthash().unwrap(), wr.lthash().unwrap());
     for (i, b) in s.branch_a.iter().enumerate() {
@@ -124,24 +124,24 @@ fn heavier_branch_wins_and_losers_return_to_the_mempool() {
     for b in &s.branch_a {
         for tx in &b.transactions {
             let expect = tx.from == s.keys[0].address();
-            assert_eq!(z.mempool.contains(&tx.id()), expect, "nonce {} of {:?}", tx.nonce, tx.from);
+            assert_eq!(z.mempool().contains(&tx.id()), expect, "nonce {} of {:?}", tx.nonce, tx.from);
         }
     }
-    assert!(z.mempool.contains(&follow_up.id()));
-    assert_eq!(z.mempool.len(), 4);
+    assert!(z.mempool().contains(&follow_up.id()));
+    assert_eq!(z.mempool().len(), 4);
 
     // They are mined again, in nonce order, on the new tip.
-    let template = vision_node::miner::build_template(&z.chain, &z.mempool, Address([0xcc; 32]), 100).unwrap();
+    let template = vision_node::miner::build_template(&z.chain(), &z.mempool(), Address([0xcc; 32]), 100).unwrap();
     assert_eq!(template.transactions.len(), 4);
-    let b = vision_node::miner::solve(&template, z.chain.tip().header.timestamp_ms + 1_000);
+    let b = vision_node::miner::solve(&template, z.chain().tip().header.timestamp_ms + 1_000);
     z.import_block(&b, BlockSource::Miner).unwrap();
-    assert!(z.mempool.is_empty());
-    assert_eq!(z.chain.read().unwrap().account(&s.keys[0].address()).unwrap().nonce, 4);
+    assert!(z.mempool().is_empty());
+    assert_eq!(z.chain().read().unwrap().account(&s.keys[0].address()).unwrap().nonce, 4);
     drop((zr, wr));
 
     // The reorged database replays cleanly from genesis.
     let report =
-        vision_node::chain::check::check(z.chain.store(), &s.genesis, &vision_node::verify::Verifier::default())
+        vision_node::chain::check::check(z.chain().store(), &s.genesis, &vision_node::verify::Verifier::default())
             .unwrap();
     assert_eq!(report.height, 2 + 5 + 1);
 }
@@ -154,7 +154,7 @@ fn equal_work_keeps_the_first_seen() {
     import_all(&z, &s.branch_a);
     let outcomes = import_all(&z, &s.branch_b);
     assert!(outcomes.iter().all(|o| *o == ImportOutcome::SideChain));
-    assert_eq!(z.chain.tip().hash, s.branch_a[2].hash());
+    assert_eq!(z.chain().tip().hash, s.branch_a[2].hash());
     // Importing again is a no-op.
     assert_eq!(z.import_block(&s.branch_b[2], BlockSource::Network).unwrap(), ImportOutcome::AlreadyKnown);
 }
@@ -165,7 +165,7 @@ fn invalid_block_in_heavier_branch_leaves_the_tip_untouched() {
     let z = core(&s.genesis, None, 100);
     import_all(&z, &s.prefix);
     import_all(&z, &s.branch_a);
-    let before = z.chain.read().unwrap().all_accounts().unwrap();
+    let before = z.chain().read().unwrap().all_accounts().unwrap();
     // Corrupt B4's state root (PoW at difficulty 1 still holds); B5 builds on the corrupt B4.
     s.branch_b[3].header.state_root.0[0] ^= 1;
     s.branch_b[4].header.parent = s.branch_b[3].hash();
@@ -175,8 +175,8 @@ fn invalid_block_in_heavier_branch_leaves_the_tip_untouched() {
     let err = z.import_block(&s.branch_b[3], BlockSource::Network).unwrap_err();
     assert!(matches!(err, ImportError::Block(BlockError::StateRootMismatch { .. })), "{err}");
     assert_eq!(err.peer_action(), Some(PeerAction::Fatal));
-    assert_eq!(z.chain.tip().hash, s.branch_a[2].hash());
-    assert_eq!(z.chain.read().unwrap().all_accounts().unwrap(), before, "a failed reorg must leave no trace");
+    assert_eq!(z.chain().tip().hash, s.branch_a[2].hash());
+    assert_eq!(z.chain().read().unwrap().all_accounts().unwrap(), before, "a failed reorg must leave no trace");
     let err = z.import_block(&s.branch_b[4], BlockSource::Network).unwrap_err();
     assert!(matches!(err, ImportError::Block(BlockError::KnownInvalid(_))), "{err}");
     let again = z.import_block(&s.branch_b[3], BlockSource::Network).unwrap_err();
@@ -195,13 +195,13 @@ fn reorg_depth_is_limited() {
     for b in &s.branch_a[1..] {
         z.import_block(b, BlockSource::Network).unwrap();
     }
-    assert_eq!(z.chain.tip().hash, s.branch_a[2].hash());
+    assert_eq!(z.chain().tip().hash, s.branch_a[2].hash());
     for b in &s.branch_b[1..3] {
         z.import_block(b, BlockSource::Network).unwrap();
     }
     let err = z.import_block(&s.branch_b[3], BlockSource::Network).unwrap_err();
     assert!(matches!(err, ImportError::Block(BlockError::ReorgTooDeep { depth: 3, limit: 2 })), "{err}");
-    assert_eq!(z.chain.tip().hash, s.branch_a[2].hash());
+    assert_eq!(z.chain().tip().hash, s.branch_a[2].hash());
 }
 
 #[test]
@@ -212,19 +212,19 @@ fn side_chain_blocks_below_the_reorg_window_are_refused_unstored() {
     let z = core(&s.genesis, None, 2);
     import_all(&z, &s.prefix);
     import_all(&z, &s.branch_a);
-    let stored_before = z.chain.read().unwrap().all_accounts().unwrap();
+    let stored_before = z.chain().read().unwrap().all_accounts().unwrap();
     for b in &s.branch_b {
         let err = z.import_block(b, BlockSource::Network).unwrap_err();
         let deep = matches!(err, ImportError::Block(BlockError::ReorgTooDeep { limit: 2, .. }));
         let orphan = matches!(err, ImportError::Block(BlockError::UnknownParent(_)));
         assert!(deep || orphan, "{err}");
-        assert!(z.chain.read().unwrap().block_meta(&b.hash()).unwrap().is_none(), "nothing stored");
+        assert!(z.chain().read().unwrap().block_meta(&b.hash()).unwrap().is_none(), "nothing stored");
     }
     let err = z.import_block(&s.branch_b[0], BlockSource::Network).unwrap_err();
     assert!(matches!(err, ImportError::Block(BlockError::ReorgTooDeep { depth: 3, limit: 2 })), "{err}");
     assert_eq!(err.peer_action(), Some(PeerAction::LowTolerance));
-    assert_eq!(z.chain.read().unwrap().all_accounts().unwrap(), stored_before);
-    assert_eq!(z.chain.tip().hash, s.branch_a[2].hash());
+    assert_eq!(z.chain().read().unwrap().all_accounts().unwrap(), stored_before);
+    assert_eq!(z.chain().tip().hash, s.branch_a[2].hash());
 }
 
 #[test]
@@ -251,5 +251,5 @@ fn orphans_and_bad_headers_are_refused() {
     let err = z.import_block(&old, BlockSource::Network).unwrap_err();
     assert!(matches!(err, ImportError::Block(BlockError::TimestampTooOld { .. })), "{err}");
     // None of these touched the tip.
-    assert_eq!(z.chain.tip().hash, s.prefix[1].hash());
+    assert_eq!(z.chain().tip().hash, s.prefix[1].hash());
 }

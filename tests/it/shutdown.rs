@@ -88,7 +88,7 @@ fn child_node_shutdown_joins_every_thread() {
             .unwrap();
         // Until the miner, the import path and the workers have all run.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while node.core().chain.tip().header.height < 3 {
+        while node.core().chain().tip().header.height < 3 {
             assert!(Instant::now() < deadline, "no blocks mined");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
