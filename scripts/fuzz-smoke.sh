@@ -40,7 +40,8 @@ start=$(date +%s)
 # One build for all targets (the library, libp2p included, is compiled with instrumentation once).
 cargo fuzz build -O --debug-assertions --sanitizer "$sanitizer" --target "$host"
 echo "fuzz build: $(($(date +%s) - start)) s"
-bin=fuzz/target/$host/release
+# cargo puts the fuzz workspace's build in fuzz/target, or in CARGO_TARGET_DIR when that is set.
+bin=${CARGO_TARGET_DIR:-fuzz/target}/$host/release
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every scenario in simulations/scenarios at a small size (propagation with 30 nodes instead
 # of 100; the others are 20-30 nodes already) and fails on the first failed check.
-# Results go to target/sim/<scenario>-n<nodes>-s<seed>/ (CSV, PNG, summary.json).
+# Results go to target/sim/ (under the repository, whatever CARGO_TARGET_DIR says): <scenario>-n<nodes>-s<seed>/ (CSV, PNG, summary.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # --workspace --all-targets: the same feature set as `cargo test --release --workspace`, so nothing
@@ -14,5 +14,5 @@ for f in simulations/scenarios/*.toml; do
         args=(--nodes 30)
     fi
     echo "--- $name"
-    ./target/release/vision-sim run "$f" "${args[@]}"
+    "${CARGO_TARGET_DIR:-target}/release/vision-sim" run "$f" "${args[@]}"
 done
