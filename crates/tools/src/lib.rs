@@ -12,17 +12,17 @@
 //! - [`raw_gossip`] (a library, no subcommand of its own): N bare swarms running only the node's
 //!   gossipsub, forwarding at once, as the raw baseline of block propagation.
 //!
-//! Shared here: the error type, a minimal blocking HTTP/1.1 keep-alive client (the tools share the
+//! Shared here: the error type, a blocking HTTP/1.1 keep-alive client (`ureq`; the tools share the
 //! machine with the nodes they measure, so each request should cost the client as little CPU as
-//! possible), percentiles, CPU and memory readings from `/proc`, and markdown tables.
+//! possible), percentiles (`hdrhistogram`), CPU and memory readings from `/proc` (`procfs`), and
+//! markdown tables.
 
 pub mod load;
 pub mod peers;
 pub mod propagation;
 pub mod raw_gossip;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
@@ -31,17 +31,10 @@ use thiserror::Error;
 /// Largest HTTP response body the bench client reads (a full block of 10,000 transactions is
 /// ~4.5 MB of JSON).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-/// Longest status line or header line accepted from the node.
-pub const MAX_HEADER_LINE: usize = 8 * 1024;
-/// Most header lines in one response.
-pub const MAX_HEADERS: usize = 64;
 /// Timeout of one TCP connect to the API.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Timeout of one read or write on an API connection.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
-/// Clock ticks per second of `/proc/<pid>/stat` and `/proc/stat` (Linux `USER_HZ`, 100 on every
-/// architecture the node builds for).
-pub const USER_HZ: f64 = 100.0;
 
 /// The `bench` subcommands.
 #[derive(Debug, Subcommand)]
@@ -159,10 +152,16 @@ impl ApiUrl {
 }
 
 /// One HTTP/1.1 keep-alive connection to an API, reopened after errors. Blocking; one per thread.
+///
+/// A `ureq` agent of its own that keeps at most one idle connection, so each `HttpConn` is one
+/// TCP connection as long as the node keeps it open (the tools share the machine with the nodes
+/// they measure, so each request should cost the client as little CPU as possible: no TLS, no
+/// compression, `TCP_NODELAY`).
 pub struct HttpConn {
     url: ApiUrl,
-    stream: Option<BufReader<TcpStream>>,
-    request: Vec<u8>,
+    agent: ureq::Agent,
+    /// Whether a request has completed, i.e. the agent may hold a pooled connection.
+    used: bool,
 }
 
 /// A response: status code and body.
@@ -177,7 +176,20 @@ pub struct HttpResponse {
 impl HttpConn {
     /// A connection to `url`, opened at the first request.
     pub fn new(url: &ApiUrl) -> HttpConn {
-        HttpConn { url: url.clone(), stream: None, request: Vec::with_capacity(1024) }
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_per_read(Some(IO_TIMEOUT))
+            .timeout_per_write(Some(IO_TIMEOUT))
+            .no_delay(true)
+            .max_idle_connections(1)
+            .max_idle_connections_per_host(1)
+            // The hand-written client kept its connection until the node closed it; ureq drops
+            // idle connections after 15 s by default (the load poller or a slow probe can idle
+            // that long between requests).
+            .max_idle_age(Duration::from_secs(24 * 3600))
+            .build();
+        HttpConn { url: url.clone(), agent: config.into(), used: false }
     }
 
     /// The URL this connection talks to.
@@ -185,60 +197,44 @@ impl HttpConn {
         &self.url
     }
 
-    fn connect(&mut self) -> std::io::Result<&mut BufReader<TcpStream>> {
-        if self.stream.is_none() {
-            let s = TcpStream::connect_timeout(&self.url.addr, CONNECT_TIMEOUT)?;
-            s.set_nodelay(true)?;
-            s.set_read_timeout(Some(IO_TIMEOUT))?;
-            s.set_write_timeout(Some(IO_TIMEOUT))?;
-            self.stream = Some(BufReader::with_capacity(64 * 1024, s));
-        }
-        Ok(self.stream.as_mut().expect("just connected"))
-    }
-
-    /// Sends one request and reads the answer. A request that fails on a reused connection before
-    /// any answer byte arrives (the server closed an idle keep-alive connection) is sent once more
-    /// on a new one.
+    /// Sends one request and reads the answer (a body of at most [`MAX_RESPONSE_BYTES`]). A request
+    /// that fails with a connection error after an earlier request succeeded (the node may have
+    /// closed the idle keep-alive connection just as it was reused) is sent once more; ureq opens a
+    /// new connection for it.
     pub fn request(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<HttpResponse> {
-        self.request.clear();
-        write!(self.request, "{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.url.host)?;
-        if let Some(b) = body {
-            write!(self.request, "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n", b.len())?;
-            self.request.extend_from_slice(b);
-        } else {
-            self.request.extend_from_slice(b"\r\n");
-        }
-        let reused = self.stream.is_some();
-        match self.exchange() {
-            Ok(r) => Ok(r),
-            Err((e, got_bytes)) => {
-                self.stream = None;
-                if reused && !got_bytes {
-                    self.exchange().map_err(|(e, _)| {
-                        self.stream = None;
-                        e
-                    })
-                } else {
-                    Err(e)
-                }
+        match self.exchange(method, path, body) {
+            Err(e) if self.used && is_stale_connection(&e) => {
+                self.used = false;
+                self.exchange(method, path, body)
             }
+            r => r,
         }
     }
 
-    /// Writes the prepared request and reads one response; on error, whether any byte came back.
-    fn exchange(&mut self) -> Result<HttpResponse, (std::io::Error, bool)> {
-        let request = std::mem::take(&mut self.request);
-        let result = (|| {
-            let stream = self.connect().map_err(|e| (e, false))?;
-            stream.get_mut().write_all(&request).map_err(|e| (e, false))?;
-            read_response(stream)
-        })();
-        self.request = request;
-        let (response, close) = result?;
-        if close {
-            self.stream = None;
-        }
-        Ok(response)
+    fn exchange(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<HttpResponse> {
+        let uri = format!("{}{path}", self.url.text);
+        let builder = ureq::http::Request::builder().method(method).uri(&uri);
+        let result = match body {
+            Some(b) => builder
+                .header("content-type", "application/json")
+                .body(b)
+                .map_err(std::io::Error::other)
+                .and_then(|req| self.agent.run(req).map_err(ureq::Error::into_io)),
+            None => builder
+                .body(())
+                .map_err(std::io::Error::other)
+                .and_then(|req| self.agent.run(req).map_err(ureq::Error::into_io)),
+        };
+        let response = result?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES as u64)
+            .read_to_vec()
+            .map_err(ureq::Error::into_io)?;
+        self.used = true;
+        Ok(HttpResponse { status, body })
     }
 
     /// GET `path`; a non-2xx status is an error carrying the body.
@@ -257,87 +253,10 @@ impl HttpConn {
     }
 }
 
-fn bad(msg: impl Into<String>) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
-}
-
-/// Reads one line (CRLF-terminated, at most [`MAX_HEADER_LINE`] bytes) without the line end.
-fn read_line(r: &mut BufReader<TcpStream>, line: &mut Vec<u8>) -> std::io::Result<()> {
-    line.clear();
-    let n = r.by_ref().take(MAX_HEADER_LINE as u64).read_until(b'\n', line)?;
-    if n == 0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
-    }
-    if line.last() != Some(&b'\n') {
-        return Err(bad("header line too long or cut short"));
-    }
-    while matches!(line.last(), Some(b'\n' | b'\r')) {
-        line.pop();
-    }
-    Ok(())
-}
-
-/// Reads a response; returns it and whether the server will close the connection.
-fn read_response(r: &mut BufReader<TcpStream>) -> Result<(HttpResponse, bool), (std::io::Error, bool)> {
-    let mut line = Vec::new();
-    read_line(r, &mut line).map_err(|e| (e, false))?;
-    let err = |e: std::io::Error| (e, true);
-    let status_line = String::from_utf8_lossy(&line).to_string();
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| err(bad(format!("bad status line {status_line:?}"))))?;
-    let (mut length, mut chunked, mut close) = (None, false, status_line.starts_with("HTTP/1.0"));
-    for n in 0.. {
-        if n >= MAX_HEADERS {
-            return Err(err(bad("too many header lines")));
-        }
-        read_line(r, &mut line).map_err(err)?;
-        if line.is_empty() {
-            break;
-        }
-        let text = String::from_utf8_lossy(&line);
-        let Some((name, value)) = text.split_once(':') else { continue };
-        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_ascii_lowercase());
-        match name.as_str() {
-            "content-length" => length = Some(value.parse::<usize>().map_err(|_| err(bad("bad content-length")))?),
-            "transfer-encoding" => chunked = value.contains("chunked"),
-            "connection" => close = value.contains("close"),
-            _ => {}
-        }
-    }
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            read_line(r, &mut line).map_err(err)?;
-            let size_text = String::from_utf8_lossy(&line);
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| err(bad("bad chunk size")))?;
-            if size == 0 {
-                read_line(r, &mut line).map_err(err)?; // the empty line after the last chunk
-                break;
-            }
-            if body.len() + size > MAX_RESPONSE_BYTES {
-                return Err(err(bad(format!("response larger than {MAX_RESPONSE_BYTES} bytes"))));
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            r.read_exact(&mut body[start..]).map_err(err)?;
-            read_line(r, &mut line).map_err(err)?;
-        }
-    } else if let Some(n) = length {
-        if n > MAX_RESPONSE_BYTES {
-            return Err(err(bad(format!("response of {n} bytes is larger than {MAX_RESPONSE_BYTES}"))));
-        }
-        body.resize(n, 0);
-        r.read_exact(&mut body).map_err(err)?;
-    } else {
-        // No length: the body runs to the end of the connection.
-        r.by_ref().take(MAX_RESPONSE_BYTES as u64).read_to_end(&mut body).map_err(err)?;
-        close = true;
-    }
-    Ok((HttpResponse { status, body }, close))
+/// Whether an error is what a request sent on a connection the server has just closed gets.
+fn is_stale_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof)
 }
 
 /// The node's status through `conn`, with a clear error when it is unreachable.
@@ -347,40 +266,135 @@ pub fn fetch_status(conn: &mut HttpConn) -> Result<vision_node::api::Status, Ben
 
 // ----- statistics, /proc and tables --------------------------------------------------------------
 
-/// The `p`-th percentile (0..=100, nearest rank) of sorted values; 0 when empty.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
+/// Significant decimal digits an HDR histogram keeps: values are stored to within 1/1024 of
+/// themselves (exactly below 2048 units).
+pub const HISTOGRAM_SIGFIG: u8 = 3;
+
+/// Millisecond samples (latencies, delays; any non-negative values) in an HDR histogram at
+/// microsecond resolution, with the exact minimum, maximum and mean beside it.
+///
+/// Percentiles are nearest-rank, as hdrhistogram defines them (the smallest sample with at least
+/// `ceil(p/100 * n)` samples at or below it, at least the first). The one difference from taking
+/// the sample out of a sorted list: the value reported is the upper end of its histogram bucket,
+/// i.e. up to 0.1% above the sample (exact below 2.048 ms), clamped to the exact maximum.
+#[derive(Debug, Clone)]
+pub struct Millis {
+    hist: hdrhistogram::Histogram<u64>,
+    min: f64,
+    max: f64,
+    sum: f64,
+}
+
+impl Default for Millis {
+    fn default() -> Millis {
+        Millis::new()
     }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+impl Millis {
+    /// No samples.
+    pub fn new() -> Millis {
+        Millis {
+            hist: hdrhistogram::Histogram::new(HISTOGRAM_SIGFIG).expect("3 significant figures are supported"),
+            min: f64::INFINITY,
+            max: 0.0,
+            sum: 0.0,
+        }
+    }
+
+    /// Records one sample (negative or NaN values count as 0).
+    pub fn record(&mut self, ms: f64) {
+        let ms = if ms > 0.0 { ms } else { 0.0 };
+        let us = (ms * 1e3).round() as u64;
+        // `record` grows the histogram; `saturating_record` would clamp to its current range.
+        if self.hist.record(us).is_err() {
+            self.hist.saturating_record(us);
+        }
+        self.min = self.min.min(ms);
+        self.max = self.max.max(ms);
+        self.sum += ms;
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> u64 {
+        self.hist.len()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.hist.is_empty()
+    }
+
+    /// The `p`-th percentile (0..=100, nearest rank: the `ceil(p/100 * n)`-th smallest sample, at
+    /// least the first); 0 when empty.
+    pub fn percentile(&self, p: f64) -> f64 {
+        self.at_rank(((p / 100.0) * self.len() as f64).ceil() as u64)
+    }
+
+    /// The `rank`-th smallest sample (1-based, clamped to `1..=len`); 0 when empty.
+    pub fn at_rank(&self, rank: u64) -> f64 {
+        let n = self.len();
+        if n == 0 {
+            return 0.0;
+        }
+        // hdrhistogram returns the `ceil(q * n)`-th sample; `q = (rank - 1/2) / n` lands on `rank`
+        // whatever the rounding of the division.
+        let q = (rank.clamp(1, n) as f64 - 0.5) / n as f64;
+        let us = self.hist.value_at_quantile(q);
+        (us as f64 / 1e3).clamp(self.min, self.max)
+    }
+
+    /// Adds the samples of `other`.
+    pub fn add(&mut self, other: &Millis) {
+        self.hist.add(&other.hist).expect("auto-resizing histograms take any value");
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+    }
+
+    /// The largest sample (exact); 0 when empty.
+    pub fn max(&self) -> f64 {
+        self.max
+    }
+
+    /// The mean (exact); 0 when empty.
+    pub fn mean(&self) -> f64 {
+        if self.is_empty() { 0.0 } else { self.sum / self.len() as f64 }
+    }
+}
+
+impl FromIterator<f64> for Millis {
+    fn from_iter<I: IntoIterator<Item = f64>>(iter: I) -> Millis {
+        let mut m = Millis::new();
+        for v in iter {
+            m.record(v);
+        }
+        m
+    }
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` and `/proc/stat` (`USER_HZ`, 100 on Linux).
+fn ticks_per_second() -> f64 {
+    procfs::ticks_per_second() as f64
 }
 
 /// CPU ticks (user + system) a process has used, from `/proc/<pid>/stat`.
 pub fn proc_cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start at field 3, `state`.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    let stat = procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?.stat().ok()?;
+    Some(stat.utime + stat.stime)
 }
 
-/// Resident memory of a process in KiB, from `/proc/<pid>/status`.
+/// Resident memory of a process in KiB, from `/proc/<pid>/status` (`VmRSS`).
 pub fn proc_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?.status().ok()?.vmrss
 }
 
 /// Busy ticks of the whole machine (all CPUs; everything but idle and iowait), from `/proc/stat`.
 pub fn machine_busy_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-    // user nice system idle iowait irq softirq steal (guest time is already in user).
-    let busy = v.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, x)| x).sum();
-    Some(busy)
+    use procfs::CurrentSI;
+    let t = procfs::KernelStats::current().ok()?.total;
+    // user nice system irq softirq steal (guest time is already in user).
+    Some(t.user + t.nice + t.system + t.irq.unwrap_or(0) + t.softirq.unwrap_or(0) + t.steal.unwrap_or(0))
 }
 
 /// CPU use over a window: the whole machine, this process, and the processes given by pid.
@@ -446,8 +460,9 @@ impl CpuWindow {
     /// CPU used since [`CpuWindow::start`].
     pub fn finish(&self) -> CpuUse {
         let secs = self.at.elapsed().as_secs_f64().max(1e-3);
+        let hz = ticks_per_second();
         let cores = |before: Option<u64>, after: Option<u64>| -> Option<f64> {
-            Some(after?.saturating_sub(before?) as f64 / USER_HZ / secs)
+            Some(after?.saturating_sub(before?) as f64 / hz / secs)
         };
         CpuUse {
             machine: cores(self.machine, machine_busy_ticks()),
@@ -462,7 +477,7 @@ impl CpuWindow {
                         .into_iter()
                         .map(|(name, after)| {
                             let b = before.get(&name).copied().unwrap_or(0);
-                            (name, after.saturating_sub(b) as f64 / USER_HZ / secs)
+                            (name, after.saturating_sub(b) as f64 / hz / secs)
                         })
                         .filter(|(_, c)| *c >= 0.005)
                         .collect();
@@ -481,15 +496,11 @@ pub fn fmt_cores(v: Option<f64>) -> String {
 
 /// Number of CPUs and the CPU model, for the report header.
 pub fn machine_description() -> String {
+    use procfs::Current;
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let model = std::fs::read_to_string("/proc/cpuinfo")
+    let model = procfs::CpuInfo::current()
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
+        .and_then(|info| info.model_name(0).map(|m| m.trim().to_string()))
         .unwrap_or_else(|| "unknown CPU".into());
     format!("{cpus} CPUs, {model}")
 }
@@ -589,19 +600,15 @@ pub fn metric_sum(samples: &std::collections::HashMap<String, f64>, family: &str
         .sum()
 }
 
-/// CPU ticks of a process's threads, summed by thread name (`/proc/<pid>/task/*/comm`).
+/// CPU ticks of a process's threads, summed by thread name (`/proc/<pid>/task/*/stat`).
 pub fn proc_thread_ticks(pid: u32) -> std::collections::HashMap<String, u64> {
     let mut out = std::collections::HashMap::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
-    for entry in dir.flatten() {
-        let path = entry.path();
-        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else { continue };
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else { continue };
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r.to_string()) else { continue };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-            + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-        *out.entry(comm.trim().to_string()).or_insert(0) += ticks;
+    let Some(tasks) = i32::try_from(pid).ok().and_then(|p| procfs::process::Process::new(p).ok()?.tasks().ok()) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = task.stat() else { continue };
+        *out.entry(stat.comm).or_insert(0) += stat.utime + stat.stime;
     }
     out
 }
@@ -612,12 +619,23 @@ mod tests {
 
     #[test]
     fn percentiles_use_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), 50.0);
-        assert_eq!(percentile(&v, 99.0), 99.0);
-        assert_eq!(percentile(&v, 100.0), 100.0);
-        assert_eq!(percentile(&[7.0], 99.0), 7.0);
-        assert_eq!(percentile(&[], 50.0), 0.0);
+        // Below 2.048 ms every microsecond has a bucket of its own: exact.
+        let v: Millis = (1..=100).map(|i| f64::from(i) / 100.0).collect();
+        assert_eq!(v.percentile(50.0), 0.5);
+        assert_eq!(v.percentile(99.0), 0.99);
+        assert_eq!(v.percentile(100.0), 1.0);
+        assert_eq!((v.max(), v.mean(), v.len()), (1.0, 0.505, 100));
+        let one: Millis = [7.0].into_iter().collect();
+        assert_eq!(one.percentile(99.0), 7.0);
+        assert_eq!(Millis::new().percentile(50.0), 0.0);
+        assert_eq!(Millis::new().max(), 0.0);
+        // Larger values are within 0.1%, never above the largest sample.
+        let v: Millis = (1..=100).map(f64::from).collect();
+        for p in [50.0, 99.0, 100.0] {
+            let got = v.percentile(p);
+            assert!((got - p).abs() <= p / 1000.0, "p{p}: {got}");
+        }
+        assert_eq!(v.percentile(100.0), 100.0);
     }
 
     #[test]
@@ -643,10 +661,14 @@ mod tests {
         assert!(proc_cpu_ticks(std::process::id()).is_some());
         assert!(proc_rss_kib(std::process::id()).unwrap() > 0);
         assert!(machine_busy_ticks().is_some());
+        assert!(!proc_thread_ticks(std::process::id()).is_empty());
+        assert!(machine_description().contains(" CPUs, "));
+        assert_eq!(proc_cpu_ticks(u32::MAX), None);
     }
 
     #[test]
     fn http_client_reads_length_and_chunked_bodies_over_keep_alive() {
+        use std::io::{BufRead, BufReader, Read, Write};
         use std::net::TcpListener;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();

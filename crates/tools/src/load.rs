@@ -36,7 +36,7 @@ use clap::Args;
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use super::{ApiUrl, BenchError, CpuWindow, HttpConn, Table, fetch_status, fmt_cores, percentile};
+use super::{ApiUrl, BenchError, CpuWindow, HttpConn, Millis, Table, fetch_status, fmt_cores};
 use vision_node::chain::genesis::{Allocation, Genesis, UNITS_PER_VIS};
 use vision_node::chain::types::{Address, Hash, TRANSFER_TX_LEN, Transaction, TxKind};
 use vision_node::wallet::Keypair;
@@ -499,7 +499,7 @@ struct SendResult {
     /// Rejections by the API's error code (`connection_error` when no answer came back).
     rejected: HashMap<String, u64>,
     /// Request round trips in ms.
-    latencies_ms: Vec<f64>,
+    latencies_ms: Millis,
     /// When the last request was answered.
     last_answer: Option<Instant>,
 }
@@ -512,7 +512,7 @@ impl SendResult {
         for (k, v) in o.rejected {
             *self.rejected.entry(k).or_default() += v;
         }
-        self.latencies_ms.extend(o.latencies_ms);
+        self.latencies_ms.add(&o.latencies_ms);
         self.last_answer = self.last_answer.max(o.last_answer);
     }
 }
@@ -530,7 +530,7 @@ fn send_plan(
 ) -> SendResult {
     let batched = batch > 1;
     let path = if batched { "/v1/txs/batch" } else { "/v1/txs" };
-    let mut r = SendResult { latencies_ms: Vec::with_capacity(plan.len().div_ceil(batch)), ..Default::default() };
+    let mut r = SendResult::default();
     let mut body = Vec::with_capacity(16 + batch * (4 + 2 * TRANSFER_TX_LEN));
     let total = plan.len() as u64;
     for group in plan.chunks(batch) {
@@ -559,7 +559,7 @@ fn send_plan(
         let result = conn.request("POST", path, Some(&body));
         let done = Instant::now();
         r.sent += group.len() as u64;
-        r.latencies_ms.push(done.duration_since(sent_at).as_secs_f64() * 1e3);
+        r.latencies_ms.record(done.duration_since(sent_at).as_secs_f64() * 1e3);
         r.last_answer = Some(done);
         let mut reject_all = |code: String| *r.rejected.entry(code).or_default() += group.len() as u64;
         match result {
@@ -804,39 +804,32 @@ fn metrics_rows(host: &str, before: &Samples, after: &Samples) -> Vec<(String, S
     ]
 }
 
-fn ms3(sorted: &[f64]) -> String {
-    if sorted.is_empty() {
+fn ms3(ms: &Millis) -> String {
+    if ms.is_empty() {
         return "-".into();
     }
-    format!(
-        "{:.1} / {:.1} / {:.1}",
-        percentile(sorted, 50.0),
-        percentile(sorted, 99.0),
-        sorted.last().copied().unwrap_or(0.0)
-    )
+    format!("{:.1} / {:.1} / {:.1}", ms.percentile(50.0), ms.percentile(99.0), ms.max())
 }
 
 impl Report<'_> {
-    fn print(mut self) {
+    fn print(self) {
         let window = self.window.max(1e-3);
         let accepted = self.sent.accepted.len() as u64;
         let rejected: u64 = self.sent.rejected.values().sum();
         // Inclusion latency of every accepted transfer that was seen in a block.
-        let mut latencies: Vec<f64> = Vec::with_capacity(self.sent.accepted.len());
+        let mut latencies = Millis::new();
         let mut in_window = 0u64;
         let mut last_inclusion = None;
         for (id, sent_at) in &self.sent.accepted {
             if let Some(seen) = self.scan.seen.get(id) {
-                latencies.push(seen.saturating_duration_since(*sent_at).as_secs_f64() * 1e3);
+                latencies.record(seen.saturating_duration_since(*sent_at).as_secs_f64() * 1e3);
                 if *seen <= self.send_end {
                     in_window += 1;
                 }
                 last_inclusion = last_inclusion.max(Some(*seen));
             }
         }
-        let included = latencies.len() as u64;
-        latencies.sort_by(f64::total_cmp);
-        self.sent.latencies_ms.sort_by(f64::total_cmp);
+        let included = latencies.len();
         let span = last_inclusion.map_or(0.0, |l| l.saturating_duration_since(self.t0).as_secs_f64());
         let included_tps = if span > 0.0 { included as f64 / span } else { 0.0 };
         // Blocks seen while sending.
@@ -920,8 +913,8 @@ impl Report<'_> {
             self.sent.sent as f64 / window,
             accepted as f64 / window,
             in_window as f64 / window,
-            percentile(&latencies, 50.0),
-            percentile(&latencies, 99.0),
+            latencies.percentile(50.0),
+            latencies.percentile(99.0),
             fmt_cores(self.cpu.machine),
             fmt_cores(self.cpu.others()),
         );

@@ -31,7 +31,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, gossipsub, identity, request_response};
 use tokio_util::sync::CancellationToken;
 
-use super::{ApiUrl, BenchError, CpuWindow, HttpConn, Table, fetch_status, fmt_cores, percentile};
+use super::{ApiUrl, BenchError, CpuWindow, HttpConn, Millis, Table, fetch_status, fmt_cores};
 use vision_p2p::TransportKind;
 use vision_p2p::behaviour::{BehaviourEvent, build_swarm};
 use vision_p2p::gossip::Topics;
@@ -106,7 +106,7 @@ struct StepResult {
     step: usize,
     held: usize,
     node_peers: (usize, usize),
-    api_ms: Vec<f64>,
+    api_ms: Millis,
     api_errors: u64,
     blocks: u64,
     rss_kib: Option<u64>,
@@ -248,8 +248,7 @@ pub fn run(args: PeersArgs) -> Result<(), BenchError> {
     println!("machine: {}; target {}; {} s per step", super::machine_description(), args.target, args.duration);
     println!("{}", table.render());
     for r in &results {
-        let mut lat = r.api_ms.clone();
-        lat.sort_by(f64::total_cmp);
+        let lat = &r.api_ms;
         println!(
             "RESULT step={} held={} node_peers_min={} node_peers_max={} api_p50_ms={:.2} api_p99_ms={:.2} \
              api_errors={} rss_mib={} node_cpu_cores={} node_cpu_without_miner={} blocks={}",
@@ -257,8 +256,8 @@ pub fn run(args: PeersArgs) -> Result<(), BenchError> {
             r.held,
             r.node_peers.0,
             r.node_peers.1,
-            percentile(&lat, 50.0),
-            percentile(&lat, 99.0),
+            lat.percentile(50.0),
+            lat.percentile(99.0),
             r.api_errors,
             r.rss_kib.map_or("n/a".into(), |k| format!("{:.0}", k as f64 / 1024.0)),
             fmt_cores(r.cpu.pids.first().and_then(|p| p.1)),
@@ -270,15 +269,14 @@ pub fn run(args: PeersArgs) -> Result<(), BenchError> {
 }
 
 fn step_row(r: &StepResult) -> Vec<String> {
-    let mut lat = r.api_ms.clone();
-    lat.sort_by(f64::total_cmp);
+    let lat = &r.api_ms;
     vec![
         r.step.to_string(),
         r.held.to_string(),
         format!("{}-{}", r.node_peers.0, r.node_peers.1),
-        format!("{:.2}", percentile(&lat, 50.0)),
-        format!("{:.2}", percentile(&lat, 99.0)),
-        format!("{:.2}", lat.last().copied().unwrap_or(0.0)),
+        format!("{:.2}", lat.percentile(50.0)),
+        format!("{:.2}", lat.percentile(99.0)),
+        format!("{:.2}", lat.max()),
         r.api_errors.to_string(),
         r.rss_kib.map_or("n/a".into(), |k| format!("{:.0}", k as f64 / 1024.0)),
         fmt_cores(r.cpu.pids.first().and_then(|p| p.1)),
@@ -302,7 +300,7 @@ fn cluster_cores(cpu: &super::CpuUse) -> String {
 
 /// What the API probe measured over one window.
 struct Probe {
-    latencies_ms: Vec<f64>,
+    latencies_ms: Millis,
     errors: u64,
     node_peers: (usize, usize),
     blocks: u64,
@@ -317,7 +315,7 @@ fn probe_api(api: &ApiUrl, pids: &[u32], duration: Duration, interval: Duration)
     let mut conn = HttpConn::new(api);
     let end = Instant::now() + duration;
     let mut p = Probe {
-        latencies_ms: Vec::new(),
+        latencies_ms: Millis::new(),
         errors: 0,
         node_peers: (usize::MAX, 0),
         blocks: 0,
@@ -325,11 +323,11 @@ fn probe_api(api: &ApiUrl, pids: &[u32], duration: Duration, interval: Duration)
         cpu: Default::default(),
     };
     let mut heights = (None, None);
-    while Instant::now() < end && p.latencies_ms.len() < MAX_SAMPLES_PER_STEP {
+    while Instant::now() < end && p.latencies_ms.len() < MAX_SAMPLES_PER_STEP as u64 {
         let t = Instant::now();
         match conn.request("GET", "/v1/status", None) {
             Ok(r) if r.status == 200 => {
-                p.latencies_ms.push(t.elapsed().as_secs_f64() * 1e3);
+                p.latencies_ms.record(t.elapsed().as_secs_f64() * 1e3);
                 if let Ok(s) = serde_json::from_slice::<vision_node::api::Status>(&r.body) {
                     p.node_peers = (p.node_peers.0.min(s.peers), p.node_peers.1.max(s.peers));
                     heights = (heights.0.or(Some(s.height)), Some(s.height));
