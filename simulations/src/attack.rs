@@ -450,7 +450,7 @@ fn invalid_block(core: &Core, seed: u64) -> Result<Option<Block>, StoreError> {
     if let Some(byte) = tx.signature.get_mut(bit / 8) {
         *byte ^= 1 << (bit % 8);
     }
-    let template = template_from(&core.chain(), Vec::new(), EVIL_MINER, |_| {})?;
+    let template = template_from(core.chain(), Vec::new(), EVIL_MINER, |_| {})?;
     let transactions = vec![tx];
     let mut header = template.header;
     // Now rather than the minimum the rules allow, so that honest nodes' propagation delay

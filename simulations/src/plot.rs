@@ -289,33 +289,23 @@ pub fn bar_chart(
     root.present().map_err(draw_err(path))
 }
 
-/// Writes a CSV file: the header row, then the rows. Fields containing a comma, quote or newline
-/// are quoted per RFC 4180 (quotes inside are doubled). Records end with `\n`. Creates parent
-/// directories. Rows are written as given, even if their length differs from the header's.
+/// Writes a CSV file with the `csv` crate: the header row, then the rows. Fields containing a
+/// comma, quote, CR or LF are quoted per RFC 4180 (quotes inside are doubled). Records end with
+/// `\n`. Creates parent directories. Rows are written as given, even if their length differs from
+/// the header's.
 pub fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
     create_parent(path)?;
-    let mut out = String::new();
-    push_record(&mut out, header.iter().copied());
+    let mut w = csv::WriterBuilder::new()
+        .flexible(true)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .quote_style(csv::QuoteStyle::Necessary)
+        .from_path(path)
+        .map_err(std::io::Error::from)?;
+    w.write_record(header).map_err(std::io::Error::from)?;
     for row in rows {
-        push_record(&mut out, row.iter().map(String::as_str));
+        w.write_record(row).map_err(std::io::Error::from)?;
     }
-    std::fs::write(path, out)
-}
-
-fn push_record<'a>(out: &mut String, fields: impl Iterator<Item = &'a str>) {
-    for (i, field) in fields.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        if field.contains([',', '"', '\n', '\r']) {
-            out.push('"');
-            out.push_str(&field.replace('"', "\"\""));
-            out.push('"');
-        } else {
-            out.push_str(field);
-        }
-    }
-    out.push('\n');
+    w.flush()
 }
 
 /// Registers the font (once per process) and creates the output directory.

@@ -75,23 +75,38 @@ fn delays(r: &Results, by: &HashMap<(usize, Hash), f64>, m: &Mined) -> Vec<Optio
         .collect()
 }
 
-/// The `p`-th percentile (nearest rank) of `sorted`, where a `None` (never arrived) sorts last.
-fn percentile(sorted: &[Option<f64>], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
+/// Arrival delays in ms where a miss (`None`: never arrived) counts as slower than any arrival.
+///
+/// Percentiles are nearest rank over arrivals and misses together (`None` when the rank falls
+/// among the misses). The arrivals are kept in an HDR histogram ([`vision_tools::Millis`]): a
+/// percentile is the upper end of its sample's bucket, up to 0.1% above the sample (exact below
+/// 2.048 ms) and never above the slowest arrival.
+pub(crate) struct Delays {
+    arrived: vision_tools::Millis,
+    missed: u64,
 }
 
-fn sort_delays(mut v: Vec<Option<f64>>) -> Vec<Option<f64>> {
-    v.sort_by(|a, b| match (a, b) {
-        (Some(x), Some(y)) => x.total_cmp(y),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => std::cmp::Ordering::Equal,
-    });
-    v
+impl Delays {
+    pub(crate) fn of(v: impl IntoIterator<Item = Option<f64>>) -> Delays {
+        let mut d = Delays { arrived: vision_tools::Millis::new(), missed: 0 };
+        for x in v {
+            match x {
+                Some(ms) => d.arrived.record(ms),
+                None => d.missed += 1,
+            }
+        }
+        d
+    }
+
+    /// The `p`-th percentile: the `ceil(p/100 * n)`-th fastest of all `n` (at least the first).
+    pub(crate) fn percentile(&self, p: f64) -> Option<f64> {
+        let total = self.arrived.len() + self.missed;
+        if total == 0 {
+            return None;
+        }
+        let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
+        (rank <= self.arrived.len()).then(|| self.arrived.at_rank(rank))
+    }
 }
 
 /// Per mined block: (block, p50, p95, p100, fraction reached).
@@ -164,16 +179,17 @@ impl Results {
         self.mined
             .iter()
             .map(|m| {
-                let d = sort_delays(delays(self, &by, m));
-                let reached = d.iter().filter(|x| x.is_some()).count() as f64 / d.len().max(1) as f64;
+                let d = Delays::of(delays(self, &by, m));
+                let arrived = d.arrived.len();
+                let reached = arrived as f64 / (arrived + d.missed).max(1) as f64;
                 BlockStats {
                     height: m.height,
                     hash: m.hash.short(),
                     origin: m.origin,
                     mined_ms: m.at_ms,
-                    p50_ms: percentile(&d, 50.0),
-                    p95_ms: percentile(&d, 95.0),
-                    p100_ms: percentile(&d, 100.0),
+                    p50_ms: d.percentile(50.0),
+                    p95_ms: d.percentile(95.0),
+                    p100_ms: d.percentile(100.0),
                     reached,
                     canonical: self.canonical.contains(&m.hash),
                 }
@@ -209,7 +225,7 @@ impl Results {
                     return Some(Outcome::new(name, false, "no mined block is in the final chain"));
                 }
                 let per_block: Vec<Option<f64>> =
-                    canonical.iter().map(|m| percentile(&sort_delays(delays(self, &by, m)), *p)).collect();
+                    canonical.iter().map(|m| Delays::of(delays(self, &by, m)).percentile(*p)).collect();
                 let worst = per_block.iter().copied().try_fold(0.0, |acc: f64, x| x.map(|v| acc.max(v)));
                 match worst {
                     Some(w) => Outcome::new(
@@ -589,10 +605,16 @@ mod tests {
 
     #[test]
     fn percentiles_treat_missing_as_slowest() {
-        let d = sort_delays(vec![Some(30.0), None, Some(10.0), Some(20.0)]);
-        assert_eq!(percentile(&d, 50.0), Some(20.0));
-        assert_eq!(percentile(&d, 75.0), Some(30.0));
-        assert_eq!(percentile(&d, 100.0), None);
-        assert_eq!(percentile(&[], 50.0), None);
+        // Below 2.048 ms the histogram is exact.
+        let d = Delays::of(vec![Some(0.3), None, Some(0.1), Some(0.2)]);
+        assert_eq!(d.percentile(50.0), Some(0.2));
+        assert_eq!(d.percentile(75.0), Some(0.3));
+        assert_eq!(d.percentile(100.0), None);
+        assert_eq!(Delays::of(vec![]).percentile(50.0), None);
+        // Above, within 0.1% of the sample and never above the slowest arrival.
+        let d = Delays::of(vec![Some(30.0), None, Some(10.0), Some(20.0)]);
+        let p50 = d.percentile(50.0).unwrap();
+        assert!((20.0..=20.02).contains(&p50), "{p50}");
+        assert_eq!(d.percentile(75.0), Some(30.0));
     }
 }

@@ -830,8 +830,8 @@ fn ms_since(t0: Instant) -> f64 {
 /// network layer then publishes it, as for its own miner). Returns its hash, height and encoded size.
 fn mine_one(core: &Core, miner: Address) -> Result<(Hash, u64, usize), String> {
     let template = vision_node::miner::build_template(
-        &core.chain(),
-        &core.mempool(),
+        core.chain(),
+        core.mempool(),
         miner,
         vision_node::miner::DEFAULT_MAX_BLOCK_TXS,
     )
