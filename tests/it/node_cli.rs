@@ -201,3 +201,54 @@ fn batch_submission_answers_each_transaction() {
     );
     assert!(node.terminate());
 }
+
+/// `vision-node run`'s settings through the real binary: a setting comes from the flag, else the
+/// environment, else the config file, else its default (read back from the range error, which
+/// stops the node before it starts); an unknown file key is refused naming it and its line; and
+/// `--help` shows the settings grouped by subsystem.
+#[test]
+fn run_settings_layers_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vision.toml");
+    let data = dir.path().join("data");
+    let run = |file: &str, env: &[(&str, &str)], flags: &[&str]| -> String {
+        std::fs::write(&config, file).unwrap();
+        let mut cmd = std::process::Command::new(crate::common::bin());
+        cmd.arg("run").arg("--config").arg(&config).arg("--data-dir").arg(&data).args(flags);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("VISION_") {
+                cmd.env_remove(k);
+            }
+        }
+        let out = cmd.envs(env.iter().copied()).output().unwrap();
+        assert!(!out.status.success(), "the node should refuse these settings");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let peers = |max: usize, target: usize| {
+        format!("max_peers ({max}) must be at least 1 and at least target_peers ({target})")
+    };
+    // max_peers from each layer, target_peers from its default (50) or the file.
+    let file = "max_peers = 5\n";
+    assert!(run(file, &[], &[]).contains(&peers(5, 50)), "{}", run(file, &[], &[]));
+    assert!(run("max_peers = 5\ntarget_peers = 60\n", &[], &[]).contains(&peers(5, 60)));
+    let env = [("VISION_MAX_PEERS", "6")];
+    assert!(run(file, &env, &[]).contains(&peers(6, 50)), "{}", run(file, &env, &[]));
+    let flags = ["--max-peers", "7"];
+    assert!(run(file, &env, &flags).contains(&peers(7, 50)), "{}", run(file, &env, &flags));
+    assert!(run("", &[("VISION_MAX_PEERS", "0")], &[]).contains(&peers(0, 50)));
+
+    let err = run("mine = false\nmax_peer = 3\n", &[], &[]);
+    assert!(err.contains("unknown key `max_peer` at line 2"), "{err}");
+    let err = run("mine_threads = -1\n", &[], &[]);
+    assert!(err.contains("mine_threads") && err.contains("line 1"), "{err}");
+    let err = run("", &[("VISION_LISTEN", "tcp/1")], &[]);
+    assert!(err.contains("--listen"), "{err}");
+
+    let help = crate::common::cli_ok(&["run", "--help"]);
+    for heading in ["Chain:", "Mining:", "API:", "Mempool:", "Network:", "Logging:"] {
+        assert!(help.contains(heading), "{heading} missing from run --help:\n{help}");
+    }
+    for env in ["VISION_CONFIG", "VISION_DATA_DIR", "VISION_MINE_THREADS", "VISION_METRICS_ADDR", "VISION_BOOTSTRAP"] {
+        assert!(help.contains(env), "{env} missing from run --help:\n{help}");
+    }
+}
