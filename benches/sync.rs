@@ -128,7 +128,7 @@ impl Fixture {
         let dir_a = temp_dir("vision-sync-bench-a");
         let blocks = {
             let core = Node::open_core(&config(dir_a.path(), &genesis, None)).expect("open A");
-            build_chain(&core.chain(), &keys, BLOCKS, TXS_PER_BLOCK, |block| {
+            build_chain(core.chain(), &keys, BLOCKS, TXS_PER_BLOCK, |block| {
                 let outcome = core.import_block(block, BlockSource::Miner).expect("import into A");
                 assert!(matches!(outcome, ImportOutcome::NewTip { .. }));
             })

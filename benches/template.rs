@@ -149,7 +149,7 @@ impl Fixture {
         assert_eq!(selected.len(), MAX_TXS);
         // The raw limit picks the very same transactions, in the same order.
         assert_eq!(raw.select_execute().0, selected, "raw selection differs from the pool's");
-        let template = build_template(&core.chain(), &core.mempool(), MINER, MAX_TXS).expect("template");
+        let template = build_template(core.chain(), core.mempool(), MINER, MAX_TXS).expect("template");
         assert_eq!(template.transactions.len(), MAX_TXS);
         assert_eq!(core.mempool().len(), DEFAULT_MAX_TXS, "building dropped nothing");
         eprintln!(
@@ -161,7 +161,7 @@ impl Fixture {
     }
 
     fn get(&self, miner: Address) -> Template {
-        self.core.templates().get(&self.core.chain(), &self.core.mempool(), miner, MAX_TXS).expect("template")
+        self.core.templates().get(self.core.chain(), self.core.mempool(), miner, MAX_TXS).expect("template")
     }
 
     /// Changes the pool's version without changing its contents: takes the cheapest sender's last
@@ -175,7 +175,7 @@ impl Fixture {
     }
 
     fn build(&self) -> Template {
-        build_template(&self.core.chain(), &self.core.mempool(), MINER, MAX_TXS).expect("template")
+        build_template(self.core.chain(), self.core.mempool(), MINER, MAX_TXS).expect("template")
     }
 }
 
@@ -216,7 +216,7 @@ fn bench(c: &mut Criterion, f: &Fixture) {
     g.bench_function("template_from", |b| {
         b.iter_batched(
             || f.selected.clone(),
-            |txs| template_from(&f.core.chain(), txs, MINER, |_| panic!("a selected transaction failed")),
+            |txs| template_from(f.core.chain(), txs, MINER, |_| panic!("a selected transaction failed")),
             BatchSize::LargeInput,
         )
     });

@@ -292,7 +292,7 @@ mod tests {
         let (genesis, keys) = genesis_with_accounts(2, 1_000_000);
         let core = Node::open_core(&NodeConfig { genesis, ..NodeConfig::devnet() }).unwrap();
         let miner = Address([7; 32]);
-        let get = || core.templates().get(&core.chain(), &core.mempool(), miner, DEFAULT_MAX_BLOCK_TXS).unwrap();
+        let get = || core.templates().get(core.chain(), core.mempool(), miner, DEFAULT_MAX_BLOCK_TXS).unwrap();
         let empty = get();
         core.submit_transaction(transfer(&keys[0], Address([9; 32]), 5, 1, 0, TEST_CHAIN_ID)).unwrap();
         // The pool changed: the template built a moment ago is still served.

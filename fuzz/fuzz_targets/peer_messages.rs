@@ -190,7 +190,7 @@ fn import_all(core: &Core, who: &str, blocks: &[Block]) -> Option<ImportError> {
 /// Mines one block on `core`'s tip from its pool, timestamped one target block time after the
 /// parent (so the difficulty stays 1).
 fn mine(core: &Core, miner: Address, max_txs: usize) -> Block {
-    let t = build_template(&core.chain(), &core.mempool(), miner, max_txs).expect("template");
+    let t = build_template(core.chain(), core.mempool(), miner, max_txs).expect("template");
     let parent_ts = core.chain().tip().header.timestamp_ms;
     solve(&t, parent_ts + core.chain().params().target_block_time_ms)
 }
@@ -293,7 +293,7 @@ fn check_tip(core: &Core, before: &Tip, who: &str) {
 }
 
 fn full_check(core: &Core, who: &str) {
-    let chain = &core.chain();
+    let chain = core.chain();
     let report = check(chain.store(), chain.genesis(), chain.verifier())
         .unwrap_or_else(|e| panic!("{who}: db check failed: {e}"));
     let tip = chain.tip();

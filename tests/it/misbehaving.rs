@@ -118,7 +118,7 @@ impl Setting {
     /// Builds the next valid block, gossips it to `a` through `h` and waits until every node in
     /// `followers` has it.
     pub(crate) fn feed_block(&self, h: &StackPeer, followers: &[&NodeProcess]) -> Block {
-        let block = next_block(&self.local.chain(), vec![], Address([0xb0; 32])).unwrap();
+        let block = next_block(self.local.chain(), vec![], Address([0xb0; 32])).unwrap();
         self.local.import_block(&block, BlockSource::Miner).unwrap();
         let data = block.encode();
         wait_for("the honest peer to publish a block", Duration::from_secs(15), || h.publish(data.clone()).ok());
@@ -133,7 +133,7 @@ impl Setting {
     /// one transaction carries a broken signature under a matching transactions root.
     fn invalid_body_block(&self, variant: u64) -> Vec<u8> {
         let tx = transfer(&self.keys[0], Address([9; 32]), 5, 1, 0, TEST_CHAIN_ID);
-        let mut block = next_block(&self.local.chain(), vec![tx], Address([0xee; 32])).unwrap();
+        let mut block = next_block(self.local.chain(), vec![tx], Address([0xee; 32])).unwrap();
         block.transactions[0].signature[0] ^= 0xff;
         block.header.tx_root = tx_root(&block.transactions);
         block.header.nonce = variant;
@@ -143,7 +143,7 @@ impl Setting {
 
     /// A block on the fed tip that claims difficulty 2^40 but whose hash misses it.
     fn bad_pow_block(&self, variant: u64) -> Vec<u8> {
-        let mut block = next_block(&self.local.chain(), vec![], Address([0xee; 32])).unwrap();
+        let mut block = next_block(self.local.chain(), vec![], Address([0xee; 32])).unwrap();
         block.header.difficulty = 1 << 40;
         block.header.nonce = variant << 20;
         while meets_difficulty(&block.hash(), block.header.difficulty) {
@@ -756,7 +756,7 @@ fn a_mutated_body_does_not_poison_the_genuine_block_and_bad_transactions_cost_on
     // A genuine next block with one transfer, and the same header over an altered body (the
     // transfer dropped): the header and its PoW are valid, the transactions root is not.
     let tx = transfer(&s.keys[0], Address([7; 32]), 5, 1, 0, TEST_CHAIN_ID);
-    let genuine = next_block(&s.local.chain(), vec![tx], Address([0xb1; 32])).unwrap();
+    let genuine = next_block(s.local.chain(), vec![tx], Address([0xb1; 32])).unwrap();
     let mut mutated = genuine.clone();
     mutated.transactions.clear();
     assert_eq!(mutated.hash(), genuine.hash(), "same header, so the same block hash");
@@ -810,7 +810,7 @@ fn a_block_from_the_future_is_ignored_without_penalty_and_accepted_once_its_time
     let s = Setting::new();
     let (a, b, h) = start(&s, &[]);
     // 20 s ahead of the clock: 5 s beyond what the rules allow.
-    let mut block = next_block(&s.local.chain(), vec![], Address([0xf0; 32])).unwrap();
+    let mut block = next_block(s.local.chain(), vec![], Address([0xf0; 32])).unwrap();
     block.header.timestamp_ms = now_ms() + 20_000;
     assert!(meets_difficulty(&block.hash(), block.header.difficulty));
     let ignored_before = metric(&a, BLOCKS_IGNORED);

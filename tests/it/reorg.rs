@@ -34,7 +34,7 @@ fn extend(
 ) -> Vec<Block> {
     (0..n)
         .map(|i| {
-            let b = next_block(&core.chain(), txs(i), miner).unwrap();
+            let b = next_block(core.chain(), txs(i), miner).unwrap();
             core.import_block(&b, BlockSource::Miner).unwrap();
             b
         })
@@ -131,7 +131,7 @@ fn heavier_branch_wins_and_losers_return_to_the_mempool() {
     assert_eq!(z.mempool().len(), 4);
 
     // They are mined again, in nonce order, on the new tip.
-    let template = vision_node::miner::build_template(&z.chain(), &z.mempool(), Address([0xcc; 32]), 100).unwrap();
+    let template = vision_node::miner::build_template(z.chain(), z.mempool(), Address([0xcc; 32]), 100).unwrap();
     assert_eq!(template.transactions.len(), 4);
     let b = vision_node::miner::solve(&template, z.chain().tip().header.timestamp_ms + 1_000);
     z.import_block(&b, BlockSource::Miner).unwrap();

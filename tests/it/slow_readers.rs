@@ -81,7 +81,7 @@ fn prebuilt_chain(dir: &std::path::Path) -> (String, Topics, u64) {
                 .collect();
             parts.into_iter().flat_map(|p| p.join().unwrap()).collect::<Vec<_>>()
         });
-        let block = next_block(&core.chain(), txs, to).unwrap();
+        let block = next_block(core.chain(), txs, to).unwrap();
         core.import_block(&block, BlockSource::Miner).unwrap();
     }
     let topics = Topics::new(&core.chain().params().genesis_hash);
