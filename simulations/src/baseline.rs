@@ -28,8 +28,7 @@ use vision_node::p2p::link::{LinkSpec, Links};
 use vision_tools::raw_gossip::{GossipCounts, RawNet, RawNetConfig};
 
 use crate::net::{PORT_BASE, SimNet};
-use crate::report::Results;
-use crate::runner::Mined;
+use crate::record::{Arrival, Mined};
 
 /// Memory port of raw node `i` is `RAW_PORT_BASE + i` (nodes use [`PORT_BASE`], attackers
 /// `ATTACKER_PORT_BASE`).
@@ -86,8 +85,20 @@ pub struct RawRun {
     pub links: usize,
 }
 
+/// What the comparison needs of the node run.
+pub struct NodeRun<'a> {
+    /// Blocks mined by the runner.
+    pub mined: &'a [Mined],
+    /// Hashes of the agreed chain at the end.
+    pub canonical: &'a std::collections::HashSet<Hash>,
+    /// First application of each block at each node.
+    pub arrivals: &'a [Arrival],
+    /// Block imports that changed a tip, over all nodes: (total seconds, count).
+    pub import: (f64, u64),
+}
+
 /// Builds the raw network for `plan` and replays the mined blocks of the final chain in `results`.
-pub async fn run(plan: &Plan, results: &Results) -> Result<RawRun, String> {
+pub async fn run(plan: &Plan, results: &NodeRun<'_>) -> Result<RawRun, String> {
     let mut blocks: Vec<&Mined> = results.mined.iter().filter(|m| results.canonical.contains(&m.hash)).collect();
     blocks.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
     let model = SimNet::default();
@@ -158,9 +169,9 @@ pub struct Percentiles {
 
 impl Percentiles {
     /// Nearest-rank percentiles, misses counted as slowest (from an HDR histogram: see
-    /// [`crate::report::Delays`] for the precision).
+    /// [`crate::record::Delays`] for the precision).
     pub fn of(v: Vec<Option<f64>>) -> Percentiles {
-        let d = crate::report::Delays::of(v);
+        let d = crate::record::Delays::of(v);
         Percentiles {
             p50_ms: d.percentile(50.0),
             p95_ms: d.percentile(95.0),
@@ -211,7 +222,7 @@ pub struct Comparison {
 
 impl Comparison {
     /// Compares the node run in `results` with the replay `raw` of its final chain's blocks.
-    pub fn new(results: &Results, raw: &RawRun) -> Comparison {
+    pub fn new(results: &NodeRun<'_>, raw: &RawRun) -> Comparison {
         let by: HashMap<(usize, Hash), f64> = results.arrivals.iter().map(|a| ((a.node, a.hash), a.at_ms)).collect();
         let mut blocks: Vec<&Mined> = results.mined.iter().filter(|m| results.canonical.contains(&m.hash)).collect();
         blocks.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));

@@ -9,6 +9,7 @@ mod attack;
 mod baseline;
 mod net;
 mod plot;
+mod record;
 mod report;
 mod rng;
 mod runner;
@@ -220,7 +221,15 @@ async fn run(scenario: Scenario, out: PathBuf) -> Result<bool, String> {
     let results = runner.finish().await;
     // The raw baseline runs once the nodes are stopped, so it has the machine to itself.
     let raw = match &plan {
-        Some(plan) => Some(baseline::run(plan, &results).await.map(|r| baseline::Comparison::new(&results, &r))),
+        Some(plan) => {
+            let run = baseline::NodeRun {
+                mined: &results.mined,
+                canonical: &results.canonical,
+                arrivals: &results.arrivals,
+                import: results.import,
+            };
+            Some(baseline::run(plan, &run).await.map(|r| baseline::Comparison::new(&run, &r)))
+        }
         None => None,
     };
     for (i, c) in checks.iter().enumerate() {

@@ -10,7 +10,7 @@ use vision_node::chain::types::Hash;
 
 use crate::attack::AttackKind;
 use crate::plot::{self, Series};
-use crate::runner::{Arrival, Join, Mined, ScoreSample};
+use crate::record::{Arrival, Delays, Join, Mined, ScoreSample};
 use crate::scenario::{CheckKind, Scenario};
 
 /// Width of the time slots score samples are grouped in.
@@ -73,40 +73,6 @@ fn delays(r: &Results, by: &HashMap<(usize, Hash), f64>, m: &Mined) -> Vec<Optio
         .filter(|n| !joined_later(n))
         .map(|n| by.get(&(*n, m.hash)).map(|t| (t - m.at_ms).max(0.0)))
         .collect()
-}
-
-/// Arrival delays in ms where a miss (`None`: never arrived) counts as slower than any arrival.
-///
-/// Percentiles are nearest rank over arrivals and misses together (`None` when the rank falls
-/// among the misses). The arrivals are kept in an HDR histogram ([`vision_tools::Millis`]): a
-/// percentile is the upper end of its sample's bucket, up to 0.1% above the sample (exact below
-/// 2.048 ms) and never above the slowest arrival.
-pub(crate) struct Delays {
-    arrived: vision_tools::Millis,
-    missed: u64,
-}
-
-impl Delays {
-    pub(crate) fn of(v: impl IntoIterator<Item = Option<f64>>) -> Delays {
-        let mut d = Delays { arrived: vision_tools::Millis::new(), missed: 0 };
-        for x in v {
-            match x {
-                Some(ms) => d.arrived.record(ms),
-                None => d.missed += 1,
-            }
-        }
-        d
-    }
-
-    /// The `p`-th percentile: the `ceil(p/100 * n)`-th fastest of all `n` (at least the first).
-    pub(crate) fn percentile(&self, p: f64) -> Option<f64> {
-        let total = self.arrived.len() + self.missed;
-        if total == 0 {
-            return None;
-        }
-        let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
-        (rank <= self.arrived.len()).then(|| self.arrived.at_rank(rank))
-    }
 }
 
 /// Per mined block: (block, p50, p95, p100, fraction reached).
@@ -180,8 +146,8 @@ impl Results {
             .iter()
             .map(|m| {
                 let d = Delays::of(delays(self, &by, m));
-                let arrived = d.arrived.len();
-                let reached = arrived as f64 / (arrived + d.missed).max(1) as f64;
+                let arrived = d.arrived();
+                let reached = arrived as f64 / (arrived + d.missed()).max(1) as f64;
                 BlockStats {
                     height: m.height,
                     hash: m.hash.short(),
@@ -597,24 +563,4 @@ impl Results {
 fn short_peer(p: &PeerId) -> String {
     let s = p.to_string();
     s[s.len().saturating_sub(8)..].to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_treat_missing_as_slowest() {
-        // Below 2.048 ms the histogram is exact.
-        let d = Delays::of(vec![Some(0.3), None, Some(0.1), Some(0.2)]);
-        assert_eq!(d.percentile(50.0), Some(0.2));
-        assert_eq!(d.percentile(75.0), Some(0.3));
-        assert_eq!(d.percentile(100.0), None);
-        assert_eq!(Delays::of(vec![]).percentile(50.0), None);
-        // Above, within 0.1% of the sample and never above the slowest arrival.
-        let d = Delays::of(vec![Some(30.0), None, Some(10.0), Some(20.0)]);
-        let p50 = d.percentile(50.0).unwrap();
-        assert!((20.0..=20.02).contains(&p50), "{p50}");
-        assert_eq!(d.percentile(75.0), Some(30.0));
-    }
 }

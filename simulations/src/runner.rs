@@ -32,6 +32,7 @@ use vision_tools::raw_gossip::topic_counter;
 
 use crate::attack::{AttackKind, Attacker, AttackerConfig};
 use crate::net::{ATTACKER_PORT_BASE, PORT_BASE, SimNet, draw_link, random_topology};
+use crate::record::{Arrival, Join, Mined, ScoreSample};
 use crate::report::Results;
 use crate::rng::Rng;
 use crate::scenario::{Action, NamedNode, NodeSel, Scenario, Storage};
@@ -40,49 +41,6 @@ use crate::scenario::{Action, NamedNode, NodeSel, Scenario, Storage};
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// Balance of each funded account.
 const ACCOUNT_BALANCE: u128 = 1_000_000_000_000;
-
-/// A block the runner mined.
-#[derive(Debug, Clone)]
-pub struct Mined {
-    /// Its hash.
-    pub hash: Hash,
-    /// Its height.
-    pub height: u64,
-    /// The node that mined it.
-    pub origin: usize,
-    /// When (ms after the timeline start).
-    pub at_ms: f64,
-    /// Its encoded size in bytes (what gossip carries).
-    pub bytes: usize,
-}
-
-/// A node applied a block.
-#[derive(Debug, Clone, Copy)]
-pub struct Arrival {
-    /// The node.
-    pub node: usize,
-    /// The block.
-    pub hash: Hash,
-    /// Its height.
-    pub height: u64,
-    /// When (ms after the timeline start).
-    pub at_ms: f64,
-}
-
-/// One score sample of an attacker at an honest node.
-#[derive(Debug, Clone)]
-pub struct ScoreSample {
-    /// Ms after the timeline start.
-    pub at_ms: f64,
-    /// The honest node.
-    pub node: usize,
-    /// The attacker's number.
-    pub attacker: usize,
-    /// Its score there while connected.
-    pub score: Option<f64>,
-    /// Whether the node has banned it.
-    pub banned: bool,
-}
 
 /// An attacker and what the runner knows of it.
 pub struct AttackerRec {
@@ -98,17 +56,6 @@ pub struct AttackerRec {
     pub started_ms: f64,
     /// When each target first listed it as banned.
     pub banned_at: BTreeMap<usize, f64>,
-}
-
-/// A late node's join.
-#[derive(Debug, Clone)]
-pub struct Join {
-    /// The node.
-    pub node: usize,
-    /// When (ms after the timeline start).
-    pub at_ms: f64,
-    /// The best height among the live nodes then.
-    pub target_height: u64,
 }
 
 /// A running honest node as the background tasks see it.
