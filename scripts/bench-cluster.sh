@@ -138,7 +138,7 @@ ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     log "building the release binaries"
-    cargo build --release --bin vision-node --bin vision-bench
+    cargo build --release -p vision-node -p vision-tools --bin vision-node --bin vision-bench
 fi
 [ -x "$BIN" ] || { log "no binary at $BIN"; exit 1; }
 [ -x "$BENCH" ] || { log "no binary at $BENCH"; exit 1; }
