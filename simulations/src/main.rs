@@ -44,7 +44,7 @@ enum Command {
         /// Overrides the seed of every random choice.
         #[arg(long)]
         seed: Option<u64>,
-        /// Output directory (default: target/sim/<name>-n<nodes>-s<seed>).
+        /// Output directory (default: `target/sim/<name>-n<nodes>-s<seed>`).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Also measure raw gossipsub on the same network after the run (as `raw_baseline = true`).

@@ -2,10 +2,14 @@
 //! Kademlia, connection limits, a block list, gossipsub and the `/vision/sync/1` request-response
 //! protocol), owned by one task ([`service`]), plus the peer manager that scores peers.
 //!
-//! libp2p stays inside this module. The rest of the node sees a cloneable [`NetworkHandle`]
-//! (bounded command channel with one-shot replies) and shared [`NetInfo`]; the network reaches the
-//! chain only through [`crate::node::Core`] (`import_block`, `submit_transactions`) and turns the
-//! `PeerAction` of every error into a score change in the [`peer_manager`].
+//! libp2p stays inside this crate: the only one of the workspace that names it (ADR 010). The rest
+//! of the node sees a cloneable [`NetworkHandle`] (bounded command channel with one-shot replies),
+//! shared [`NetInfo`], and peers and addresses as [`PeerId`], [`Multiaddr`] and [`NodeKey`]. The
+//! network reaches the chain only through [`ChainAccess`] (tip, store reads, `import_block`,
+//! `submit_transactions`), which the node implements, and turns the `PeerAction` of every error
+//! into a score change in the [`peer_manager`].
+
+#![warn(missing_docs)]
 
 // `#[derive(NetworkBehaviour)]` generates an undocumented event enum.
 #[allow(missing_docs)]

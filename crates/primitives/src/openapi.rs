@@ -1,4 +1,4 @@
-//! OpenAPI schemas of the primitive types the HTTP API shows ([`Hash`], [`Address`]), with the
+//! OpenAPI schemas of the primitive types the HTTP API shows ([`Hash`](struct@crate::types::Hash), [`Address`]), with the
 //! patterns a generated client validates before sending. Only with the `openapi` feature, which the
 //! API enables; utoipa builds schema documents and does no I/O.
 
