@@ -9,6 +9,7 @@ mod common;
 mod crash;
 mod flood;
 mod inprocess;
+mod key_files;
 mod metrics;
 mod misbehaving;
 mod network;

@@ -10,6 +10,7 @@
 //! into a score change in the [`peer_manager`].
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 // `#[derive(NetworkBehaviour)]` generates an undocumented event enum.
 #[allow(missing_docs)]
@@ -33,6 +34,7 @@ use parking_lot::RwLock;
 use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
+use vision_primitives::keys::{KeyError, Zeroizing, read_secret_file, write_secret_file};
 
 pub use chain_access::ChainAccess;
 /// The address and identity types the rest of the node uses to talk about peers; nothing outside
@@ -126,26 +128,48 @@ pub enum NetworkError {
     Refused(String),
 }
 
-/// Reads the node key at `path`, creating it (mode 0600) if missing. The file holds the 32-byte
-/// ed25519 secret as hex.
+/// Reads the node key at `path`, creating it (mode 0600, crash-safely) if missing. The file holds
+/// the 32-byte ed25519 secret as hex; it is refused when group or others have access to it.
 pub fn load_or_create_node_key(path: &Path) -> Result<identity::Keypair, NetworkError> {
     if path.exists() {
         return load_existing_node_key(path);
     }
     let kp = identity::Keypair::generate_ed25519();
-    write_node_key(path, &kp)?;
-    Ok(kp)
+    match write_node_key(path, &kp) {
+        Ok(()) => Ok(kp),
+        // Another process created it since the look above: use theirs.
+        Err(_) if path.exists() => load_existing_node_key(path),
+        Err(e) => Err(e),
+    }
 }
 
-/// Reads an existing node key file.
+/// The [`NetworkError::Key`] of a key-file error (whose text would repeat the path).
+fn node_key_error(path: &Path, e: KeyError) -> NetworkError {
+    let message = match e {
+        KeyError::Io { source, .. } => source.to_string(),
+        KeyError::Exists(_) => "already exists; choose another --out or delete it first".into(),
+        KeyError::Invalid { message, .. } => message,
+        KeyError::Permissions { mode, .. } => format!(
+            "is accessible to group or others (mode {mode:03o}); run `chmod 600 {}` (and treat the key as \
+             exposed if anyone else could read it)",
+            path.display()
+        ),
+        KeyError::Random(m) => m,
+    };
+    NetworkError::Key { path: path.display().to_string(), message }
+}
+
+/// Reads an existing node key file (refused when group or others have access to it).
 pub fn load_existing_node_key(path: &Path) -> Result<identity::Keypair, NetworkError> {
     let err = |message: String| NetworkError::Key { path: path.display().to_string(), message };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let mut bytes = hex::decode(text.trim()).map_err(|e| err(format!("not hex: {e}")))?;
-    if bytes.len() != 32 {
-        return Err(err(format!("must hold 32 bytes, holds {}", bytes.len())));
+    let text = read_secret_file(path).map_err(|e| node_key_error(path, e))?;
+    let hex_secret = text.trim();
+    if hex_secret.len() != 64 {
+        return Err(err(format!("must hold 32 bytes (64 hex digits), holds {} characters", hex_secret.len())));
     }
-    identity::Keypair::ed25519_from_bytes(&mut bytes).map_err(|e| err(e.to_string()))
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(hex_secret, &mut *bytes).map_err(|e| err(format!("not hex: {e}")))?;
+    identity::Keypair::ed25519_from_bytes(&mut *bytes).map_err(|e| err(e.to_string()))
 }
 
 /// A fresh node key (ed25519, from OS randomness).
@@ -158,24 +182,21 @@ pub fn peer_id_of(key: &NodeKey) -> PeerId {
     key.public().to_peer_id()
 }
 
-/// Writes a node key file (mode 0600); refuses to overwrite.
+/// Writes a node key file (mode 0600, crash-safely: `vision_primitives::keys::write_secret_file`);
+/// refuses to overwrite.
 pub fn write_node_key(path: &Path, kp: &identity::Keypair) -> Result<(), NetworkError> {
-    use std::io::Write;
     let err = |message: String| NetworkError::Key { path: path.display().to_string(), message };
-    let secret =
-        kp.clone().try_into_ed25519().map_err(|_| err("only ed25519 node keys are supported".into()))?.secret();
-    if let Some(dir) = path.parent() {
+    // The ed25519 key pair wipes itself when dropped; its bytes (secret || public) are wiped here.
+    let pair = Zeroizing::new(
+        kp.clone().try_into_ed25519().map_err(|_| err("only ed25519 node keys are supported".into()))?.to_bytes(),
+    );
+    let mut line = Zeroizing::new([0u8; 65]);
+    hex::encode_to_slice(&pair[..32], &mut line[..64]).expect("64 hex digits for 32 bytes");
+    line[64] = b'\n';
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(|e| err(e.to_string()))?;
-    writeln!(f, "{}", hex::encode(secret.as_ref())).map_err(|e| err(e.to_string()))
+    write_secret_file(path, &*line).map_err(|e| node_key_error(path, e))
 }
 
 /// Shared, cheaply readable facts about the network (for `/v1/status`).
@@ -311,5 +332,67 @@ impl NetworkHandle {
     /// Dials an address.
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetworkError> {
         self.ask(|reply| Command::Dial { addr, reply }).await?.map_err(NetworkError::Refused)
+    }
+}
+
+#[cfg(test)]
+mod node_key_tests {
+    use super::*;
+
+    #[test]
+    fn node_key_round_trip_no_overwrite_no_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("node-key");
+        let kp = load_or_create_node_key(&path).unwrap();
+        assert_eq!(load_or_create_node_key(&path).unwrap().public(), kp.public());
+        assert_eq!(load_existing_node_key(&path).unwrap().public(), kp.public());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.len(), 65, "64 hex digits and a newline: {text:?}");
+        let before = std::fs::read(&path).unwrap();
+        let err = write_node_key(&path, &generate_node_key()).unwrap_err();
+        assert!(err.to_string().contains("already exists"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let names: Vec<_> =
+            std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["node-key"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn group_readable_node_key_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node-key");
+        let kp = load_or_create_node_key(&path).unwrap();
+        for mode in [0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            for result in [load_existing_node_key(&path), load_or_create_node_key(&path)] {
+                let msg = result.unwrap_err().to_string();
+                assert!(msg.contains(&format!("chmod 600 {}", path.display())), "{mode:o}: {msg}");
+                assert!(msg.starts_with(&format!("node key {}:", path.display())), "{msg}");
+            }
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(load_existing_node_key(&path).unwrap().public(), kp.public());
+    }
+
+    #[test]
+    fn bad_node_key_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body, expect) in [
+            ("empty", "", "must hold 32 bytes"),
+            ("short", "abcd\n", "must hold 32 bytes"),
+            ("nothex", &format!("{}\n", "zz".repeat(32)), "not hex"),
+        ] {
+            let path = dir.path().join(name);
+            write_secret_file(&path, body.as_bytes()).unwrap();
+            let msg = load_existing_node_key(&path).unwrap_err().to_string();
+            assert!(msg.contains(expect), "{name}: {msg}");
+        }
     }
 }
