@@ -14,6 +14,7 @@
 //! from a peer carry a [`errors::PeerAction`] so the network layer can score the sender.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod api;
 pub mod chain;

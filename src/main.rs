@@ -1,5 +1,7 @@
 //! `vision-node`: the command-line entry point. See `vision-node --help`.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -5,6 +5,8 @@
 //! Exit status: 0 when every check held, 1 when one failed, 2 when the run could not be done
 //! (bad scenario file, a node that did not start).
 
+#![forbid(unsafe_code)]
+
 mod attack;
 mod baseline;
 mod net;

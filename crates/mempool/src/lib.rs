@@ -16,6 +16,8 @@
 //! The pool does not check signatures or stateless rules: callers pass only transactions that
 //! passed those (see `node::Core::submit_transactions`).
 
+#![forbid(unsafe_code)]
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};

@@ -14,6 +14,7 @@
 //! This crate knows no storage, network, HTTP or async runtime; `tests/layers.rs` keeps it so.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod bounds;
 pub mod consensus;

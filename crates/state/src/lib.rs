@@ -16,6 +16,7 @@
 //! This crate depends on no network, HTTP or async runtime crate (`tests/layers.rs`).
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod check;
 pub mod fault;

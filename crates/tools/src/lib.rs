@@ -17,6 +17,8 @@
 //! possible), percentiles (`hdrhistogram`), CPU and memory readings from `/proc` (`procfs`), and
 //! markdown tables.
 
+#![forbid(unsafe_code)]
+
 pub mod load;
 pub mod peers;
 pub mod propagation;

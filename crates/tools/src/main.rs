@@ -2,6 +2,8 @@
 //! their own, so the node binary links none of their dependencies. `vision-bench --help` lists them;
 //! `scripts/bench-cluster.sh` runs them on a 3-node loopback cluster.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 
 /// Benchmarks against running Vision nodes.
