@@ -34,7 +34,7 @@ use parking_lot::RwLock;
 use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
-use vision_primitives::keys::{KeyError, Zeroizing, read_secret_file, write_secret_file};
+use vision_primitives::keys::{KeyError, Zeroizing, read_provided_secret_file, write_secret_file};
 
 pub use chain_access::ChainAccess;
 /// The address and identity types the rest of the node uses to talk about peers; nothing outside
@@ -159,10 +159,20 @@ fn node_key_error(path: &Path, e: KeyError) -> NetworkError {
     NetworkError::Key { path: path.display().to_string(), message }
 }
 
-/// Reads an existing node key file (refused when group or others have access to it).
+/// Reads an existing node key file. Refused when group or others have access to a file of our own;
+/// a file owned by another user that they may only read (an orchestrator's read-only secret mount)
+/// is used with a warning (see `vision_primitives::keys::read_provided_secret_file`).
 pub fn load_existing_node_key(path: &Path) -> Result<identity::Keypair, NetworkError> {
     let err = |message: String| NetworkError::Key { path: path.display().to_string(), message };
-    let text = read_secret_file(path).map_err(|e| node_key_error(path, e))?;
+    let (text, loose) = read_provided_secret_file(path).map_err(|e| node_key_error(path, e))?;
+    if let Some(mode) = loose {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:o}"),
+            "node key is readable by others and owned by another user (a mounted secret?); anyone who can \
+             read it can impersonate this node: mount it for this node's user only (mode 0400)"
+        );
+    }
     let hex_secret = text.trim();
     if hex_secret.len() != 64 {
         return Err(err(format!("must hold 32 bytes (64 hex digits), holds {} characters", hex_secret.len())));

@@ -160,6 +160,27 @@ impl Keypair {
 /// have any permission on it (mode & 0o077, checked on the opened file), or when larger than
 /// [`MAX_KEY_FILE_BYTES`]. The text is wiped when dropped.
 pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
+    read_checked(path, false).map(|(text, _)| text)
+}
+
+/// Reads a secret that may have been provided by someone else, such as a node key an orchestrator
+/// mounts read-only into a container (a root-owned bind mount or Kubernetes secret, readable by
+/// the container's group): like [`read_secret_file`], except that a file owned by another user
+/// that group or others may read (but not write) is accepted, and its mode returned so that the
+/// caller can warn. The node cannot `chmod` such a file, and refusing it would only stop the node.
+/// A loose file of our own is still refused: its owner can fix it.
+pub fn read_provided_secret_file(path: &Path) -> Result<(Zeroizing<String>, Option<u32>), KeyError> {
+    read_checked(path, true)
+}
+
+/// The effective user id of this process (the owner of `/proc/self`), where it can be read.
+#[cfg(unix)]
+fn own_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+fn read_checked(path: &Path, allow_foreign_readable: bool) -> Result<(Zeroizing<String>, Option<u32>), KeyError> {
     let p = || path.display().to_string();
     let io = |source| KeyError::Io { path: p(), source };
     let file = std::fs::File::open(path).map_err(io)?;
@@ -167,12 +188,17 @@ pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
     if !meta.is_file() {
         return Err(KeyError::Invalid { path: p(), message: "not a regular file".into() });
     }
+    let mut loose = None;
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let mode = meta.permissions().mode() & 0o777;
+        let foreign = own_uid().is_some_and(|me| me != meta.uid());
         if mode & 0o077 != 0 {
-            return Err(KeyError::Permissions { path: p(), mode });
+            if !(allow_foreign_readable && foreign && mode & 0o022 == 0) {
+                return Err(KeyError::Permissions { path: p(), mode });
+            }
+            loose = Some(mode);
         }
     }
     if meta.len() > MAX_KEY_FILE_BYTES {
@@ -188,7 +214,7 @@ pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
         return Err(KeyError::Invalid { path: p(), message: "not UTF-8 text".into() });
     }
     let text = String::from_utf8(std::mem::take(&mut *bytes)).expect("checked UTF-8");
-    Ok(Zeroizing::new(text))
+    Ok((Zeroizing::new(text), loose))
 }
 
 /// Creates `path` holding `contents`, crash-safely, with mode 0600; [`KeyError::Exists`] if the
@@ -429,5 +455,31 @@ mod tests {
         let path = Path::new("target-keys-test-does-not-exist-dir/k.json");
         assert!(matches!(write_secret_file(path, b"x"), Err(KeyError::Io { .. })));
         assert!(matches!(read_secret_file(Path::new("/nonexistent/k.json")), Err(KeyError::Io { .. })));
+    }
+
+    /// A mounted secret owned by someone else (here uid 4242) may be readable by others for a
+    /// node key, never writable; a wallet key (strict) and a loose file of our own are refused.
+    /// Needs root to hand the file to another user (CI runs as root); elsewhere it checks only
+    /// what it can.
+    #[cfg(unix)]
+    #[test]
+    fn provided_secrets_owned_by_another_user_may_be_readable_not_writable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node-key");
+        std::fs::write(&path, "secret").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // Our own loose file: refused either way.
+        assert!(matches!(read_provided_secret_file(&path), Err(KeyError::Permissions { mode: 0o644, .. })));
+        if own_uid() != Some(0) || std::os::unix::fs::chown(&path, Some(4242), Some(4242)).is_err() {
+            return;
+        }
+        let (text, loose) = read_provided_secret_file(&path).unwrap();
+        assert_eq!((text.as_str(), loose), ("secret", Some(0o644)));
+        assert!(matches!(read_secret_file(&path), Err(KeyError::Permissions { .. })), "wallet keys stay strict");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(matches!(read_provided_secret_file(&path), Err(KeyError::Permissions { mode: 0o666, .. })));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(read_provided_secret_file(&path).unwrap().1, None);
     }
 }
