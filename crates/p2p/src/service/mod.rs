@@ -730,12 +730,16 @@ impl Service {
                     tracing::debug!(peer = %peer_id, %addr, ?direction, "peer connected");
                     let effects = self.peers.on_connected(peer_id, direction, addr, Instant::now());
                     self.apply(effects);
+                    // At once, not at the next tick: `/v1/status` must agree with `/v1/peers`
+                    // (a test that saw a peer listed then read a stale count on a loaded machine).
+                    self.info.peers.store(self.peers.connected_count(), Ordering::Relaxed);
                     self.send_status(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
                 tracing::debug!(peer = %peer_id, cause = ?cause, "peer disconnected");
                 self.peers.on_disconnected(&peer_id);
+                self.info.peers.store(self.peers.connected_count(), Ordering::Relaxed);
                 self.sync.on_peer_gone(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
