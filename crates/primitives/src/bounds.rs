@@ -118,15 +118,14 @@ impl Bounds {
 
     /// Records that `used` of `r` is in use now.
     pub fn record(&self, r: Resource, used: usize) {
-        let slot = self.slot(r);
-        slot.used.store(used as u64, Ordering::Relaxed);
-        slot.peak.fetch_max(used as u64, Ordering::Relaxed);
+        self.record_with_peak(r, used, used);
     }
 
     /// Records a resource that keeps its own high-water mark (the mempool).
     pub fn record_with_peak(&self, r: Resource, used: usize, peak: usize) {
-        self.record(r, used);
-        self.slot(r).peak.fetch_max(peak as u64, Ordering::Relaxed);
+        let slot = self.slot(r);
+        slot.used.store(used as u64, Ordering::Relaxed);
+        slot.peak.fetch_max(used.max(peak) as u64, Ordering::Relaxed);
     }
 
     /// The occupancy of `r`.
