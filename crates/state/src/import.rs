@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 
-use crate::{BlockMeta, BlockMetaReader, BlockStatus, ExecError, ReadView, StateDiff, Store, StoreError, WriteView};
+use crate::ancestry::ancestry;
+use crate::{BlockMeta, BlockStatus, ExecError, ReadView, StateDiff, Store, StoreError, WriteView};
 use vision_primitives::consensus::{
-    BlockError, ChainParams, HeaderContext, MEDIAN_TIME_SPAN, check_body, check_header_context, check_header_stateless,
-    now_ms,
+    BlockError, ChainParams, HeaderContext, check_body, check_header_context, check_header_stateless, now_ms,
 };
 use vision_primitives::errors::PeerAction;
 use vision_primitives::genesis::Genesis;
@@ -90,24 +90,6 @@ pub struct ImportTimings {
     pub apply: Duration,
     /// The redb commit.
     pub commit: Duration,
-}
-
-/// Timestamps of up to [`MEDIAN_TIME_SPAN`] blocks ending at `parent` (newest first), and the
-/// timestamp of `parent`'s own parent if it has one: the context a child of `parent` is checked in.
-fn ancestry<R: BlockMetaReader>(r: &R, parent: &BlockHeader) -> Result<(Vec<u64>, Option<u64>), StoreError> {
-    let mut times = Vec::with_capacity(MEDIAN_TIME_SPAN);
-    times.push(parent.timestamp_ms);
-    let mut cur = *parent;
-    let mut grandparent_ts = None;
-    while times.len() < MEDIAN_TIME_SPAN && cur.height > 0 {
-        let m = r
-            .block_meta(&cur.parent)?
-            .ok_or_else(|| StoreError::Corrupt(format!("ancestor {} missing", cur.parent)))?;
-        grandparent_ts.get_or_insert(m.header.timestamp_ms);
-        times.push(m.header.timestamp_ms);
-        cur = m.header;
-    }
-    Ok((times, grandparent_ts))
 }
 
 /// When an import's commit reaches the disk.

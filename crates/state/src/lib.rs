@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod ancestry;
 pub mod check;
 pub mod fault;
 pub mod import;
