@@ -697,7 +697,7 @@ mod tests {
             assert_eq!(block.header.height, tip.header.height + 1);
             assert!(meets_difficulty(&block.hash(), block.header.difficulty));
             assert_eq!(block.header.tx_root, tx_root(&block.transactions));
-            check_header_stateless(&block.header, now_ms()).unwrap();
+            check_header_stateless(core.chain().params(), &block.header, now_ms()).unwrap();
             match core.import_block(block, BlockSource::Network) {
                 Err(e @ ImportError::Block(BlockError::InvalidSignature(_))) => {
                     assert_eq!(e.peer_action(), Some(PeerAction::Fatal))

@@ -719,6 +719,10 @@ impl crate::p2p::ChainAccess for Core {
         self.chain.params().genesis_hash
     }
 
+    fn params(&self) -> &crate::chain::consensus::ChainParams {
+        self.chain.params()
+    }
+
     fn tip(&self) -> crate::chain::Tip {
         self.chain.tip()
     }

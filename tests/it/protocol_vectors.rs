@@ -407,7 +407,12 @@ fn check_gossip_block(v: &Vector) {
     assert_eq!(block.transactions.len(), v.num::<usize>("tx_count"), "{name}: tx_count");
     assert!(payload.len() <= MAX_BLOCK_BYTES, "{name}: within the block cap");
     // What a relay checks before Accept (at the block's own time, so the test does not depend on the clock).
-    assert_eq!(check_header_stateless(&block.header, block.header.timestamp_ms), Ok(()), "{name}: stateless checks");
+    let params = Genesis::devnet().params();
+    assert_eq!(
+        check_header_stateless(&params, &block.header, block.header.timestamp_ms),
+        Ok(()),
+        "{name}: stateless checks"
+    );
     check_message_id(v, &payload, "message_id");
 }
 

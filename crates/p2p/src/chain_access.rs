@@ -10,6 +10,7 @@ use tokio::sync::{broadcast, mpsc};
 use vision_mempool::SubmitError;
 use vision_mempool::events::Event;
 use vision_primitives::bounds::Bounds;
+use vision_primitives::consensus::ChainParams;
 use vision_primitives::types::{Block, Hash, Transaction};
 use vision_state::{ImportError, ImportOutcome, Store, Tip};
 
@@ -17,6 +18,9 @@ use vision_state::{ImportError, ImportOutcome, Store, Tip};
 pub trait ChainAccess: Send + Sync + 'static {
     /// The hash of the genesis block: the network's identity (gossip topics, status handshake).
     fn genesis_hash(&self) -> Hash;
+
+    /// The chain's consensus parameters (for checking headers before they are relayed).
+    fn params(&self) -> &ChainParams;
 
     /// The canonical tip.
     fn tip(&self) -> Tip;

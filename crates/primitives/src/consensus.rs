@@ -1,27 +1,38 @@
 //! Consensus rules that need no database: proof of work, difficulty retargeting, timestamp rules,
 //! header and body checks, and stateless transaction checks. Every node must agree on these
-//! byte for byte; each rule has a unit test that feeds it the invalid case.
+//! byte for byte; each rule has a unit test that feeds it the invalid case. The specification an
+//! independent implementation follows is `protocols/consensus.md`.
 //!
 //! Proof of work: the first 16 bytes of the block hash, read as a big-endian `u128`, must not exceed
 //! `floor((2^128 - 1) / difficulty)`. The work of a block is its difficulty; fork choice sums it.
+//!
+//! A header is checked in two steps: [`check_header_stateless`] (version, height, PoW against its
+//! own difficulty field, the future-time limit) and [`check_header_context`] against its parent and
+//! up to [`CONTEXT_SPAN`] ancestors (height, the difficulty the retarget requires, median time).
+//! Only the second makes the proof of work mean anything: a header's own difficulty field is
+//! whatever its maker chose until it is compared with the retarget's.
 
 use thiserror::Error;
 
 use super::encoding::DecodeError;
 use super::types::{Block, BlockHeader, ENCODING_VERSION, Hash, MAX_BLOCK_BYTES, MAX_BLOCK_TXS, Transaction, tx_root};
 use crate::errors::PeerAction;
+use crate::retarget;
 use crate::verify::{InvalidSignature, Path, SigCache, SignatureError, Verifier};
 
-/// A block may be at most this far ahead of our clock (milliseconds).
-pub const MAX_FUTURE_DRIFT_MS: u64 = 15_000;
+/// A block may be at most this many target block times ahead of our clock
+/// ([`ChainParams::max_future_drift_ms`]).
+pub const FUTURE_LIMIT_BLOCKS: u64 = 3;
+/// ... and never less than this far (milliseconds): the clock skew tolerated between honest nodes.
+pub const MIN_FUTURE_LIMIT_MS: u64 = 1_000;
 /// A block's timestamp must exceed the median of this many ancestors' timestamps.
 pub const MEDIAN_TIME_SPAN: usize = 11;
 /// Difficulty never goes below this.
 pub const MIN_DIFFICULTY: u64 = 1;
-/// Damping of the per-block retarget: one block moves difficulty by at most 1/8 up and 2/8 down.
-pub const RETARGET_DAMPING: u64 = 8;
-/// Observed block times are clamped to this many target times before retargeting.
-pub const RETARGET_MAX_RATIO: u64 = 3;
+/// Headers a child's context holds, its parent included: the retarget's `N + 1` timestamps
+/// ([`retarget::LWMA_WINDOW`] + 1), which also cover the [`MEDIAN_TIME_SPAN`].
+pub const CONTEXT_SPAN: usize = retarget::LWMA_WINDOW + 1;
+const _: () = assert!(CONTEXT_SPAN >= MEDIAN_TIME_SPAN);
 
 /// The parameters every node of a network shares, fixed by its genesis.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +49,16 @@ pub struct ChainParams {
     pub min_fee: u128,
     /// Hash of the genesis block.
     pub genesis_hash: Hash,
+}
+
+impl ChainParams {
+    /// How far (ms) a block's timestamp may be ahead of the local clock:
+    /// `max(FUTURE_LIMIT_BLOCKS × T, MIN_FUTURE_LIMIT_MS)` (3 s on the devnet). Small against the
+    /// retarget window (60 T), so timestamps stamped ahead move the difficulty little
+    /// (`docs/adr/011-difficulty-retarget.md`); above the clock skew of NTP-synchronised hosts.
+    pub fn max_future_drift_ms(&self) -> u64 {
+        self.target_block_time_ms.saturating_mul(FUTURE_LIMIT_BLOCKS).max(MIN_FUTURE_LIMIT_MS)
+    }
 }
 
 /// A transaction that cannot be accepted.
@@ -129,8 +150,11 @@ pub enum BlockError {
     /// A difficulty of zero or below the minimum.
     #[error("difficulty {0} is below the minimum")]
     DifficultyTooLow(u64),
-    /// Timestamp too far ahead of our clock; may become valid later.
-    #[error("timestamp {timestamp_ms} is more than {MAX_FUTURE_DRIFT_MS} ms ahead of local time {now_ms}")]
+    /// Timestamp too far ahead of our clock ([`ChainParams::max_future_drift_ms`]); may become
+    /// valid later.
+    #[error(
+        "timestamp {timestamp_ms} is too far ahead of local time {now_ms} (beyond the future-time limit, max(3 target block times, 1 s))"
+    )]
     TimestampInFuture {
         /// The block's timestamp.
         timestamp_ms: u64,
@@ -234,24 +258,21 @@ pub fn meets_difficulty(hash: &Hash, difficulty: u64) -> bool {
     u128::from_be_bytes(hi) <= pow_target(difficulty)
 }
 
-/// Difficulty required of the child of `parent`.
+/// Difficulty required of the child of `parent`, by the LWMA retarget ([`retarget::lwma_next`]).
 ///
-/// `grandparent_ts` is the timestamp of `parent`'s parent (`None` when `parent` is genesis). The
-/// observed time `t = parent.ts - grandparent.ts` is clamped to `[0, 3T]` and the difficulty moves
-/// by `d * (T - t) / (8T)`: linear in `t`, so the average block time converges on `T`; at most
-/// +1/8 and -2/8 per block. Small difficulties move by at least one so they can grow from 1.
-pub fn next_difficulty(params: &ChainParams, parent: &BlockHeader, grandparent_ts: Option<u64>) -> u64 {
-    let Some(gp_ts) = grandparent_ts else {
-        return params.initial_difficulty.max(MIN_DIFFICULTY);
-    };
-    let target = params.target_block_time_ms.max(1) as i128;
-    let observed = (parent.timestamp_ms.saturating_sub(gp_ts) as i128).min(target * RETARGET_MAX_RATIO as i128);
-    let d = parent.difficulty as i128;
-    let mut delta = d * (target - observed) / (target * RETARGET_DAMPING as i128);
-    if delta == 0 && observed != target {
-        delta = if observed < target { 1 } else { -1 };
+/// `earlier` holds `parent`'s ancestors, oldest first, ending with `parent`'s own parent: the last
+/// [`CONTEXT_SPAN`]` - 1` of them are read (fewer exist only near genesis). The genesis block is
+/// never in the retarget window, so the children of genesis and of block 1 get the initial
+/// difficulty.
+pub fn next_difficulty(params: &ChainParams, parent: &BlockHeader, earlier: &[BlockHeader]) -> u64 {
+    let mut window: Vec<(u64, u64)> = Vec::with_capacity(CONTEXT_SPAN);
+    let from = earlier.len().saturating_sub(CONTEXT_SPAN - 1);
+    for h in earlier[from..].iter().chain(std::iter::once(parent)) {
+        if h.height > 0 {
+            window.push((h.timestamp_ms, h.difficulty));
+        }
     }
-    (d + delta).clamp(MIN_DIFFICULTY as i128, u64::MAX as i128) as u64
+    retarget::lwma_next(params.target_block_time_ms, params.initial_difficulty, &window).max(MIN_DIFFICULTY)
 }
 
 /// Median of the given timestamps (any order; empty gives 0).
@@ -264,8 +285,11 @@ pub fn median_time(timestamps: &[u64]) -> u64 {
     v[v.len() / 2]
 }
 
-/// Header checks that need neither ancestors nor state: version, PoW, clock drift.
-pub fn check_header_stateless(header: &BlockHeader, now_ms: u64) -> Result<(), BlockError> {
+/// Header checks that need neither ancestors nor state: version, height, PoW against the header's
+/// own difficulty, clock drift ([`ChainParams::max_future_drift_ms`]). Passing them proves
+/// nothing about work until [`check_header_context`] has compared the difficulty with the
+/// retarget's.
+pub fn check_header_stateless(params: &ChainParams, header: &BlockHeader, now_ms: u64) -> Result<(), BlockError> {
     if header.version != ENCODING_VERSION {
         return Err(BlockError::UnsupportedVersion(header.version));
     }
@@ -278,20 +302,39 @@ pub fn check_header_stateless(header: &BlockHeader, now_ms: u64) -> Result<(), B
     if !meets_difficulty(&header.hash(), header.difficulty) {
         return Err(BlockError::InsufficientWork { difficulty: header.difficulty });
     }
-    if header.timestamp_ms > now_ms.saturating_add(MAX_FUTURE_DRIFT_MS) {
+    if header.timestamp_ms > now_ms.saturating_add(params.max_future_drift_ms()) {
         return Err(BlockError::TimestampInFuture { timestamp_ms: header.timestamp_ms, now_ms });
     }
     Ok(())
 }
 
-/// What a header is checked against: its parent and the timestamps before it.
+/// What a header is checked against: its parent and the ancestors before it.
+#[derive(Debug, Clone, Copy)]
 pub struct HeaderContext<'a> {
     /// The parent header.
     pub parent: &'a BlockHeader,
-    /// Timestamp of the parent's parent (`None` if the parent is genesis).
-    pub grandparent_ts: Option<u64>,
-    /// Timestamps of up to [`MEDIAN_TIME_SPAN`] most recent ancestors, parent included.
-    pub recent_timestamps: &'a [u64],
+    /// The parent's ancestors, oldest first, ending with the parent's parent: the last
+    /// `CONTEXT_SPAN - 1` are read (all of them exist unless they reach genesis).
+    pub earlier: &'a [BlockHeader],
+}
+
+impl HeaderContext<'_> {
+    /// The difficulty the child must carry.
+    pub fn next_difficulty(&self, params: &ChainParams) -> u64 {
+        next_difficulty(params, self.parent, self.earlier)
+    }
+
+    /// The median of the last [`MEDIAN_TIME_SPAN`] timestamps, parent included: the child's
+    /// timestamp must exceed it.
+    pub fn median_time_past(&self) -> u64 {
+        let from = self.earlier.len().saturating_sub(MEDIAN_TIME_SPAN - 1);
+        let times: Vec<u64> = self.earlier[from..]
+            .iter()
+            .map(|h| h.timestamp_ms)
+            .chain(std::iter::once(self.parent.timestamp_ms))
+            .collect();
+        median_time(&times)
+    }
 }
 
 /// Header checks against the parent: height, difficulty, median time.
@@ -300,14 +343,14 @@ pub fn check_header_context(
     header: &BlockHeader,
     ctx: &HeaderContext<'_>,
 ) -> Result<(), BlockError> {
-    if header.height != ctx.parent.height + 1 {
+    if Some(header.height) != ctx.parent.height.checked_add(1) {
         return Err(BlockError::WrongHeight { parent: ctx.parent.height, got: header.height });
     }
-    let expected = next_difficulty(params, ctx.parent, ctx.grandparent_ts);
+    let expected = ctx.next_difficulty(params);
     if header.difficulty != expected {
         return Err(BlockError::WrongDifficulty { expected, got: header.difficulty });
     }
-    let median_ms = median_time(ctx.recent_timestamps);
+    let median_ms = ctx.median_time_past();
     if header.timestamp_ms <= median_ms {
         return Err(BlockError::TimestampTooOld { timestamp_ms: header.timestamp_ms, median_ms });
     }
@@ -406,15 +449,16 @@ mod tests {
 
     #[test]
     fn pow_is_checked() {
+        let p = params();
         let good = mine(header(1, 1000, 1000));
-        assert_eq!(check_header_stateless(&good, 1000), Ok(()));
+        assert_eq!(check_header_stateless(&p, &good, 1000), Ok(()));
         let mut bad = good;
         // Find a nonce that does not meet the difficulty.
         while meets_difficulty(&bad.hash(), bad.difficulty) {
             bad.nonce += 1;
         }
-        assert_eq!(check_header_stateless(&bad, 1000), Err(BlockError::InsufficientWork { difficulty: 1000 }));
-        assert!(check_header_stateless(&bad, 1000).unwrap_err().peer_action() == Some(PeerAction::Fatal));
+        assert_eq!(check_header_stateless(&p, &bad, 1000), Err(BlockError::InsufficientWork { difficulty: 1000 }));
+        assert!(check_header_stateless(&p, &bad, 1000).unwrap_err().peer_action() == Some(PeerAction::Fatal));
     }
 
     #[test]
@@ -422,67 +466,133 @@ mod tests {
         assert!(meets_difficulty(&Hash([0xff; 32]), 1));
         assert!(!meets_difficulty(&Hash([0xff; 32]), 2));
         let h = header(1, 0, 0);
-        assert_eq!(check_header_stateless(&h, 0), Err(BlockError::DifficultyTooLow(0)));
+        assert_eq!(check_header_stateless(&params(), &h, 0), Err(BlockError::DifficultyTooLow(0)));
     }
 
     #[test]
     fn future_timestamps_are_refused_without_penalty() {
+        let p = params();
+        assert_eq!(p.max_future_drift_ms(), 3_000, "3 target block times of 1 s");
         let h = mine(header(1, 100_000, 1));
-        let err = check_header_stateless(&h, 100_000 - MAX_FUTURE_DRIFT_MS - 1).unwrap_err();
-        assert!(matches!(err, BlockError::TimestampInFuture { .. }));
+        let err = check_header_stateless(&p, &h, 100_000 - 3_000 - 1).unwrap_err();
+        assert_eq!(err, BlockError::TimestampInFuture { timestamp_ms: 100_000, now_ms: 96_999 });
         assert_eq!(err.peer_action(), None);
-        assert_eq!(check_header_stateless(&h, 100_000 - MAX_FUTURE_DRIFT_MS), Ok(()));
+        assert_eq!(check_header_stateless(&p, &h, 100_000 - 3_000), Ok(()));
+        // The limit is never below the clock-skew floor, and saturates instead of overflowing.
+        let fast = ChainParams { target_block_time_ms: 100, ..params() };
+        assert_eq!(fast.max_future_drift_ms(), MIN_FUTURE_LIMIT_MS);
+        assert!(matches!(
+            check_header_stateless(&fast, &h, 100_000 - 1_001),
+            Err(BlockError::TimestampInFuture { .. })
+        ));
+        assert_eq!(check_header_stateless(&fast, &h, 100_000 - 1_000), Ok(()));
+        let slow = ChainParams { target_block_time_ms: u64::MAX, ..params() };
+        assert_eq!(slow.max_future_drift_ms(), u64::MAX);
+        let far = mine(header(1, u64::MAX, 1));
+        assert_eq!(check_header_stateless(&slow, &far, 0), Ok(()));
+        assert!(check_header_stateless(&p, &far, u64::MAX - 3_001).is_err());
     }
 
     #[test]
     fn version_and_height_zero_are_refused() {
+        let p = params();
         let mut h = header(1, 0, 1);
         h.version = 2;
-        assert_eq!(check_header_stateless(&h, 0), Err(BlockError::UnsupportedVersion(2)));
-        assert_eq!(check_header_stateless(&header(0, 0, 1), 0), Err(BlockError::NotGenesis));
+        assert_eq!(check_header_stateless(&p, &h, 0), Err(BlockError::UnsupportedVersion(2)));
+        assert_eq!(check_header_stateless(&p, &header(0, 0, 1), 0), Err(BlockError::NotGenesis));
+    }
+
+    /// Blocks `1..=n` at `gap` ms apart and difficulty `d`, after a genesis at 0.
+    fn chain(n: u64, gap: u64, d: u64) -> Vec<BlockHeader> {
+        let mut v = vec![header(0, 0, 100)];
+        v.extend((1..=n).map(|h| header(h, 1_000_000 + h * gap, d)));
+        v
     }
 
     #[test]
     fn context_rules() {
         let p = params();
-        let parent = header(5, 10_000, 100);
-        let ts = [9_000, 9_500, 10_000];
-        let ctx = HeaderContext { parent: &parent, grandparent_ts: Some(9_500), recent_timestamps: &ts };
-        let want = next_difficulty(&p, &parent, Some(9_500));
-        assert_eq!(check_header_context(&p, &header(6, 10_001, want), &ctx), Ok(()));
+        let c = chain(70, 1_000, 800);
+        let (parent, earlier) = c.split_last().unwrap();
+        let ctx = HeaderContext { parent, earlier };
+        let want = ctx.next_difficulty(&p);
+        assert_eq!(want, 800, "on target: unchanged");
+        let ts = parent.timestamp_ms + 1_000;
+        assert_eq!(check_header_context(&p, &header(71, ts, want), &ctx), Ok(()));
         assert_eq!(
-            check_header_context(&p, &header(7, 10_001, want), &ctx),
-            Err(BlockError::WrongHeight { parent: 5, got: 7 })
+            check_header_context(&p, &header(72, ts, want), &ctx),
+            Err(BlockError::WrongHeight { parent: 70, got: 72 })
         );
         assert_eq!(
-            check_header_context(&p, &header(6, 10_001, want + 1), &ctx),
+            check_header_context(&p, &header(71, ts, want + 1), &ctx),
             Err(BlockError::WrongDifficulty { expected: want, got: want + 1 })
         );
         assert_eq!(
-            check_header_context(&p, &header(6, 9_500, want), &ctx),
-            Err(BlockError::TimestampTooOld { timestamp_ms: 9_500, median_ms: 9_500 })
+            check_header_context(&p, &header(71, ts, want - 1), &ctx),
+            Err(BlockError::WrongDifficulty { expected: want, got: want - 1 })
         );
+        // Median of the last 11 (blocks 60..=70): block 65's timestamp.
+        let median_ms = 1_000_000 + 65 * 1_000;
+        assert_eq!(ctx.median_time_past(), median_ms);
+        assert_eq!(
+            check_header_context(&p, &header(71, median_ms, want), &ctx),
+            Err(BlockError::TimestampTooOld { timestamp_ms: median_ms, median_ms })
+        );
+        assert_eq!(check_header_context(&p, &header(71, median_ms + 1, want), &ctx), Ok(()));
+        // A parent at u64::MAX height has no valid child (and no overflow).
+        let top = header(u64::MAX, 5, 1);
+        let ctx = HeaderContext { parent: &top, earlier: &[] };
+        assert!(matches!(check_header_context(&p, &header(0, 6, 100), &ctx), Err(BlockError::WrongHeight { .. })));
     }
 
     #[test]
-    fn retarget_moves_towards_target_within_bounds() {
+    fn retarget_follows_the_window() {
         let p = params();
-        let parent = header(5, 10_000, 800);
-        // Fast block: up, by at most 1/8.
-        assert_eq!(next_difficulty(&p, &parent, Some(10_000)), 900);
-        // On target: unchanged.
-        assert_eq!(next_difficulty(&p, &parent, Some(9_000)), 800);
-        // Very slow: down by at most 2/8.
-        assert_eq!(next_difficulty(&p, &parent, Some(0)), 600);
-        // Slow by half a target: down 1/16.
-        assert_eq!(next_difficulty(&p, &parent, Some(8_500)), 750);
-        // Genesis child: the initial difficulty.
-        assert_eq!(next_difficulty(&p, &parent, None), 100);
-        // Small difficulties still move, and never below the minimum.
-        assert_eq!(next_difficulty(&p, &header(5, 10_000, 1), Some(10_000)), 2);
-        assert_eq!(next_difficulty(&p, &header(5, 10_000, 1), Some(0)), 1);
-        // A timestamp below the grandparent's counts as zero elapsed time.
-        assert_eq!(next_difficulty(&p, &parent, Some(20_000)), 900);
+        let next = |c: &[BlockHeader]| {
+            let (parent, earlier) = c.split_last().unwrap();
+            next_difficulty(&p, parent, earlier)
+        };
+        // On target: unchanged; twice as fast: doubled; twice as slow: halved.
+        assert_eq!(next(&chain(70, 1_000, 800)), 800);
+        assert_eq!(next(&chain(70, 500, 800)), 1600);
+        assert_eq!(next(&chain(70, 2_000, 800)), 400);
+        // Solve times above 6T count as 6T: at most a sixth per window.
+        assert_eq!(next(&chain(70, 100_000, 600)), 100);
+        // Genesis and block 1 have no solve time in the window: their children get the initial
+        // difficulty; block 2's child has one solve time (genesis is never in the window).
+        assert_eq!(next(&chain(0, 1_000, 800)), 100);
+        assert_eq!(next(&chain(1, 1_000, 800)), 100);
+        assert_eq!(next(&chain(2, 250, 800)), 3200);
+        // Only the last 61 headers count, whatever the caller passes.
+        let mut long = chain(200, 1_000, 800);
+        for h in &mut long[1..100] {
+            h.timestamp_ms = 1;
+        }
+        assert_eq!(next(&long), 800);
+        // Never below the minimum, never overflowing.
+        assert_eq!(next(&chain(70, 100_000, 1)), MIN_DIFFICULTY);
+        assert_eq!(next(&chain(70, 1, u64::MAX)), u64::MAX);
+    }
+
+    #[test]
+    fn timestamps_cannot_walk_the_retarget_down() {
+        // The attack on the rule LWMA replaced: +3T then back 2T, over and over, advancing 0.5T per
+        // block. Under LWMA the stamped-back blocks count as 1 ms solve times and raise the
+        // difficulty; on balance the window sees 0.5T per block and doubles the difficulty.
+        let p = params();
+        let mut c = chain(61, 1_000, 800);
+        let base = c.last().unwrap().timestamp_ms;
+        let mut lowest = u64::MAX;
+        for i in 1..=200u64 {
+            let ts = base + i * 500 + if i % 2 == 1 { 2_500 } else { 0 };
+            let (parent, earlier) = c.split_last().unwrap();
+            let d = next_difficulty(&p, parent, earlier);
+            lowest = lowest.min(d);
+            c.push(header(61 + i, ts, d));
+        }
+        let last = c.last().unwrap().difficulty;
+        assert!(lowest >= 700, "the first +3T gap costs at most 1/8: lowest {lowest}");
+        assert!(last >= 1_500, "0.5T per block doubles the difficulty: {last}");
     }
 
     #[test]

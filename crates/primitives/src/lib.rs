@@ -4,7 +4,8 @@
 //! - [`types`] and [`encoding`]: accounts, transactions, blocks and their canonical encoding;
 //! - [`keys`]: ed25519 key pairs and key files;
 //! - [`verify`]: the signature rule and the parallel (rayon) batch verifier;
-//! - [`consensus`]: chain parameters, header and body rules, the retarget;
+//! - [`consensus`]: chain parameters, header and body rules;
+//! - [`retarget`]: the difficulty retarget (LWMA) and the simulation that chose it;
 //! - [`genesis`]: the genesis block and the embedded devnet;
 //! - [`lthash`]: the lattice hash behind the state root;
 //! - [`errors`]: [`errors::PeerAction`], the vocabulary every layer classifies peer errors with;
@@ -23,6 +24,7 @@ pub mod errors;
 pub mod genesis;
 pub mod keys;
 pub mod lthash;
+pub mod retarget;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 pub mod types;

@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use thiserror::Error;
 
 use crate::{Account, Store, StoreError, execute};
-use vision_primitives::consensus::{HeaderContext, MEDIAN_TIME_SPAN, check_body, check_header_context};
+use vision_primitives::consensus::{CONTEXT_SPAN, HeaderContext, check_body, check_header_context};
 use vision_primitives::genesis::Genesis;
 use vision_primitives::lthash::LtHash;
 use vision_primitives::types::Hash;
@@ -63,10 +63,10 @@ pub fn check(store: &Store, genesis: &Genesis, verifier: &Verifier) -> Result<Ch
     let mut state: HashMap<_, Account> =
         genesis.allocations.iter().map(|a| (a.address, Account { balance: a.balance, nonce: 0 })).collect();
     let mut lt = genesis.lthash();
-    let mut recent: VecDeque<u64> = VecDeque::from([g.header.timestamp_ms]);
+    // The parent's ancestors, oldest first, as a `HeaderContext` wants them.
+    let mut earlier: VecDeque<vision_primitives::types::BlockHeader> = VecDeque::with_capacity(CONTEXT_SPAN);
     let mut parent = g.header;
     let mut parent_hash = g.hash();
-    let mut grandparent_ts = None;
     let mut transactions = 0u64;
     for height in 1..=tip_meta.header.height {
         let hash = r.canonical_hash(height)?.ok_or_else(|| mismatch(height, "no canonical block"))?;
@@ -77,8 +77,7 @@ pub fn check(store: &Store, genesis: &Genesis, verifier: &Verifier) -> Result<Ch
         if block.header.parent != parent_hash {
             return Err(mismatch(height, "does not link to the canonical block below it"));
         }
-        let times: Vec<u64> = recent.iter().copied().collect();
-        let ctx = HeaderContext { parent: &parent, grandparent_ts, recent_timestamps: &times };
+        let ctx = HeaderContext { parent: &parent, earlier: earlier.make_contiguous() };
         check_header_context(&params, &block.header, &ctx).map_err(|e| mismatch(height, e.to_string()))?;
         if !vision_primitives::consensus::meets_difficulty(&hash, block.header.difficulty) {
             return Err(mismatch(height, "proof of work does not meet its difficulty"));
@@ -97,9 +96,10 @@ pub fn check(store: &Store, genesis: &Genesis, verifier: &Verifier) -> Result<Ch
             state.insert(addr, new);
         }
         transactions += block.transactions.len() as u64;
-        grandparent_ts = Some(parent.timestamp_ms);
-        recent.push_front(block.header.timestamp_ms);
-        recent.truncate(MEDIAN_TIME_SPAN);
+        earlier.push_back(parent);
+        if earlier.len() > CONTEXT_SPAN - 1 {
+            earlier.pop_front();
+        }
         parent = block.header;
         parent_hash = hash;
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 
-use crate::ancestry::ancestry;
+use crate::ancestry::{ancestors, child_rules};
 use crate::{BlockMeta, BlockStatus, ExecError, ReadView, StateDiff, Store, StoreError, WriteView};
 use vision_primitives::consensus::{
     BlockError, ChainParams, HeaderContext, check_body, check_header_context, check_header_stateless, now_ms,
@@ -226,7 +226,7 @@ impl Chain {
                 _ => Ok((ImportOutcome::AlreadyKnown, timings)),
             };
         }
-        check_header_stateless(&block.header, now_ms())?;
+        check_header_stateless(&self.params, &block.header, now_ms())?;
         // A block this far below the tip forks off deeper than any reorganisation we follow, so
         // it can never become canonical: refuse it before verifying or storing anything. This
         // bounds what a flood of cheap side-chain blocks can make us store to branches off the last
@@ -259,9 +259,12 @@ impl Chain {
             self.mark_invalid(std::slice::from_ref(block))?;
             return Err(BlockError::KnownInvalid(block.header.parent).into());
         }
-        let (times, grandparent_ts) = ancestry(&w, &parent.header)?;
-        let ctx = HeaderContext { parent: &parent.header, grandparent_ts, recent_timestamps: &times };
-        check_header_context(&self.params, &block.header, &ctx)?;
+        let earlier = ancestors(&w, &parent.header)?;
+        check_header_context(
+            &self.params,
+            &block.header,
+            &HeaderContext { parent: &parent.header, earlier: &earlier },
+        )?;
 
         let total_work = parent.total_work.saturating_add(u128::from(block.header.difficulty));
         let meta = BlockMeta { header: block.header, total_work, status: BlockStatus::HeaderValid };
@@ -403,9 +406,8 @@ impl Chain {
     pub fn next_block_rules(&self, r: &ReadView) -> Result<(Tip, u64, u64), StoreError> {
         let tip_hash = r.tip_hash()?;
         let tip_meta = r.block_meta(&tip_hash)?.ok_or_else(|| StoreError::Corrupt("tip meta".into()))?;
-        let (times, grandparent_ts) = ancestry(r, &tip_meta.header)?;
-        let difficulty = vision_primitives::consensus::next_difficulty(&self.params, &tip_meta.header, grandparent_ts);
-        let min_ts = vision_primitives::consensus::median_time(&times) + 1;
-        Ok((Tip { hash: tip_hash, header: tip_meta.header, total_work: tip_meta.total_work }, difficulty, min_ts))
+        let rules = child_rules(r, &self.params, &tip_meta.header)?;
+        let tip = Tip { hash: tip_hash, header: tip_meta.header, total_work: tip_meta.total_work };
+        Ok((tip, rules.difficulty, rules.min_timestamp_ms))
     }
 }

@@ -53,7 +53,7 @@ pub fn judge_block(core: &dyn ChainAccess, data: &[u8], now_ms: u64) -> Judgemen
             return penalize(MessageAcceptance::Reject, Charged::Sender, PeerAction::LowTolerance, "undecodable_block");
         }
     };
-    match check_header_stateless(&block.header, now_ms) {
+    match check_header_stateless(core.params(), &block.header, now_ms) {
         Ok(()) => {
             let delay_ms = now_ms.saturating_sub(block.header.timestamp_ms);
             core.observe_block_propagation_delay(delay_ms as f64 / 1000.0);
