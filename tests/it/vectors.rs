@@ -7,11 +7,22 @@
 //! the value built from the listed fields must encode to the listed bytes, and the bytes must decode
 //! to that value. Every key in a file must be checked by the code below (an unread key fails), and
 //! the set of files must match the list in `protocols/encoding.md` (a deleted or unlisted file fails).
+//!
+//! The consensus vectors (`retarget-*.txt`, `state-transition-*.txt`, listed in
+//! `protocols/consensus.md`) are checked the same way: each retarget vector against the library and
+//! against a second, independent implementation of the spec's formula written here; each state
+//! transition by executing its block over its pre-state and by importing it into a devnet node.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use vision_node::chain::consensus::{meets_difficulty, pow_target};
+use vision_node::chain::ImportOutcome;
+use vision_node::chain::consensus::{
+    BlockError, ChainParams, HeaderContext, TxError, check_header_context, meets_difficulty, next_difficulty,
+    pow_target,
+};
+use vision_node::node::{BlockSource, Node, NodeConfig};
+use vision_node::state::{Account, ExecError, ImportError, execute};
 use vision_node::chain::encoding::DecodeError;
 use vision_node::chain::genesis::{Genesis, dev_keypair};
 use vision_node::chain::types::{
@@ -26,6 +37,15 @@ use vision_node::wallet::Keypair;
 
 fn spec_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("protocols/encoding.md")
+}
+
+fn consensus_spec_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("protocols/consensus.md")
+}
+
+/// Vectors of `protocols/consensus.md` rather than `encoding.md`.
+fn is_consensus_vector(name: &str) -> bool {
+    name.starts_with("retarget-") || name.starts_with("state-transition-")
 }
 
 fn blake3(parts: &[&[u8]]) -> Hash {
@@ -306,6 +326,190 @@ fn check_lthash(v: &Vector) {
     }
 }
 
+/// The retarget of `protocols/consensus.md` §4, written again from the spec: (first and last height
+/// of the window, solve times, weighted sum, difficulty sum, next difficulty).
+fn spec_lwma(t: u64, initial: u64, blocks: &[(u64, u64, u64)]) -> Option<(u64, u64, Vec<u64>, u128, u128, u64)> {
+    let window: Vec<(u64, u64, u64)> = blocks.iter().copied().filter(|b| b.0 >= 1).collect();
+    let window = &window[window.len().saturating_sub(61)..];
+    if window.len() < 2 {
+        assert_eq!(initial, initial.max(1));
+        return None;
+    }
+    let mut largest = window[0].1 as u128;
+    let mut solve_times = Vec::new();
+    let (mut weighted, mut sum) = (0u128, 0u128);
+    for (j, b) in window[1..].iter().enumerate() {
+        let counted = (b.1 as u128).max(largest + 1);
+        let st = (counted - largest).min(6 * t as u128);
+        largest = counted;
+        solve_times.push(st as u64);
+        weighted += (j as u128 + 1) * st;
+        sum += b.2 as u128;
+    }
+    let n = solve_times.len() as u128;
+    let next = (sum.saturating_mul(t as u128).saturating_mul(n + 1) / (2 * weighted)).clamp(1, u64::MAX as u128);
+    Some((window[0].0, window[window.len() - 1].0, solve_times, weighted, sum, next as u64))
+}
+
+fn check_retarget(v: &Vector) {
+    let name = &v.name;
+    let params = ChainParams {
+        target_block_time_ms: v.num("target_block_time_ms"),
+        initial_difficulty: v.num("initial_difficulty"),
+        ..Genesis::devnet().params()
+    };
+    assert_eq!(params.max_future_drift_ms(), v.num::<u64>("max_future_drift_ms"), "{name}: future limit");
+    let blocks: Vec<(u64, u64, u64)> = v
+        .indexed("block.", "")
+        .iter()
+        .map(|k| {
+            let parts: Vec<u64> = v.str(k).split(' ').map(|x| x.parse().unwrap()).collect();
+            let [h, ts, d] = parts[..] else { panic!("{name}: {k} is not `height timestamp_ms difficulty`") };
+            (h, ts, d)
+        })
+        .collect();
+    assert!(!blocks.is_empty(), "{name}: no blocks");
+    for w in blocks.windows(2) {
+        assert_eq!(w[1].0, w[0].0 + 1, "{name}: heights are consecutive");
+    }
+    let headers: Vec<BlockHeader> = blocks
+        .iter()
+        .map(|&(height, timestamp_ms, difficulty)| BlockHeader {
+            version: ENCODING_VERSION,
+            height,
+            parent: Hash::ZERO,
+            timestamp_ms,
+            difficulty,
+            miner: Address::default(),
+            tx_root: Hash::ZERO,
+            state_root: Hash::ZERO,
+            nonce: 0,
+        })
+        .collect();
+    let (parent, earlier) = headers.split_last().unwrap();
+    let next: u64 = v.num("next_difficulty");
+    assert_eq!(next_difficulty(&params, parent, earlier), next, "{name}: the library's next difficulty");
+
+    // The spec's formula, step by step.
+    match spec_lwma(params.target_block_time_ms, params.initial_difficulty, &blocks) {
+        None => {
+            assert_eq!(v.str("window"), "none", "{name}: no solve time in the window");
+            assert_eq!(next, params.initial_difficulty, "{name}: no solve time: the initial difficulty");
+        }
+        Some((first, last, solve_times, weighted, sum, spec_next)) => {
+            assert_eq!(v.str("window"), format!("{first} {last}"), "{name}: window");
+            let listed: Vec<u64> = v.str("solve_times").split(',').map(|x| x.trim().parse().unwrap()).collect();
+            assert_eq!(listed, solve_times, "{name}: solve times");
+            assert_eq!(v.num::<u128>("weighted_solve_time"), weighted, "{name}: weighted solve time");
+            assert_eq!(v.num::<u128>("sum_difficulty"), sum, "{name}: sum of difficulties");
+            assert_eq!(spec_next, next, "{name}: the spec's formula");
+        }
+    }
+
+    // The context check: exactly that difficulty, a timestamp above the median time past.
+    let ctx = HeaderContext { parent, earlier };
+    let mtp: u64 = v.num("median_time_past");
+    assert_eq!(ctx.median_time_past(), mtp, "{name}: median time past");
+    let child = |difficulty, timestamp_ms| BlockHeader {
+        height: parent.height + 1,
+        difficulty,
+        timestamp_ms,
+        ..*parent
+    };
+    assert_eq!(check_header_context(&params, &child(next, mtp + 1), &ctx), Ok(()), "{name}: a valid child");
+    assert_eq!(
+        check_header_context(&params, &child(next, mtp), &ctx),
+        Err(BlockError::TimestampTooOld { timestamp_ms: mtp, median_ms: mtp }),
+        "{name}: a child at the median time past"
+    );
+    for wrong in [next.wrapping_sub(1), next.wrapping_add(1)] {
+        if wrong >= 1 {
+            assert_eq!(
+                check_header_context(&params, &child(wrong, mtp + 1), &ctx),
+                Err(BlockError::WrongDifficulty { expected: next, got: wrong }),
+                "{name}: a child with difficulty {wrong}"
+            );
+        }
+    }
+}
+
+fn accounts(v: &Vector, prefix: &str) -> Vec<(Address, Account)> {
+    v.indexed(prefix, "")
+        .iter()
+        .map(|k| {
+            let parts: Vec<&str> = v.str(k).split(' ').collect();
+            let [addr, balance, nonce] = parts[..] else { panic!("{}: {k} is not `address balance nonce`", v.name) };
+            let a: Address = addr.parse().unwrap();
+            assert_eq!(a.to_string(), addr, "{}: {k} prints back", v.name);
+            (a, Account { balance: balance.parse().unwrap(), nonce: nonce.parse().unwrap() })
+        })
+        .collect()
+}
+
+fn check_state_transition(v: &Vector) {
+    let name = &v.name;
+    assert_eq!(v.str("network"), "devnet", "{name}: only devnet vectors");
+    let genesis = Genesis::devnet();
+    let params = genesis.params();
+    let pre = accounts(v, "pre.");
+    let mut expected_pre: Vec<(Address, Account)> =
+        genesis.allocations.iter().map(|a| (a.address, Account { balance: a.balance, nonce: 0 })).collect();
+    expected_pre.sort_by_key(|(a, _)| *a);
+    assert_eq!(pre, expected_pre, "{name}: pre is the devnet genesis state, in address order");
+    let bytes = v.hex("block");
+    let block = Block::decode(&bytes).unwrap_or_else(|e| panic!("{name}: decode: {e}"));
+    assert_eq!(block.encode(), bytes, "{name}: re-encoding");
+    assert_eq!(block.hash(), v.hash("block_hash"), "{name}: block hash");
+    assert_eq!(block.header.parent, genesis.hash(), "{name}: a child of the devnet genesis");
+
+    let state: HashMap<Address, Account> = pre.iter().copied().collect();
+    let result = execute(&state, &params, &block.transactions, &block.header.miner);
+    let core = Node::open_core(&NodeConfig::devnet()).unwrap();
+    let imported = core.import_block(&block, BlockSource::Network);
+    if v.has("error") {
+        let index: usize = v.num("error.index");
+        let error = match v.str("error") {
+            "NonceGap" => TxError::NonceGap { expected: v.num("error.expected"), got: v.num("error.got") },
+            other => panic!("{name}: no check for error {other}"),
+        };
+        assert_eq!(result, Err(ExecError::Tx { index, error: error.clone() }), "{name}: execution fails");
+        match imported {
+            Err(ImportError::Block(BlockError::InvalidTransaction { index: i, error: e })) => {
+                assert_eq!((i, e), (index, error), "{name}: import refuses the block for that transaction")
+            }
+            other => panic!("{name}: import: {other:?}"),
+        }
+        return;
+    }
+    let diff = result.unwrap_or_else(|e| panic!("{name}: execution: {e}"));
+    assert_eq!(diff.fees, v.num::<u128>("fees"), "{name}: fees");
+    assert_eq!(params.block_reward, v.num::<u128>("reward"), "{name}: block reward");
+    let mut after = state.clone();
+    for (a, (_, new)) in &diff.changes {
+        after.insert(*a, *new);
+    }
+    let mut after: Vec<(Address, Account)> = after.into_iter().filter(|(_, a)| a.balance != 0 || a.nonce != 0).collect();
+    after.sort_by_key(|(a, _)| *a);
+    let post = accounts(v, "post.");
+    assert_eq!(post, after, "{name}: post state");
+    // Supply: the reward is the only new money.
+    let total = |s: &[(Address, Account)]| s.iter().map(|(_, a)| a.balance).sum::<u128>();
+    assert_eq!(total(&post), total(&pre) + params.block_reward, "{name}: supply grows by the reward");
+
+    let root = v.hash("state_root");
+    let mut lt = LtHash::default();
+    for (a, acc) in &post {
+        lt.insert(a, acc.balance, acc.nonce);
+    }
+    assert_eq!(lt.root(), root, "{name}: state root of the post accounts");
+    assert_eq!(diff.apply_to(&genesis.lthash()).root(), root, "{name}: genesis accumulator plus the diff");
+    assert_eq!(block.header.state_root, root, "{name}: the header commits to it");
+    assert!(
+        matches!(imported, Ok(ImportOutcome::NewTip { .. })),
+        "{name}: a devnet node imports the block as its tip: {imported:?}"
+    );
+}
+
 fn check_invalid(v: &Vector) {
     let name = &v.name;
     let bytes = v.hex("hex");
@@ -340,6 +544,10 @@ fn check_invalid_address(v: &Vector) {
 }
 
 fn read_vectors() -> Vec<Vector> {
+    read_family(false)
+}
+
+fn read_family(consensus: bool) -> Vec<Vector> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(vectors_dir()).expect("protocols/vectors exists") {
         let path = entry.unwrap().path();
@@ -347,8 +555,9 @@ fn read_vectors() -> Vec<Vector> {
             continue;
         }
         let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        // Network protocol vectors belong to `protocol_vectors.rs` and its specs.
-        if name.starts_with("sync-") || name.starts_with("gossip-") {
+        // Network protocol vectors belong to `protocol_vectors.rs` and its specs; consensus
+        // vectors to `protocols/consensus.md`.
+        if name.starts_with("sync-") || name.starts_with("gossip-") || is_consensus_vector(&name) != consensus {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
@@ -360,7 +569,11 @@ fn read_vectors() -> Vec<Vector> {
 
 /// File names listed (in backticks) in the "Golden vectors" section of the spec.
 fn vectors_listed_in_spec() -> BTreeSet<String> {
-    let spec = std::fs::read_to_string(spec_path()).expect("protocols/encoding.md exists");
+    vectors_listed_in(&spec_path())
+}
+
+fn vectors_listed_in(path: &Path) -> BTreeSet<String> {
+    let spec = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let start = spec.find("\n## Golden vectors").expect("spec has a `## Golden vectors` section");
     let section = &spec[start + 1..];
     let section = &section[..section.find("\n## ").unwrap_or(section.len())];
@@ -398,6 +611,24 @@ fn golden_vectors_decode_encode_and_hash_as_recorded() {
             .map(String::from)
             .into();
     assert_eq!(kinds, expected, "every kind of vector is present");
+}
+
+#[test]
+fn consensus_vectors_check_as_recorded() {
+    let vectors = read_family(true);
+    let kinds = check_all(&vectors, |v: &Vector, kind: &str| match kind {
+        "retarget" => check_retarget(v),
+        "state-transition" => check_state_transition(v),
+        other => panic!("{}: unknown consensus vector type {other:?}", v.name),
+    });
+    let expected: BTreeSet<String> = ["retarget", "state-transition"].map(String::from).into();
+    assert_eq!(kinds, expected, "every kind of consensus vector is present");
+}
+
+#[test]
+fn consensus_vector_files_match_the_list_in_the_spec() {
+    let on_disk: BTreeSet<String> = read_family(true).into_iter().map(|v| v.name).collect();
+    assert_same_files("consensus.md", &vectors_listed_in(&consensus_spec_path()), &on_disk);
 }
 
 #[test]
