@@ -21,15 +21,15 @@ use vision_node::chain::consensus::{
     BlockError, ChainParams, HeaderContext, TxError, check_header_context, meets_difficulty, next_difficulty,
     pow_target,
 };
-use vision_node::node::{BlockSource, Node, NodeConfig};
-use vision_node::state::{Account, ExecError, ImportError, execute};
 use vision_node::chain::encoding::DecodeError;
 use vision_node::chain::genesis::{Genesis, dev_keypair};
 use vision_node::chain::types::{
     Address, AddressError, Block, BlockHeader, ENCODING_VERSION, HEADER_LEN, HEADER_NONCE_OFFSET, Hash,
     MAX_BLOCK_BYTES, TRANSFER_TX_LEN, Transaction, TxKind, merkle_root, tx_root,
 };
+use vision_node::node::{BlockSource, Node, NodeConfig};
 use vision_node::state::lthash::{LTHASH_BYTES, LtHash};
+use vision_node::state::{Account, ExecError, ImportError, execute};
 use vision_node::verify::verify_tx;
 
 use crate::vector_file::{Vector, assert_same_files, check_all, decode_error_fields, vectors_dir};
@@ -410,12 +410,8 @@ fn check_retarget(v: &Vector) {
     let ctx = HeaderContext { parent, earlier };
     let mtp: u64 = v.num("median_time_past");
     assert_eq!(ctx.median_time_past(), mtp, "{name}: median time past");
-    let child = |difficulty, timestamp_ms| BlockHeader {
-        height: parent.height + 1,
-        difficulty,
-        timestamp_ms,
-        ..*parent
-    };
+    let child =
+        |difficulty, timestamp_ms| BlockHeader { height: parent.height + 1, difficulty, timestamp_ms, ..*parent };
     assert_eq!(check_header_context(&params, &child(next, mtp + 1), &ctx), Ok(()), "{name}: a valid child");
     assert_eq!(
         check_header_context(&params, &child(next, mtp), &ctx),
@@ -488,7 +484,8 @@ fn check_state_transition(v: &Vector) {
     for (a, (_, new)) in &diff.changes {
         after.insert(*a, *new);
     }
-    let mut after: Vec<(Address, Account)> = after.into_iter().filter(|(_, a)| a.balance != 0 || a.nonce != 0).collect();
+    let mut after: Vec<(Address, Account)> =
+        after.into_iter().filter(|(_, a)| a.balance != 0 || a.nonce != 0).collect();
     after.sort_by_key(|(a, _)| *a);
     let post = accounts(v, "post.");
     assert_eq!(post, after, "{name}: post state");
