@@ -15,7 +15,7 @@ use futures::io::Cursor;
 use libfuzzer_sys::fuzz_target;
 use libp2p::request_response::Codec as _;
 use vision_node::p2p::sync::{
-    MAX_BLOCKS_PER_REQUEST, MAX_ERROR_MESSAGE, MAX_RESPONSE_BYTES, NodeCodec, PROTOCOL, Response, read_frame,
+    MAX_BLOCKS_PER_REQUEST, MAX_ERROR_MESSAGE, MAX_HEADERS_PER_REQUEST, MAX_RESPONSE_BYTES, NodeCodec, PROTOCOL, Response, read_frame,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         match &res {
             Response::Blocks(b) => assert!(b.len() <= MAX_BLOCKS_PER_REQUEST as usize),
             Response::Error { message, .. } => assert!(message.len() <= MAX_ERROR_MESSAGE),
+            Response::Headers(h) => assert!(h.len() <= MAX_HEADERS_PER_REQUEST as usize),
             Response::Status(_) => {}
         }
     }

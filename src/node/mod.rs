@@ -41,7 +41,7 @@ pub fn all_resources() -> Vec<crate::bounds::Resource> {
     let mut rs = crate::mempool::RESOURCES.to_vec();
     rs.extend([crate::verify::SIG_CACHE, CORE_EVENTS]);
     rs.extend([svc::BLOCK_JOBS, svc::TX_JOBS, svc::RESULTS, svc::ORPHANS, svc::TX_OUTBOX]);
-    rs.extend([svc::SYNC_SERVING, svc::SYNC_UNSENT_BYTES, svc::SYNC_INFLIGHT, crate::p2p::COMMANDS]);
+    rs.extend([svc::SYNC_SERVING, svc::SYNC_UNSENT_BYTES, svc::SYNC_INFLIGHT, svc::SYNC_HEADERS, crate::p2p::COMMANDS]);
     rs.extend([pm::PEERS, pm::BANS, pm::RETAINED_SCORES, crate::state::STORED_PEERS, crate::api::ws::WS_CLIENTS]);
     rs
 }

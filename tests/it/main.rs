@@ -20,5 +20,6 @@ mod raw_gossip;
 mod reorg;
 mod shutdown;
 mod slow_readers;
+mod sync_attack;
 mod vector_file;
 mod vectors;

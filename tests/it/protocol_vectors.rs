@@ -26,8 +26,8 @@ use vision_node::p2p::gossip::{
     self, MAX_MESSAGE_BYTES, MAX_TX_BATCH, Topics, decode_tx_batch, encode_tx_batch, message_id,
 };
 use vision_node::p2p::sync::{
-    Codec, ErrorCode, MAX_BLOCKS_PER_REQUEST, MAX_ERROR_MESSAGE, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, PROTOCOL,
-    Request, Response, Status, read_frame, write_frame,
+    Codec, ErrorCode, MAX_BLOCKS_PER_REQUEST, MAX_ERROR_MESSAGE, MAX_HEADERS_PER_REQUEST, MAX_REQUEST_BYTES,
+    MAX_RESPONSE_BYTES, PROTOCOL, PROTOCOL_V2, Request, Response, Status, read_frame, write_frame,
 };
 use vision_node::verify::verify_tx;
 
@@ -172,6 +172,14 @@ fn check_sync_request(v: &Vector) {
             b.extend(count.to_le_bytes());
             (Request::BlocksByRange { start, count }, b)
         }
+        "headers-by-range" => {
+            let (start, count): (u64, u32) = (v.num("start"), v.num("count"));
+            assert!((1..=MAX_HEADERS_PER_REQUEST).contains(&count), "{name}: count in 1..=2000");
+            let mut b = vec![0x04];
+            b.extend(start.to_le_bytes());
+            b.extend(count.to_le_bytes());
+            (Request::HeadersByRange { start, count }, b)
+        }
         "blocks-by-hash" => {
             let hashes: Vec<Hash> = v.indexed("hash.", "").iter().map(|k| v.hash(k)).collect();
             assert_eq!(v.num::<usize>("count"), hashes.len(), "{name}: count");
@@ -187,9 +195,15 @@ fn check_sync_request(v: &Vector) {
     assert_eq!(decoded, built, "{name}: decoded fields");
     assert_eq!(hex::encode(built.encode()), hex::encode(&payload), "{name}: encoding of the listed fields");
     assert_eq!(hex::encode(&layout), hex::encode(&payload), "{name}: layout of the spec");
-    // The codec reads it the same way.
+    // The codec reads it the same way on version 2, and on version 1 unless it is a version-2 message.
     let mut io = Cursor::new(v.hex("frame"));
-    assert_eq!(block_on(Codec.read_request(&PROTOCOL, &mut io)).unwrap(), built, "{name}: Codec::read_request");
+    assert_eq!(block_on(Codec.read_request(&PROTOCOL_V2, &mut io)).unwrap(), built, "{name}: Codec::read_request");
+    let on_v1 = block_on(Codec.read_request(&PROTOCOL, &mut Cursor::new(v.hex("frame"))));
+    if built.is_v2_only() {
+        assert_eq!(on_v1.unwrap_err().kind(), io::ErrorKind::InvalidData, "{name}: not on /vision/sync/1");
+    } else {
+        assert_eq!(on_v1.unwrap(), built, "{name}: Codec::read_request on /vision/sync/1");
+    }
 }
 
 fn check_sync_response(v: &Vector) {
@@ -265,19 +279,69 @@ fn check_sync_response(v: &Vector) {
                 assert_eq!(Response::Error { code: *code, message: message.clone() }, decoded);
             }
         }
+        "headers" => {
+            let Response::Headers(headers) = &decoded else { panic!("{name}: not a Headers response: {decoded:?}") };
+            let count: usize = v.num("count");
+            assert_eq!(headers.len(), count, "{name}: count");
+            assert!(count <= MAX_HEADERS_PER_REQUEST as usize, "{name}: at most 2000 headers");
+            // Walk the payload by hand: tag, u32 LE count, then count × 161-byte header.
+            assert_eq!(payload[0], 0x83, "{name}: tag");
+            assert_eq!(payload[1..5], (count as u32).to_le_bytes(), "{name}: u32 LE count");
+            assert_eq!(payload.len(), 5 + count * HEADER_LEN, "{name}: fixed-size headers");
+            for (i, h) in headers.iter().enumerate() {
+                let k = |s: &str| format!("header.{i}.{s}");
+                let at = 5 + i * HEADER_LEN;
+                assert_eq!(payload[at..at + HEADER_LEN], h.encode(), "{name}: header {i} bytes");
+                assert_eq!(h.hash(), v.hash(&k("hash")), "{name}: header {i} hash");
+                assert_eq!(h.height, v.num::<u64>(&k("height")), "{name}: header {i} height");
+                assert_eq!(h.difficulty, v.num::<u64>(&k("difficulty")), "{name}: header {i} difficulty");
+                if h.height > 0 {
+                    let params = Genesis::devnet().params();
+                    assert_eq!(
+                        check_header_stateless(&params, h, u64::MAX / 2),
+                        Ok(()),
+                        "{name}: header {i} meets its work"
+                    );
+                }
+            }
+            assert_eq!(v.indexed("header.", ".hash").len(), count, "{name}: one header.N per header");
+            if v.has("request_start") {
+                let start: u64 = v.num("request_start");
+                let asked: usize = v.num("request_count");
+                assert!(count <= asked, "{name}: no more headers than asked");
+                for (i, h) in headers.iter().enumerate() {
+                    assert_eq!(h.height, start + i as u64, "{name}: heights are consecutive from start");
+                    if i > 0 {
+                        assert_eq!(h.parent, headers[i - 1].hash(), "{name}: each header extends the previous");
+                    }
+                }
+            }
+        }
         other => panic!("{name}: unknown response {other:?}"),
     }
     let mut io = Cursor::new(v.hex("frame"));
-    assert_eq!(block_on(Codec.read_response(&PROTOCOL, &mut io)).unwrap(), decoded, "{name}: Codec::read_response");
+    assert_eq!(block_on(Codec.read_response(&PROTOCOL_V2, &mut io)).unwrap(), decoded, "{name}: Codec::read_response");
+    let on_v1 = block_on(Codec.read_response(&PROTOCOL, &mut Cursor::new(v.hex("frame"))));
+    if decoded.is_v2_only() {
+        assert_eq!(on_v1.unwrap_err().kind(), io::ErrorKind::InvalidData, "{name}: not on /vision/sync/1");
+    } else {
+        assert_eq!(on_v1.unwrap(), decoded, "{name}: Codec::read_response on /vision/sync/1");
+    }
 }
 
 fn check_sync_invalid(v: &Vector) {
     let name = &v.name;
     let payload = v.hex("payload");
     let direction = v.str("decoder");
+    // On version 2 (a superset of version 1) unless the vector names a protocol.
+    let protocol = if v.has("protocol") {
+        [PROTOCOL, PROTOCOL_V2].into_iter().find(|p| p.as_ref() == v.str("protocol")).expect("a known protocol")
+    } else {
+        PROTOCOL_V2
+    };
     let result = match direction {
-        "request" => Request::decode(&payload).map(|r| format!("{r:?}")),
-        "response" => Response::decode(&payload).map(|r| format!("{r:?}")),
+        "request" => Request::decode_on(&protocol, &payload).map(|r| format!("{r:?}")),
+        "response" => Response::decode_on(&protocol, &payload).map(|r| format!("{r:?}")),
         other => panic!("{name}: unknown decoder {other:?}"),
     };
     let err = result.expect_err(&format!("{name}: must not decode"));
@@ -287,8 +351,8 @@ fn check_sync_invalid(v: &Vector) {
     frame.extend(&payload);
     let mut io = Cursor::new(frame);
     let io_err = match direction {
-        "request" => block_on(Codec.read_request(&PROTOCOL, &mut io)).map(|_| ()),
-        _ => block_on(Codec.read_response(&PROTOCOL, &mut io)).map(|_| ()),
+        "request" => block_on(Codec.read_request(&protocol, &mut io)).map(|_| ()),
+        _ => block_on(Codec.read_response(&protocol, &mut io)).map(|_| ()),
     }
     .expect_err("the codec refuses it");
     assert_eq!(io_err.kind(), io::ErrorKind::InvalidData, "{name}: codec error kind");
@@ -316,6 +380,9 @@ fn check_sync_frame_invalid(v: &Vector) {
 fn check_sync_constants(v: &Vector) {
     let name = &v.name;
     assert_eq!(PROTOCOL.as_ref(), v.str("protocol"), "{name}: protocol name");
+    assert_eq!(PROTOCOL_V2.as_ref(), v.str("protocol_v2"), "{name}: protocol name of version 2");
+    assert_eq!(MAX_HEADERS_PER_REQUEST, v.num::<u32>("max_headers_per_request"), "{name}: MAX_HEADERS_PER_REQUEST");
+    const { assert!(1 + 4 + HEADER_LEN * MAX_HEADERS_PER_REQUEST as usize <= MAX_RESPONSE_BYTES) };
     assert_eq!(MAX_REQUEST_BYTES, v.num::<usize>("max_request_bytes"), "{name}: MAX_REQUEST_BYTES");
     assert_eq!(MAX_RESPONSE_BYTES, v.num::<usize>("max_response_bytes"), "{name}: MAX_RESPONSE_BYTES");
     assert_eq!(MAX_BLOCKS_PER_REQUEST, v.num::<u32>("max_blocks_per_request"), "{name}: MAX_BLOCKS_PER_REQUEST");

@@ -105,7 +105,11 @@ pub fn build_behaviour(
         kad,
         gossipsub,
         sync: request_response::Behaviour::new(
-            [(sync::PROTOCOL, request_response::ProtocolSupport::Full)],
+            // Version 2 first: requests prefer it, and fall back to version 1 with an older peer.
+            [
+                (sync::PROTOCOL_V2, request_response::ProtocolSupport::Full),
+                (sync::PROTOCOL, request_response::ProtocolSupport::Full),
+            ],
             request_response::Config::default()
                 .with_request_timeout(SYNC_REQUEST_TIMEOUT)
                 .with_max_concurrent_streams(SYNC_MAX_CONCURRENT_STREAMS),

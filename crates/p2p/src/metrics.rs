@@ -131,6 +131,8 @@ pub enum SyncKind {
     Status,
     /// Blocks (by range or by hash).
     Blocks,
+    /// Headers (by range).
+    Headers,
 }
 
 /// Sync result.

@@ -1,5 +1,10 @@
-//! The sync protocol `/vision/sync/1`: request-response messages, their byte encoding and the
-//! length-prefixed codec with hard size caps. Specified in `protocols/sync.md`.
+//! The sync protocol, `/vision/sync/1` and `/vision/sync/2`: request-response messages, their byte
+//! encoding and the length-prefixed codec with hard size caps. Specified in `protocols/sync.md`.
+//!
+//! Version 2 is version 1 plus one request and one response, `HeadersByRange` → `Headers`, for
+//! headers-first sync. Nodes serve both names; requests prefer version 2. On a version-1 stream the
+//! header messages do not exist: their tags are unknown to the decoder, and the encoder refuses to
+//! write them (an `Unsupported` I/O error: the peer only speaks version 1).
 //!
 //! Every frame is `u32 LE length ‖ payload`. A reader refuses a length above the cap for its
 //! direction ([`MAX_REQUEST_BYTES`], [`MAX_RESPONSE_BYTES`]) before reading or allocating the
@@ -12,10 +17,14 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
 use vision_primitives::encoding::{DecodeError, Reader, Writer};
-use vision_primitives::types::{Block, Hash, MAX_BLOCK_BYTES};
+use vision_primitives::types::{Block, BlockHeader, HEADER_LEN, Hash, MAX_BLOCK_BYTES};
 
-/// Protocol name.
+/// Protocol name of version 1 (status, blocks by range and by hash).
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/vision/sync/1");
+/// Protocol name of version 2: version 1 plus headers by range.
+pub const PROTOCOL_V2: StreamProtocol = StreamProtocol::new("/vision/sync/2");
+/// Most headers one `HeadersByRange` may ask for (a full answer is 5 + 2 000 × 161 = 322 005 bytes).
+pub const MAX_HEADERS_PER_REQUEST: u32 = 2_000;
 /// Largest request frame payload: a `BlocksByHash` of [`MAX_BLOCKS_PER_REQUEST`] hashes fits.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024;
 /// Largest response frame payload: room for two maximum-size blocks.
@@ -28,8 +37,10 @@ pub const MAX_ERROR_MESSAGE: usize = 256;
 const TAG_STATUS: u8 = 0x01;
 const TAG_BY_RANGE: u8 = 0x02;
 const TAG_BY_HASH: u8 = 0x03;
+const TAG_HEADERS_BY_RANGE: u8 = 0x04;
 const TAG_STATUS_RESPONSE: u8 = 0x81;
 const TAG_BLOCKS: u8 = 0x82;
+const TAG_HEADERS: u8 = 0x83;
 const TAG_ERROR: u8 = 0xff;
 
 /// A node's view of its chain, exchanged on connect and refreshed periodically.
@@ -59,6 +70,13 @@ pub enum Request {
     },
     /// Stored blocks by hash (any chain), at most [`MAX_BLOCKS_PER_REQUEST`].
     BlocksByHash(Vec<Hash>),
+    /// Canonical headers `start .. start + count` (version 2 only).
+    HeadersByRange {
+        /// First height.
+        start: u64,
+        /// How many (1 ..= [`MAX_HEADERS_PER_REQUEST`]).
+        count: u32,
+    },
 }
 
 /// Why a request was refused.
@@ -89,6 +107,9 @@ pub enum Response {
         /// Human-readable detail (at most [`MAX_ERROR_MESSAGE`] bytes).
         message: String,
     },
+    /// Canonical headers in ascending height from the requested start, each the parent of the
+    /// next; may be fewer than asked (version 2 only).
+    Headers(Vec<BlockHeader>),
 }
 
 fn write_status(w: &mut Writer, s: &Status) {
@@ -127,8 +148,26 @@ impl Request {
                     w.bytes(&h.0);
                 }
             }
+            Request::HeadersByRange { start, count } => {
+                w.u8(TAG_HEADERS_BY_RANGE);
+                w.u64(*start);
+                w.u32(*count);
+            }
         }
         w.finish()
+    }
+
+    /// Whether the message exists only in version 2.
+    pub fn is_v2_only(&self) -> bool {
+        matches!(self, Request::HeadersByRange { .. })
+    }
+
+    /// Decodes a payload received on `protocol`: on version 1 the version-2 tags are unknown.
+    pub fn decode_on(protocol: &StreamProtocol, bytes: &[u8]) -> Result<Self, DecodeError> {
+        if *protocol != PROTOCOL_V2 && bytes.first() == Some(&TAG_HEADERS_BY_RANGE) {
+            return Err(bad_tag("sync request tag", TAG_HEADERS_BY_RANGE));
+        }
+        Self::decode(bytes)
     }
 
     /// Decodes a payload; counts above [`MAX_BLOCKS_PER_REQUEST`] and zero counts are refused.
@@ -150,6 +189,18 @@ impl Request {
                     hashes.push(Hash(r.array()?));
                 }
                 Request::BlocksByHash(hashes)
+            }
+            TAG_HEADERS_BY_RANGE => {
+                let start = r.u64()?;
+                let count = r.u32()?;
+                if count == 0 || count > MAX_HEADERS_PER_REQUEST {
+                    return Err(DecodeError::TooLarge {
+                        what: "requested header count (must be 1..=2000)",
+                        got: u64::from(count),
+                        cap: u64::from(MAX_HEADERS_PER_REQUEST),
+                    });
+                }
+                Request::HeadersByRange { start, count }
             }
             tag => return Err(bad_tag("sync request tag", tag)),
         };
@@ -197,8 +248,28 @@ impl Response {
                 w.bytes(&(end as u16).to_le_bytes());
                 w.bytes(&message.as_bytes()[..end]);
             }
+            Response::Headers(headers) => {
+                w.u8(TAG_HEADERS);
+                w.u32(headers.len() as u32);
+                for h in headers {
+                    h.write(&mut w);
+                }
+            }
         }
         w.finish()
+    }
+
+    /// Whether the message exists only in version 2.
+    pub fn is_v2_only(&self) -> bool {
+        matches!(self, Response::Headers(_))
+    }
+
+    /// Decodes a payload received on `protocol`: on version 1 the version-2 tags are unknown.
+    pub fn decode_on(protocol: &StreamProtocol, bytes: &[u8]) -> Result<Self, DecodeError> {
+        if *protocol != PROTOCOL_V2 && bytes.first() == Some(&TAG_HEADERS) {
+            return Err(bad_tag("sync response tag", TAG_HEADERS));
+        }
+        Self::decode(bytes)
     }
 
     /// Decodes a payload.
@@ -238,6 +309,23 @@ impl Response {
                 })?;
                 Response::Error { code, message }
             }
+            TAG_HEADERS => {
+                let count = r.u32()?;
+                if count > MAX_HEADERS_PER_REQUEST {
+                    return Err(DecodeError::TooLarge {
+                        what: "header count (must be 0..=2000)",
+                        got: u64::from(count),
+                        cap: u64::from(MAX_HEADERS_PER_REQUEST),
+                    });
+                }
+                let bytes = r.take(count as usize * HEADER_LEN)?;
+                let mut hr = Reader::new(bytes);
+                let mut headers = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    headers.push(BlockHeader::read(&mut hr)?);
+                }
+                Response::Headers(headers)
+            }
             tag => return Err(bad_tag("sync response tag", tag)),
         };
         r.finish()?;
@@ -272,6 +360,11 @@ fn invalid(e: DecodeError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
+/// A version-2 message on a stream that negotiated an older version: the peer does not speak it.
+fn unsupported(p: &StreamProtocol) -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, format!("headers are not part of {p}"))
+}
+
 /// The request-response codec of `/vision/sync/1`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Codec;
@@ -281,31 +374,37 @@ impl libp2p::request_response::Codec for Codec {
     type Request = Request;
     type Response = Response;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    async fn read_request<T>(&mut self, p: &StreamProtocol, io: &mut T) -> io::Result<Request>
     where
         T: AsyncRead + Unpin + Send,
     {
-        Request::decode(&read_frame(io, MAX_REQUEST_BYTES).await?).map_err(invalid)
+        Request::decode_on(p, &read_frame(io, MAX_REQUEST_BYTES).await?).map_err(invalid)
     }
 
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
+    async fn read_response<T>(&mut self, p: &StreamProtocol, io: &mut T) -> io::Result<Response>
     where
         T: AsyncRead + Unpin + Send,
     {
-        Response::decode(&read_frame(io, MAX_RESPONSE_BYTES).await?).map_err(invalid)
+        Response::decode_on(p, &read_frame(io, MAX_RESPONSE_BYTES).await?).map_err(invalid)
     }
 
-    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Request) -> io::Result<()>
+    async fn write_request<T>(&mut self, p: &StreamProtocol, io: &mut T, req: Request) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
+        if req.is_v2_only() && *p != PROTOCOL_V2 {
+            return Err(unsupported(p));
+        }
         write_frame(io, &req.encode()).await
     }
 
-    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: Response) -> io::Result<()>
+    async fn write_response<T>(&mut self, p: &StreamProtocol, io: &mut T, res: Response) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
+        if res.is_v2_only() && *p != PROTOCOL_V2 {
+            return Err(unsupported(p));
+        }
         write_frame(io, &res.encode()).await
     }
 }
@@ -423,6 +522,7 @@ mod tests {
                 Request::Status(status()),
                 Request::BlocksByRange { start, count },
                 Request::BlocksByHash((0..n).map(|i| Hash([seed.wrapping_add(i as u8); 32])).collect()),
+                Request::HeadersByRange { start, count: count * 31 },
             ] {
                 let bytes = req.encode();
                 prop_assert!(bytes.len() <= MAX_REQUEST_BYTES);
@@ -445,9 +545,56 @@ mod tests {
             Response::Blocks(vec![]),
             Response::Blocks(vec![g.clone(), g]),
             Response::Error { code: ErrorCode::RateLimited, message: "slow down".into() },
+            Response::Headers(vec![]),
         ] {
             assert_eq!(Response::decode(&res.encode()).unwrap(), res);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn headers_round_trip(n in 0usize..=40, height in any::<u64>(), nonce in any::<u64>()) {
+            let mut h = vision_primitives::genesis::Genesis::devnet().block().header;
+            h.height = height;
+            h.nonce = nonce;
+            let res = Response::Headers(vec![h; n]);
+            let bytes = res.encode();
+            prop_assert_eq!(bytes.len(), 5 + n * HEADER_LEN);
+            prop_assert_eq!(Response::decode(&bytes).unwrap(), res.clone());
+            prop_assert_eq!(Response::decode_on(&PROTOCOL_V2, &bytes).unwrap(), res);
+        }
+    }
+
+    #[test]
+    fn a_full_headers_answer_fits_the_response_cap() {
+        let h = vision_primitives::genesis::Genesis::devnet().block().header;
+        let res = Response::Headers(vec![h; MAX_HEADERS_PER_REQUEST as usize]);
+        assert!(res.encode().len() <= MAX_RESPONSE_BYTES);
+        let mut over = res.encode();
+        over[1..5].copy_from_slice(&(MAX_HEADERS_PER_REQUEST + 1).to_le_bytes());
+        assert!(matches!(Response::decode(&over), Err(DecodeError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn header_messages_do_not_exist_on_version_1() {
+        let req = Request::HeadersByRange { start: 1, count: 10 }.encode();
+        assert!(Request::decode_on(&PROTOCOL_V2, &req).is_ok());
+        assert_eq!(
+            Request::decode_on(&PROTOCOL, &req),
+            Err(DecodeError::UnknownVersion { what: "sync request tag", version: 4 })
+        );
+        let res = Response::Headers(vec![]).encode();
+        assert!(Response::decode_on(&PROTOCOL, &res).is_err());
+        let mut io = futures::io::Cursor::new(Vec::new());
+        let err = futures::executor::block_on(<Codec as libp2p::request_response::Codec>::write_request(
+            &mut Codec,
+            &PROTOCOL,
+            &mut io,
+            Request::HeadersByRange { start: 1, count: 1 },
+        ))
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+        assert!(io.into_inner().is_empty(), "nothing written");
     }
 
     #[test]
@@ -456,6 +603,8 @@ mod tests {
         assert!(Request::decode(&zero).is_err());
         let big = Request::BlocksByRange { start: 1, count: 65 }.encode();
         assert!(Request::decode(&big).is_err());
+        assert!(Request::decode(&Request::HeadersByRange { start: 1, count: 0 }.encode()).is_err());
+        assert!(Request::decode(&Request::HeadersByRange { start: 1, count: 2001 }.encode()).is_err());
         assert!(Request::decode(&[0x77]).is_err());
     }
 

@@ -36,12 +36,16 @@
 //! the worker checked every transaction: Reject (and penalty) if any carries a peer action,
 //! Accept if any was new, Ignore otherwise.
 //!
-//! Sync: every peer's [`Status`] is exchanged on connect and every
-//! [`STATUS_INTERVAL`]. When a peer has more work than our tip, we download its canonical chain in
-//! batches of [`BATCH`] blocks from our height on, up to [`MAX_INFLIGHT`] requests at once, spread
-//! round-robin over every peer that reports the same tip, and import the batches in order. If the
-//! first batch does not connect (the peer is on a fork below our tip), the start steps back
-//! exponentially until it does. A batch that fails to import penalises the peer that sent it.
+//! Sync, headers first ([`sync_client`]): every peer's [`Status`] is exchanged on connect and every
+//! [`STATUS_INTERVAL`]. A peer claiming more work than our tip is only a candidate: its canonical
+//! headers are fetched (`HeadersByRange`, `/vision/sync/2`) and checked (each follows the previous
+//! one, meets its difficulty) and their work summed before any body is asked for. A candidate whose
+//! headers do not connect, miss their work, prove less than it claimed or do not come within
+//! `HEADER_TIMEOUT` is charged and rotated out, and the next one is tried. Bodies of the proven
+//! chain come in batches of [`BATCH`] blocks, up to [`MAX_INFLIGHT`] requests at once, spread over
+//! every peer whose tip is on that chain; each block is checked against its proven header (hash,
+//! transactions root) before it is queued for import, in order. A server that times out or sends a
+//! block that is not the proven one is charged and not asked again for that chain.
 
 pub mod orphans;
 pub mod serve;
@@ -77,11 +81,12 @@ use vision_state::{ImportError, ImportOutcome};
 
 pub use orphans::ORPHAN_CAP;
 use orphans::OrphanPool;
-use serve::{Admit, ServeBudget, blocks_response_len};
+use serve::{Admit, ServeBudget, blocks_response_len, headers_response_len};
 pub use serve::{
     MAX_SERVING, MAX_SERVING_PER_PEER, MAX_UNSENT_RESPONSE_BYTES, MAX_UNSENT_RESPONSE_BYTES_PER_PEER, serve_blocks,
+    serve_headers,
 };
-pub use sync_client::{BATCH, MAX_INFLIGHT};
+pub use sync_client::{BATCH, HEADER_BATCH, MAX_INFLIGHT, MAX_SYNC_HEADERS};
 use sync_client::{BatchOutcome, Output, SyncClient};
 use validate::{Charged, Judgement, judge_block};
 pub use workers::{BLOCK_QUEUE_CAP, RESULT_QUEUE_CAP, TX_QUEUE_CAP};
@@ -128,6 +133,12 @@ pub const SYNC_UNSENT_BYTES: vision_primitives::bounds::Resource = vision_primit
 /// Our range requests in flight while syncing, in the resource registry.
 pub const SYNC_INFLIGHT: vision_primitives::bounds::Resource =
     vision_primitives::bounds::Resource::new("sync_inflight", "p2p::service::MAX_INFLIGHT", MAX_INFLIGHT);
+/// Verified headers held by the sync under way (headers first), in the resource registry.
+pub const SYNC_HEADERS: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("sync_headers", "p2p::service::MAX_SYNC_HEADERS", MAX_SYNC_HEADERS);
+/// Header requests cost one `blocks_requested` token per this many headers (a header is 161
+/// bytes, a block up to 4 MiB): a full `HeadersByRange` of 2,000 costs 32.
+pub const HEADERS_PER_BLOCK_TOKEN: u32 = 64;
 
 /// Records the occupancy of a bounded channel from a sender of it.
 fn record_channel<T>(
@@ -147,6 +158,17 @@ enum Pending {
         count: u32,
     },
     Hash(Vec<Hash>),
+    /// A header request of the sync client.
+    Headers {
+        start: u64,
+    },
+}
+
+/// What a block or header request asks the store for.
+enum Serve {
+    Hashes(Vec<Hash>),
+    Range(u64, u32),
+    Headers(u64, u32),
 }
 
 /// The swarm task.
@@ -630,6 +652,7 @@ impl Service {
         b.record(SYNC_SERVING, self.serve.serving());
         b.record(SYNC_UNSENT_BYTES, self.serve.unsent_bytes());
         b.record(SYNC_INFLIGHT, self.pending.values().filter(|p| matches!(p, Pending::Range { .. })).count());
+        b.record(SYNC_HEADERS, self.sync.headers_held());
         b.record(peer_manager::PEERS, self.peers.connected_count());
         b.record(peer_manager::BANS, self.peers.ban_count());
         b.record(peer_manager::RETAINED_SCORES, self.peers.retained_count());
@@ -686,6 +709,7 @@ impl Service {
             Request::Status(_) => 0,
             Request::BlocksByRange { count, .. } => *count,
             Request::BlocksByHash(hashes) => hashes.len() as u32,
+            Request::HeadersByRange { count, .. } => count.div_ceil(HEADERS_PER_BLOCK_TOKEN),
         };
         if !self.peers.allow(&peer, RateClass::SyncRequestSent, 1, now)
             || (blocks > 0 && !self.peers.allow(&peer, RateClass::BlocksAsked, blocks, now))
@@ -899,11 +923,17 @@ impl Service {
                 let pending = self.pending.remove(&request_id);
                 let kind = match pending {
                     Some(Pending::Status(_)) => super::metrics::SyncKind::Status,
+                    Some(Pending::Headers { .. }) => super::metrics::SyncKind::Headers,
                     _ => super::metrics::SyncKind::Blocks,
                 };
                 self.count_sync(super::metrics::DirectionLabel::Outbound, kind, super::metrics::SyncResult::Error);
-                if let Some(Pending::Range { start, .. }) = pending {
-                    self.sync.range_failed(start);
+                match &pending {
+                    // A server that timed out or broke the stream is not asked for this chain
+                    // again (the timeout is charged below); a peer that speaks only version 1
+                    // cannot prove its work and is rotated out, uncharged.
+                    Some(Pending::Range { start, .. }) => self.sync.range_failed(peer, *start, true),
+                    Some(Pending::Headers { start }) => self.sync.headers_failed(peer, *start, true, Instant::now()),
+                    _ => {}
                 }
                 match error {
                     OutboundFailure::Timeout => self.report(peer, PeerAction::HighTolerance, "sync_timeout"),
@@ -961,6 +991,7 @@ impl Service {
         let (kind, result, bytes) = match response {
             Response::Status(_) => (SyncKind::Status, SyncResult::Ok, 89),
             Response::Blocks(b) => (SyncKind::Blocks, SyncResult::Ok, blocks_response_len(b)),
+            Response::Headers(h) => (SyncKind::Headers, SyncResult::Ok, headers_response_len(h)),
             Response::Error { code: ErrorCode::RateLimited, message } => {
                 (SyncKind::Blocks, SyncResult::RateLimited, 4 + message.len())
             }
@@ -1010,12 +1041,14 @@ impl Service {
                 self.respond(channel, Response::Status(ours));
                 return;
             }
-            Request::BlocksByRange { start, count } => Err((start, count)),
-            Request::BlocksByHash(hashes) => Ok(hashes),
+            Request::BlocksByRange { start, count } => Serve::Range(start, count),
+            Request::BlocksByHash(hashes) => Serve::Hashes(hashes),
+            Request::HeadersByRange { start, count } => Serve::Headers(start, count),
         };
         let cost = match &hashes_or_range {
-            Ok(h) => h.len() as u32,
-            Err((_, count)) => *count,
+            Serve::Hashes(h) => h.len() as u32,
+            Serve::Range(_, count) => *count,
+            Serve::Headers(_, count) => count.div_ceil(HEADERS_PER_BLOCK_TOKEN),
         };
         // Charged before any "busy" answer: a peer asking for too much pays for it whether or not
         // we have room to serve it (honest peers pace their asks below this, see
@@ -1054,10 +1087,12 @@ impl Service {
         let core = self.core.clone();
         let results = self.results_tx.clone();
         self.blocking.spawn_blocking(move || {
-            let response = match serve_blocks(core.as_ref(), hashes_or_range) {
-                Ok(blocks) => Response::Blocks(blocks),
-                Err(e) => Response::Error { code: ErrorCode::ServerError, message: e },
+            let served = match hashes_or_range {
+                Serve::Hashes(hashes) => serve_blocks(core.as_ref(), Ok(hashes)).map(Response::Blocks),
+                Serve::Range(start, count) => serve_blocks(core.as_ref(), Err((start, count))).map(Response::Blocks),
+                Serve::Headers(start, count) => serve_headers(core.as_ref(), start, count).map(Response::Headers),
             };
+            let response = served.unwrap_or_else(|e| Response::Error { code: ErrorCode::ServerError, message: e });
             let _ = results.blocking_send(Done::Served { peer, request_id, channel, response });
         });
     }
@@ -1090,7 +1125,38 @@ impl Service {
                     self.drop_count("block_jobs");
                 }
             }
-            (Some(Pending::Range { start, .. }), Response::Error { .. }) => self.sync.range_failed(start),
+            (Some(Pending::Headers { start }), Response::Headers(headers)) => {
+                let ours = self.our_status();
+                let outputs = match self.core.store().read() {
+                    Ok(r) => {
+                        // What we hold, and its work: the anchor of a header chain must be a
+                        // stored block that is not known invalid.
+                        let work_of = |h: &Hash| {
+                            r.block_meta(h)
+                                .ok()
+                                .flatten()
+                                .filter(|m| m.status != vision_state::BlockStatus::Invalid)
+                                .map(|m| m.total_work)
+                        };
+                        self.sync.on_headers(peer, start, headers, &ours, Instant::now(), work_of)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the store to check headers");
+                        self.sync.headers_failed(peer, start, false, Instant::now());
+                        Vec::new()
+                    }
+                };
+                self.carry_out(outputs);
+                self.drive_sync();
+            }
+            (Some(Pending::Headers { start }), Response::Error { .. }) => {
+                self.sync.headers_failed(peer, start, false, Instant::now())
+            }
+            (Some(Pending::Range { start, .. }), Response::Error { .. }) => self.sync.range_failed(peer, start, false),
+            (Some(Pending::Headers { start }), _) => {
+                self.report(peer, PeerAction::LowTolerance, "unexpected_sync_response");
+                self.sync.headers_failed(peer, start, true, Instant::now());
+            }
             (_, Response::Error { code, message }) => {
                 tracing::debug!(%peer, ?code, %message, "sync request refused");
             }
@@ -1105,6 +1171,7 @@ impl Service {
             Done::Served { peer, request_id, channel, mut response } => {
                 let bytes = match &response {
                     Response::Blocks(blocks) => Some(blocks_response_len(blocks)),
+                    Response::Headers(headers) => Some(headers_response_len(headers)),
                     _ => None,
                 };
                 if self.serve.finish(peer, request_id, bytes) {
@@ -1146,7 +1213,7 @@ impl Service {
                     }
                 };
                 let rejected = matches!(outcome, BatchOutcome::Rejected { .. });
-                let outputs = self.sync.on_batch_done(from, start, outcome);
+                let outputs = self.sync.on_batch_done(from, start, outcome, Instant::now());
                 self.carry_out(outputs);
                 if !rejected {
                     self.drive_sync();
@@ -1234,14 +1301,19 @@ impl Service {
         let mut requests_open = true;
         for output in outputs {
             match output {
+                Output::RequestHeaders { peer, start, count } => {
+                    if !self.request(peer, Request::HeadersByRange { start, count }, Pending::Headers { start }) {
+                        self.sync.headers_failed(peer, start, false, Instant::now());
+                    }
+                }
                 Output::Request { peer, start, count } => {
                     if !requests_open {
-                        self.sync.range_failed(start);
+                        self.sync.range_failed(peer, start, false);
                         continue;
                     }
                     if !self.request(peer, Request::BlocksByRange { start, count }, Pending::Range { start, count }) {
                         // Over budget: ask for this range and the ones after it on a later tick.
-                        self.sync.range_failed(start);
+                        self.sync.range_failed(peer, start, false);
                         requests_open = false;
                     }
                 }

@@ -1,5 +1,6 @@
-//! The sync server: reading the blocks a request asks for ([`serve_blocks`]) and the budgets that
-//! keep serving bounded ([`ServeBudget`]).
+//! The sync server: reading the blocks or headers a request asks for ([`serve_blocks`],
+//! [`serve_headers`]) and the budgets that keep serving bounded ([`ServeBudget`]). Blocks stored as
+//! invalid are never served: a peer that fetched one would find it invalid and charge us for it.
 //!
 //! Two budgets, both in the resource registry: responses being read from the store at once
 //! ([`MAX_SERVING`], at most [`MAX_SERVING_PER_PEER`] per peer), and bytes of block responses
@@ -11,7 +12,8 @@
 use std::collections::HashMap;
 use std::hash::Hash as StdHash;
 
-use vision_primitives::types::{Block, Hash};
+use vision_primitives::types::{Block, BlockHeader, HEADER_LEN, Hash};
+use vision_state::{BlockStatus, Store};
 
 use crate::chain_access::ChainAccess;
 use crate::sync::{self, MAX_RESPONSE_BYTES};
@@ -33,6 +35,11 @@ pub const MAX_UNSENT_RESPONSE_BYTES_PER_PEER: usize = sync::MAX_RESPONSE_BYTES;
 /// Encoded length of a `Blocks` response (see `protocols/sync.md`).
 pub fn blocks_response_len(blocks: &[Block]) -> usize {
     5 + blocks.iter().map(|b| 4 + b.encoded_len()).sum::<usize>()
+}
+
+/// Encoded length of a `Headers` response (see `protocols/sync.md`).
+pub fn headers_response_len(headers: &[BlockHeader]) -> usize {
+    5 + headers.len() * HEADER_LEN
 }
 
 /// Whether a request may be served now.
@@ -130,7 +137,12 @@ impl<P: Copy + Eq + StdHash, R: Eq + StdHash> ServeBudget<P, R> {
 /// branch), `Err((start, count))` for `BlocksByRange` (the canonical chain, stopping at its tip),
 /// cut to the response byte budget. Public so that the fuzz targets serve exactly as the node does.
 pub fn serve_blocks(core: &dyn ChainAccess, what: Result<Vec<Hash>, (u64, u32)>) -> Result<Vec<Block>, String> {
-    let r = core.store().read().map_err(|e| e.to_string())?;
+    serve_blocks_from(core.store(), what)
+}
+
+/// [`serve_blocks`] from a store.
+pub fn serve_blocks_from(store: &Store, what: Result<Vec<Hash>, (u64, u32)>) -> Result<Vec<Block>, String> {
+    let r = store.read().map_err(|e| e.to_string())?;
     // Payload = tag (1) + count (4) + per block (4 + length).
     let budget = sync::MAX_RESPONSE_BYTES - 5;
     let mut used = 0;
@@ -147,6 +159,10 @@ pub fn serve_blocks(core: &dyn ChainAccess, what: Result<Vec<Hash>, (u64, u32)>)
     match what {
         Ok(hashes) => {
             for h in hashes {
+                // Stored as invalid: answered as not found.
+                if r.block_meta(&h).map_err(|e| e.to_string())?.is_none_or(|m| m.status == BlockStatus::Invalid) {
+                    continue;
+                }
                 if let Some(b) = r.block(&h).map_err(|e| e.to_string())?
                     && !push(b)
                 {
@@ -157,12 +173,40 @@ pub fn serve_blocks(core: &dyn ChainAccess, what: Result<Vec<Hash>, (u64, u32)>)
         Err((start, count)) => {
             for height in start..start.saturating_add(u64::from(count)) {
                 let Some(h) = r.canonical_hash(height).map_err(|e| e.to_string())? else { break };
+                // Canonical blocks are connected, so never invalid; checked all the same, since
+                // serving one would get us charged.
+                if r.block_meta(&h).map_err(|e| e.to_string())?.is_none_or(|m| m.status == BlockStatus::Invalid) {
+                    break;
+                }
                 let Some(b) = r.block(&h).map_err(|e| e.to_string())? else { break };
                 if !push(b) {
                     break;
                 }
             }
         }
+    }
+    Ok(out)
+}
+
+/// The canonical headers at heights `start .. start + count` (stopping at the tip), for
+/// `HeadersByRange`. `count` is at most `MAX_HEADERS_PER_REQUEST` (the decoder's cap), so the answer
+/// is at most 322 005 bytes, well inside a response frame.
+pub fn serve_headers(core: &dyn ChainAccess, start: u64, count: u32) -> Result<Vec<BlockHeader>, String> {
+    serve_headers_from(core.store(), start, count)
+}
+
+/// [`serve_headers`] from a store.
+pub fn serve_headers_from(store: &Store, start: u64, count: u32) -> Result<Vec<BlockHeader>, String> {
+    let r = store.read().map_err(|e| e.to_string())?;
+    let count = count.min(sync::MAX_HEADERS_PER_REQUEST);
+    let mut out = Vec::with_capacity(count as usize);
+    for height in start..start.saturating_add(u64::from(count)) {
+        let Some(h) = r.canonical_hash(height).map_err(|e| e.to_string())? else { break };
+        let Some(meta) = r.block_meta(&h).map_err(|e| e.to_string())? else { break };
+        if meta.status == BlockStatus::Invalid {
+            break;
+        }
+        out.push(meta.header);
     }
     Ok(out)
 }
@@ -209,5 +253,29 @@ mod tests {
             assert!(b.finish(p, p, Some(per_peer)));
         }
         assert_eq!(b.admit(&(peers + 1)), Admit::Busy, "the whole budget is unsent");
+    }
+
+    #[test]
+    fn blocks_stored_as_invalid_are_never_served() {
+        use vision_primitives::genesis::Genesis;
+        use vision_state::BlockMeta;
+        let genesis = Genesis::devnet();
+        let store = Store::in_memory(&genesis).unwrap();
+        let g = genesis.block();
+        let mut bad = g.clone();
+        bad.header.height = 1;
+        bad.header.parent = g.hash();
+        let mut side = bad.clone();
+        side.header.nonce = 7;
+        let w = store.write().unwrap();
+        w.put_block(&bad, &BlockMeta { header: bad.header, total_work: 0, status: BlockStatus::Invalid }).unwrap();
+        w.put_block(&side, &BlockMeta { header: side.header, total_work: 2, status: BlockStatus::HeaderValid })
+            .unwrap();
+        w.commit().unwrap();
+        let served = serve_blocks_from(&store, Ok(vec![bad.hash(), side.hash(), g.hash()])).unwrap();
+        assert_eq!(served, vec![side, g.clone()], "the invalid block is answered as not found");
+        assert_eq!(serve_blocks_from(&store, Err((0, 64))).unwrap(), vec![g.clone()]);
+        assert_eq!(serve_headers_from(&store, 0, 2000).unwrap(), vec![g.header]);
+        assert!(serve_headers_from(&store, 1, 10).unwrap().is_empty());
     }
 }
