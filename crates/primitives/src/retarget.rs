@@ -30,7 +30,12 @@ pub const LWMA_MAX_SOLVE_RATIO: u64 = 6;
 /// are read. With fewer than two entries (the parent is genesis or height 1) there is no solve
 /// time yet and the result is `initial_difficulty`.
 pub fn lwma_next(target_block_time_ms: u64, initial_difficulty: u64, window: &[(u64, u64)]) -> u64 {
-    let window = &window[window.len().saturating_sub(LWMA_WINDOW + 1)..];
+    lwma_over(LWMA_WINDOW, target_block_time_ms, initial_difficulty, window)
+}
+
+/// [`lwma_next`] over at most `n_max` solve times (the measurement sweeps other windows).
+fn lwma_over(n_max: usize, target_block_time_ms: u64, initial_difficulty: u64, window: &[(u64, u64)]) -> u64 {
+    let window = &window[window.len().saturating_sub(n_max + 1)..];
     if window.len() < 2 {
         return initial_difficulty.max(1);
     }
@@ -246,7 +251,7 @@ pub(crate) mod measure {
             Rule::Lwma(n) => {
                 let from = p.saturating_sub(n).max(1);
                 let w: Vec<(u64, u64)> = chain[from..].iter().map(|b| (b.ts, b.d)).collect();
-                if n == LWMA_WINDOW { lwma_next(T, init, &w) } else { lwma_n(n, T, init, &w) }
+                lwma_over(n, T, init, &w)
             }
             Rule::Asert(half_life_blocks) => {
                 if p < 1 {
@@ -255,25 +260,6 @@ pub(crate) mod measure {
                 asert_next(T, half_life_blocks * T, (1, chain[1].ts, init), (p as u64, chain[p].ts))
             }
         }
-    }
-
-    /// LWMA with another window (for the parameter sweep).
-    fn lwma_n(n: usize, t: u64, init: u64, w: &[(u64, u64)]) -> u64 {
-        let w = &w[w.len().saturating_sub(n + 1)..];
-        if w.len() < 2 {
-            return init;
-        }
-        let t = t as u128;
-        let k = (w.len() - 1) as u128;
-        let mut prev = w[0].0 as u128;
-        let (mut weighted, mut sum) = (0u128, 0u128);
-        for (j, &(ts, d)) in w[1..].iter().enumerate() {
-            let this = (ts as u128).max(prev + 1);
-            weighted += (this - prev).min(6 * t) * (j as u128 + 1);
-            prev = this;
-            sum += d as u128;
-        }
-        (sum * t * (k + 1) / (2 * weighted)).clamp(1, u64::MAX as u128) as u64
     }
 
     /// Median time past of the chain's last 11 blocks.

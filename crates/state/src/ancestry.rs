@@ -3,7 +3,7 @@
 //!
 //! - [`ancestors`] reads the retarget window and median-time span behind a parent: at most
 //!   [`CONTEXT_SPAN`]` - 1` headers by parent links (60 block-meta lookups, each one redb B-tree
-//!   read of ~170 bytes), whatever the chain's length.
+//!   read of 178 bytes), whatever the chain's length.
 //! - [`check_header_in_context`] is what gossip validation and header-first sync call before they
 //!   relay, fetch or store anything: stateless rules, parent known and not invalid, then height,
 //!   expected difficulty and median time against the parent. Its outcomes separate what the
