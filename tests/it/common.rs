@@ -53,6 +53,8 @@ pub fn cli_ok(args: &[&str]) -> String {
 pub struct NodeProcess {
     pub child: Child,
     pub logs: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// Lines of stderr that are not JSON log lines (e.g. fault injection reports).
+    pub raw: Arc<Mutex<Vec<String>>>,
     pub data_dir: PathBuf,
     pub api: String,
     pub admin: String,
@@ -64,7 +66,15 @@ impl NodeProcess {
     /// `extra` flags (pass `--listen` for networking, or `--network false`), and waits until the
     /// API is up.
     pub fn start(data_dir: &Path, extra: &[&str]) -> NodeProcess {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// [`NodeProcess::start`] with extra environment variables for the process.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, String)]) -> NodeProcess {
         let mut cmd = Command::new(bin());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         cmd.arg("run")
             .arg("--data-dir")
             .arg(data_dir)
@@ -77,19 +87,24 @@ impl NodeProcess {
         let mut child = cmd.spawn().expect("spawn vision-node run");
         let stderr = child.stderr.take().expect("stderr");
         let logs: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
-        let sink = logs.clone();
+        let raw: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (sink, raw_sink) = (logs.clone(), raw.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 match serde_json::from_str(&line) {
                     Ok(v) => sink.lock().unwrap().push(v),
-                    Err(_) => eprintln!("node: {line}"),
+                    Err(_) => {
+                        eprintln!("node: {line}");
+                        raw_sink.lock().unwrap().push(line);
+                    }
                 }
             }
         });
         let mut node = NodeProcess {
             child,
             logs,
+            raw,
             data_dir: data_dir.to_path_buf(),
             api: String::new(),
             admin: String::new(),
@@ -121,6 +136,11 @@ impl NodeProcess {
             node.client().status().ok().filter(|s| !s.listen_addrs.is_empty())
         });
         node
+    }
+
+    /// The stderr lines so far that were not JSON log lines.
+    pub fn raw_lines(&self) -> Vec<String> {
+        self.raw.lock().unwrap().clone()
     }
 
     /// Our peer id.

@@ -7,6 +7,8 @@ mod bench_cli;
 mod common;
 #[cfg(feature = "fault-injection")]
 mod crash;
+#[cfg(feature = "fault-injection")]
+mod crash_store_errors;
 mod flood;
 mod inprocess;
 mod key_files;

@@ -24,6 +24,14 @@
 //! - `reorg.after_disconnect`: one block of the old branch disconnected, inside the transaction;
 //! - `reorg.after_connect`: one block of the new branch connected, inside the transaction;
 //! - `invalid.before_commit`: an invalid branch is being recorded as such.
+//!
+//! Besides aborting points, *I/O error points* ([`io_error`]) make an operation fail with a
+//! [`StoreError`] instead, as a disk error would, to prove that a storage failure is never taken
+//! for a consensus failure (issue #14, item 7). They are armed by the environment variable
+//! `VISION_FAULT_IO` (`name:count,...`: the first `count` hits of `name` fail) or, in-process, by
+//! [`arm_io_error`]. Points:
+//! - `connect.before_state_root`: a block was executed against the tip state, its state root not
+//!   yet compared (a read of the accounts table failing).
 
 /// A named fault point; aborts the process when the configured draw says so (feature
 /// `fault-injection` only).
@@ -36,6 +44,28 @@ pub fn point(name: &'static str) {
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
 pub fn point(_name: &'static str) {}
+
+/// A named I/O error point: returns a [`StoreError`] while the point is armed (feature
+/// `fault-injection` only; see the module docs).
+#[cfg(feature = "fault-injection")]
+pub fn io_error(name: &'static str) -> Result<(), crate::StoreError> {
+    imp::io_error(name)
+}
+
+/// A named I/O error point; without the `fault-injection` feature it never fails.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn io_error(_name: &'static str) -> Result<(), crate::StoreError> {
+    Ok(())
+}
+
+/// Arms the I/O error point `name` for its next `count` hits on the calling thread (`count` 0
+/// disarms it). Thread-local, so that tests running in parallel in one process do not consume each
+/// other's errors; an import runs its connect on the thread that called it.
+#[cfg(feature = "fault-injection")]
+pub fn arm_io_error(name: &str, count: u64) {
+    imp::arm_io_error(name, count)
+}
 
 #[cfg(feature = "fault-injection")]
 mod imp {
@@ -65,6 +95,57 @@ mod imp {
     fn draw(seed: u64, hit: u64) -> f64 {
         let z = vision_primitives::util::splitmix64(seed ^ hit.wrapping_mul(vision_primitives::util::SPLITMIX64_GAMMA));
         (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Armed I/O error points and how many more hits fail; read from `VISION_FAULT_IO` first.
+    fn armed() -> &'static parking_lot::Mutex<Vec<(String, u64)>> {
+        static ARMED: OnceLock<parking_lot::Mutex<Vec<(String, u64)>>> = OnceLock::new();
+        ARMED.get_or_init(|| {
+            let from_env = std::env::var("VISION_FAULT_IO")
+                .map(|v| {
+                    v.split(',')
+                        .filter_map(|item| {
+                            let (name, count) = item.trim().split_once(':')?;
+                            Some((name.to_string(), count.parse().ok()?))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            parking_lot::Mutex::new(from_env)
+        })
+    }
+
+    thread_local! {
+        static ARMED_HERE: std::cell::RefCell<Vec<(String, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    pub fn arm_io_error(name: &str, count: u64) {
+        ARMED_HERE.with_borrow_mut(|a| {
+            a.retain(|(n, _)| n != name);
+            if count > 0 {
+                a.push((name.to_string(), count));
+            }
+        });
+    }
+
+    /// Takes one hit of `name` from `list`; true if it was armed.
+    fn take(list: &mut [(String, u64)], name: &str) -> bool {
+        match list.iter_mut().find(|(n, c)| n == name && *c > 0) {
+            Some(entry) => {
+                entry.1 -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn io_error(name: &'static str) -> Result<(), crate::StoreError> {
+        let fire = ARMED_HERE.with_borrow_mut(|a| take(a, name)) || take(&mut armed().lock(), name);
+        if !fire {
+            return Ok(());
+        }
+        eprintln!("I/O error injected at {name}");
+        Err(crate::StoreError::Db(format!("injected I/O error at {name}")))
     }
 
     pub fn point(name: &'static str) {

@@ -42,6 +42,17 @@ pub enum ImportError {
 }
 
 impl ImportError {
+    /// True if the block itself breaks a consensus rule, so that it may be recorded as invalid for
+    /// good. False for our own storage failures and for local limits (a reorganisation deeper than
+    /// we follow), which say nothing about the block.
+    pub fn is_consensus_failure(&self) -> bool {
+        match self {
+            ImportError::Block(BlockError::ReorgTooDeep { .. }) => false,
+            ImportError::Block(_) => true,
+            ImportError::Store(_) => false,
+        }
+    }
+
     /// How the peer that sent the block is judged.
     pub fn peer_action(&self) -> Option<PeerAction> {
         match self {
@@ -308,6 +319,7 @@ impl Chain {
             ExecError::Tx { index, error } => ImportError::Block(BlockError::InvalidTransaction { index, error }),
             ExecError::Store(s) => ImportError::Store(s),
         })?;
+        crate::fault::io_error("connect.before_state_root")?;
         let lt = diff.apply_to(&w.lthash()?);
         let computed = lt.root();
         if computed != block.header.state_root {
@@ -376,9 +388,12 @@ impl Chain {
     }
 
     /// Records `bad` and its descendants `rest` as invalid in a fresh transaction (the failed one
-    /// was aborted) and returns the error.
+    /// was aborted) and returns the error, if and only if `e` is a broken consensus rule of `bad`.
+    /// A storage error (ours, not the block's: a full or failing disk) records nothing, so the
+    /// same block imports once the disk recovers; a reorganisation too deep to follow is a local
+    /// limit, not a verdict on the block either.
     fn fail(&self, bad: &Block, rest: &[Block], e: ImportError) -> Result<(ImportOutcome, ImportTimings), ImportError> {
-        if matches!(e, ImportError::Block(BlockError::ReorgTooDeep { .. })) {
+        if !e.is_consensus_failure() {
             return Err(e);
         }
         let mut all = vec![bad.clone()];
