@@ -107,6 +107,22 @@ mod tests {
         assert!(lwma_next(T, 7, &w) >= 1000 * 60 / 100, "{}", lwma_next(T, 7, &w));
     }
 
+    proptest::proptest! {
+        /// Any window, any target time, any initial difficulty: a difficulty in range, no panic.
+        #[test]
+        fn any_input_gives_a_difficulty_in_range(
+            t in proptest::prelude::any::<u64>(),
+            init in proptest::prelude::any::<u64>(),
+            window in proptest::collection::vec(proptest::prelude::any::<(u64, u64)>(), 0..80),
+        ) {
+            let d = lwma_next(t, init, &window);
+            proptest::prop_assert!(d >= 1);
+            if window.len() < 2 {
+                proptest::prop_assert_eq!(d, init.max(1));
+            }
+        }
+    }
+
     #[test]
     fn extremes_neither_panic_nor_leave_the_range() {
         let max = u64::MAX;
