@@ -36,7 +36,7 @@ use crate::common::{NodeProcess, dial, wait_for};
 /// Blocks of the honest chain.
 const CHAIN_LEN: u64 = 300;
 /// How long the fresh node may take to reach the honest tip once it dials the honest node.
-const SYNC_BOUND: Duration = Duration::from_secs(45);
+const SYNC_BOUND: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Lie {

@@ -39,7 +39,8 @@
 //! Sync, headers first ([`sync_client`]): every peer's [`Status`] is exchanged on connect and every
 //! [`STATUS_INTERVAL`]. A peer claiming more work than our tip is only a candidate: its canonical
 //! headers are fetched (`HeadersByRange`, `/vision/sync/2`) and checked (each follows the previous
-//! one, meets its difficulty) and their work summed before any body is asked for. A candidate whose
+//! one and meets its difficulty, which must be the one the retarget requires after its ancestors:
+//! [`chain_view`]) and their work summed before any body is asked for. A candidate whose
 //! headers do not connect, miss their work, prove less than it claimed or do not come within
 //! `HEADER_TIMEOUT` is charged and rotated out, and the next one is tried. Bodies of the proven
 //! chain come in batches of [`BATCH`] blocks, up to [`MAX_INFLIGHT`] requests at once, spread over
@@ -47,6 +48,7 @@
 //! transactions root) before it is queued for import, in order. A server that times out or sends a
 //! block that is not the proven one is charged and not asked again for that chain.
 
+pub mod chain_view;
 pub mod orphans;
 pub mod serve;
 pub mod sync_client;
@@ -1128,17 +1130,11 @@ impl Service {
             (Some(Pending::Headers { start }), Response::Headers(headers)) => {
                 let ours = self.our_status();
                 let outputs = match self.core.store().read() {
-                    Ok(r) => {
-                        // What we hold, and its work: the anchor of a header chain must be a
-                        // stored block that is not known invalid.
-                        let work_of = |h: &Hash| {
-                            r.block_meta(h)
-                                .ok()
-                                .flatten()
-                                .filter(|m| m.status != vision_state::BlockStatus::Invalid)
-                                .map(|m| m.total_work)
-                        };
-                        self.sync.on_headers(peer, start, headers, &ours, Instant::now(), work_of)
+                    Ok(read) => {
+                        // What we hold (the anchor of a header chain must be a stored block that
+                        // is not known invalid), and the header rules in context.
+                        let view = chain_view::StoreView { read, params: self.core.params(), now_ms: unix_ms() };
+                        self.sync.on_headers(peer, start, headers, &ours, Instant::now(), &view)
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read the store to check headers");

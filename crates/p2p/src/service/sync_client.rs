@@ -1,7 +1,7 @@
 //! The sync client, headers first: which peer to sync from, which headers and ranges to ask for
 //! and from whom, when a batch is ready for import, and whom to charge when a peer answers badly.
 //! A pure state machine in the style of the peer manager: no swarm, no store, no clock of its own
-//! (time is passed in, and what we know of the chain is a lookup the caller hands over).
+//! (time is passed in, and what we know of the chain is a [`ChainView`] the caller hands over).
 //!
 //! Inputs: statuses ([`SyncClient::on_status`]), peers leaving ([`SyncClient::on_peer_gone`]),
 //! header responses ([`SyncClient::on_headers`]) and failures ([`SyncClient::headers_failed`]),
@@ -17,9 +17,12 @@
 //!    (`HeadersByRange`, up to [`HEADER_BATCH`] at a time, one request in flight) from the height
 //!    after our tip, stepping back (64, 192, 448, ... blocks) until the first header's parent is a
 //!    block we hold, which anchors the chain. Every header must follow the previous one (height + 1,
-//!    parent hash) and its hash must meet its difficulty; the work of the chain is the anchor's
-//!    plus the sum of the difficulties. A header chain that does not connect, is out of order or
-//!    misses its proof of work, a peer that stops before its headers prove the work it claimed, and
+//!    parent hash) and its hash must meet its difficulty (checked here, cheaply), and then pass the
+//!    rules in context ([`ChainView::check_in_context`]): the difficulty the retarget requires after
+//!    its ancestors (stored or just fetched), a timestamp above their median. So the work of the
+//!    chain, the anchor's plus the sum of the difficulties, is work that had to be done. A header
+//!    chain that does not connect, is out of order, misses its proof of work or breaks a rule in
+//!    context, a peer that stops before its headers prove the work it claimed, and
 //!    a header request unanswered for [`HEADER_TIMEOUT`] all charge the peer and **rotate** it out:
 //!    it is not a candidate again for [`ROTATION_COOLDOWN`] (doubled at each further rotation, at
 //!    most [`MAX_ROTATION_COOLDOWN`]), and the next candidate is tried.
@@ -38,7 +41,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash as StdHash;
 use std::time::{Duration, Instant};
 
-use vision_primitives::consensus::{MIN_DIFFICULTY, meets_difficulty};
+use vision_primitives::consensus::{BlockError, CONTEXT_SPAN, MIN_DIFFICULTY, meets_difficulty};
 use vision_primitives::errors::PeerAction;
 use vision_primitives::types::{Block, BlockHeader, ENCODING_VERSION, Hash, tx_root};
 
@@ -64,6 +67,34 @@ pub const MAX_ROTATION_COOLDOWN: Duration = Duration::from_secs(600);
 pub const HEADER_LOOKBACK: u64 = 64;
 /// How often progress is logged while syncing.
 pub const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What the sync client needs to know of our chain; the network loop answers from the store.
+pub trait ChainView {
+    /// The total work of a block we hold that is not known invalid (`None`: unknown or invalid).
+    fn work_of(&self, hash: &Hash) -> Option<u128>;
+
+    /// Checks `headers` (a chain: each the parent of the next, proof of work already checked) in
+    /// context: height, the difficulty the retarget requires, median time past, the future limit.
+    /// `earlier` is the fetched chain before them, oldest first, ending with the first header's
+    /// parent, at most `CONTEXT_SPAN` headers (empty when that parent is a block we hold); older
+    /// ancestors are ours.
+    fn check_in_context(&self, earlier: &[BlockHeader], headers: &[BlockHeader]) -> Result<(), ContextFault>;
+}
+
+/// Why [`ChainView::check_in_context`] refused a header chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContextFault {
+    /// `headers[index]` breaks a rule in context.
+    Invalid {
+        /// Which header.
+        index: usize,
+        /// The rule (its `peer_action` says what the sender is charged; `None`, e.g. a timestamp
+        /// ahead of our clock, rotates the peer out uncharged).
+        error: BlockError,
+    },
+    /// Our own store could not be read: nobody's fault, ask again later.
+    Unavailable,
+}
 
 /// What the network loop must do for the sync client.
 #[derive(Debug, PartialEq)]
@@ -314,7 +345,7 @@ impl<P: Copy + Eq + Ord + StdHash + std::fmt::Display> SyncClient<P> {
     }
 
     /// `peer` answered the header request from `start` with `headers`. `ours` is our status,
-    /// `work_of` the total work of a block we hold that is not known invalid (None otherwise).
+    /// `chain` what we hold.
     pub fn on_headers(
         &mut self,
         peer: P,
@@ -322,7 +353,7 @@ impl<P: Copy + Eq + Ord + StdHash + std::fmt::Display> SyncClient<P> {
         headers: Vec<BlockHeader>,
         ours: &Status,
         now: Instant,
-        work_of: impl Fn(&Hash) -> Option<u128>,
+        chain: &impl ChainView,
     ) -> Vec<Output<P>> {
         let Some(t) = self.target.as_mut() else { return Vec::new() };
         let Some((asked, count, _)) = t.header_request else { return Vec::new() };
@@ -344,14 +375,14 @@ impl<P: Copy + Eq + Ord + StdHash + std::fmt::Display> SyncClient<P> {
                 // Nothing where it claimed a chain.
                 return self.charge_and_rotate(peer, PeerAction::MidTolerance, "unproven_work", now);
             };
-            match work_of(&first.parent) {
+            match chain.work_of(&first.parent) {
                 Some(work) => {
                     t.anchor = Some(Anchor { hash: first.parent, height: start - 1 });
                     t.proven = work;
                     // Headers we already hold (the search stepped back below the fork) move the
                     // anchor up.
                     while skip < headers.len()
-                        && let Some(w) = work_of(&hashes[skip])
+                        && let Some(w) = chain.work_of(&hashes[skip])
                     {
                         t.anchor = Some(Anchor { hash: hashes[skip], height: headers[skip].height });
                         t.proven = w;
@@ -373,6 +404,22 @@ impl<P: Copy + Eq + Ord + StdHash + std::fmt::Display> SyncClient<P> {
         }
         let room = MAX_SYNC_HEADERS - t.headers.len();
         let take = (headers.len() - skip).min(room);
+        // The expensive check last: each header against its ancestors.
+        let earlier = &t.headers[t.headers.len().saturating_sub(CONTEXT_SPAN)..];
+        match chain.check_in_context(earlier, &headers[skip..skip + take]) {
+            Ok(()) => {}
+            Err(ContextFault::Invalid { index, error }) => {
+                tracing::info!(%peer, height = headers[skip + index].height, %error, "sync: header breaks a rule in context");
+                return match error.peer_action() {
+                    Some(action) => self.charge_and_rotate(peer, action, "header_out_of_context", now),
+                    None => {
+                        self.rotate(now);
+                        Vec::new()
+                    }
+                };
+            }
+            Err(ContextFault::Unavailable) => return Vec::new(), // asked again at the next drive
+        }
         for (h, hash) in headers[skip..skip + take].iter().zip(&hashes[skip..skip + take]) {
             t.proven = t.proven.saturating_add(u128::from(h.difficulty));
             t.index.insert(*hash, h.height);
@@ -715,9 +762,39 @@ mod tests {
         c.iter().skip(start as usize).take(count as usize).cloned().collect()
     }
 
-    /// What we hold: the first `upto + 1` blocks of `c`, with their total work.
-    fn known(c: &[Block], upto: u64) -> HashMap<Hash, u128> {
-        c.iter().take(upto as usize + 1).enumerate().map(|(i, b)| (b.hash(), i as u128 + 1)).collect()
+    /// What we hold (the first `upto + 1` blocks of `c`, with their total work), and the rules in
+    /// context: every header passes unless `reject` names its height (then `WrongDifficulty`), or
+    /// the store is `unavailable`. Records the contexts it was asked about.
+    struct Known {
+        work: HashMap<Hash, u128>,
+        reject: Option<u64>,
+        unavailable: bool,
+        asked: std::cell::RefCell<Vec<(Vec<u64>, Vec<u64>)>>,
+    }
+
+    impl ChainView for Known {
+        fn work_of(&self, hash: &Hash) -> Option<u128> {
+            self.work.get(hash).copied()
+        }
+
+        fn check_in_context(&self, earlier: &[BlockHeader], headers: &[BlockHeader]) -> Result<(), ContextFault> {
+            let heights = |h: &[BlockHeader]| h.iter().map(|h| h.height).collect::<Vec<_>>();
+            self.asked.borrow_mut().push((heights(earlier), heights(headers)));
+            if self.unavailable {
+                return Err(ContextFault::Unavailable);
+            }
+            match headers.iter().position(|h| Some(h.height) == self.reject) {
+                Some(index) => {
+                    Err(ContextFault::Invalid { index, error: BlockError::WrongDifficulty { expected: 2, got: 1 } })
+                }
+                None => Ok(()),
+            }
+        }
+    }
+
+    fn known(c: &[Block], upto: u64) -> Known {
+        let work = c.iter().take(upto as usize + 1).enumerate().map(|(i, b)| (b.hash(), i as u128 + 1)).collect();
+        Known { work, reject: None, unavailable: false, asked: Default::default() }
     }
 
     fn header_requests(out: &[Output<u32>]) -> Vec<(u32, u64, u32)> {
@@ -759,10 +836,10 @@ mod tests {
         c: &[Block],
         ours: &Status,
         now: Instant,
-        k: &HashMap<Hash, u128>,
+        k: &Known,
     ) -> Vec<Output<u32>> {
         let (peer, start, count) = header_requests(out)[0];
-        s.on_headers(peer, start, headers(c, start, u64::from(count)), ours, now, |h| k.get(h).copied())
+        s.on_headers(peer, start, headers(c, start, u64::from(count)), ours, now, k)
     }
 
     #[test]
@@ -809,7 +886,7 @@ mod tests {
         assert!(!s.is_downloading_bodies(), "the claim is not proven yet");
         let out = s.drive(&ours, 0, now, |_| false);
         assert_eq!(header_requests(&out), vec![(9, 51, 1)]);
-        let out = s.on_headers(9, 51, vec![], &ours, now, |h| k.get(h).copied());
+        let out = s.on_headers(9, 51, vec![], &ours, now, &k);
         assert_eq!(penalties(&out), vec![(9, PeerAction::MidTolerance, "unproven_work")]);
         assert!(!s.is_syncing());
         // Rotated out: the honest peer is next, and bodies come from it alone.
@@ -837,7 +914,7 @@ mod tests {
         assert_eq!(header_requests(&out), vec![(1, 1, 10)], "the next candidate at once");
         // A late answer from the rotated peer is ignored.
         let k = known(&c, 0);
-        assert!(s.on_headers(9, 1, headers(&c, 1, 10), &ours, t0 + HEADER_TIMEOUT, |h| k.get(h).copied()).is_empty());
+        assert!(s.on_headers(9, 1, headers(&c, 1, 10), &ours, t0 + HEADER_TIMEOUT, &k).is_empty());
         assert_eq!(s.target_peer(), Some(1));
     }
 
@@ -889,7 +966,7 @@ mod tests {
         s.drive(&ours, 0, now, |_| false);
         let mut h = headers(&c, 1, 5);
         h[0].parent = Hash([7; 32]);
-        let out = s.on_headers(9, 1, h, &ours, now, |x| k.get(x).copied());
+        let out = s.on_headers(9, 1, h, &ours, now, &k);
         assert_eq!(penalties(&out), vec![(9, PeerAction::LowTolerance, "headers_do_not_connect")]);
         assert!(!s.is_syncing());
         // (2) Headers that break in the middle.
@@ -897,22 +974,22 @@ mod tests {
         s.drive(&ours, 0, now, |_| false);
         let mut h = headers(&c, 1, 10);
         h[5] = other[6].header;
-        let out = s.on_headers(8, 1, h, &ours, now, |x| k.get(x).copied());
+        let out = s.on_headers(8, 1, h, &ours, now, &k);
         assert_eq!(penalties(&out), vec![(8, PeerAction::LowTolerance, "headers_do_not_connect")]);
         // (3) Heights out of order.
         s.on_status(7, lie(&c));
         s.drive(&ours, 0, now, |_| false);
-        let out = s.on_headers(7, 1, headers(&c, 2, 3), &ours, now, |x| k.get(x).copied());
+        let out = s.on_headers(7, 1, headers(&c, 2, 3), &ours, now, &k);
         assert_eq!(penalties(&out), vec![(7, PeerAction::LowTolerance, "headers_out_of_order")]);
         // (4) A second batch that does not follow the first.
         s.on_status(6, Status { total_work: 10_000, ..status_of(&c, 100) });
         let out = s.drive(&ours, 0, now, |_| false);
         assert_eq!(header_requests(&out), vec![(6, 1, 100)]);
-        assert!(s.on_headers(6, 1, headers(&c, 1, 100), &ours, now, |x| k.get(x).copied()).is_empty());
+        assert!(s.on_headers(6, 1, headers(&c, 1, 100), &ours, now, &k).is_empty());
         let out = s.drive(&ours, 0, now, |_| false);
         assert_eq!(header_requests(&out), vec![(6, 101, 1)], "101 units of work proven, 10,000 claimed: more");
         let other = chain(101, 1);
-        let out = s.on_headers(6, 101, headers(&other, 101, 1), &ours, now, |x| k.get(x).copied());
+        let out = s.on_headers(6, 101, headers(&other, 101, 1), &ours, now, &k);
         assert_eq!(penalties(&out), vec![(6, PeerAction::LowTolerance, "headers_do_not_connect")]);
         assert!(!s.is_syncing());
     }
@@ -931,7 +1008,7 @@ mod tests {
         while meets_difficulty(&h[2].hash(), h[2].difficulty) {
             h[2].nonce += 1;
         }
-        let out = s.on_headers(9, 1, h, &ours, now, |x| k.get(x).copied());
+        let out = s.on_headers(9, 1, h, &ours, now, &k);
         assert_eq!(penalties(&out), vec![(9, PeerAction::Fatal, "header_without_work")]);
         assert!(!s.is_syncing());
     }
@@ -1107,5 +1184,82 @@ mod tests {
         assert!(!s.is_syncing());
         s.on_peer_gone(&1);
         assert!(s.drive(&status_of(&c, 5), 0, Instant::now(), |_| false).is_empty());
+    }
+
+    #[test]
+    fn headers_that_break_the_rules_in_context_are_charged_and_rotated() {
+        let c = chain(100, 0);
+        let mut s = SyncClient::<u32>::new();
+        let ours = status_of(&c, 0);
+        let mut k = known(&c, 0);
+        k.reject = Some(40); // e.g. a difficulty below what the retarget requires there
+        let now = Instant::now();
+        s.on_status(9, status_of(&c, 100));
+        s.on_status(1, status_of(&c, 100));
+        let out = s.drive(&ours, 0, now, |_| false);
+        let out = answer_headers(&mut s, &out, &c, &ours, now, &k);
+        assert_eq!(penalties(&out), vec![(1, PeerAction::Fatal, "header_out_of_context")]);
+        assert!(!s.is_syncing());
+        assert_eq!(s.headers_held(), 0, "nothing of that chain is kept");
+        // A rule that is not the sender's fault (a timestamp ahead of our clock) rotates it uncharged.
+        let mut k = known(&c, 0);
+        k.reject = Some(3);
+        let out = s.drive(&ours, 0, now, |_| false);
+        assert_eq!(header_requests(&out), vec![(9, 1, 100)]);
+        struct Future(Known);
+        impl ChainView for Future {
+            fn work_of(&self, hash: &Hash) -> Option<u128> {
+                self.0.work_of(hash)
+            }
+            fn check_in_context(&self, _: &[BlockHeader], _: &[BlockHeader]) -> Result<(), ContextFault> {
+                Err(ContextFault::Invalid {
+                    index: 0,
+                    error: BlockError::TimestampInFuture { timestamp_ms: 10_000, now_ms: 0 },
+                })
+            }
+        }
+        let out = s.on_headers(9, 1, headers(&c, 1, 100), &ours, now, &Future(k));
+        assert!(penalties(&out).is_empty());
+        assert!(!s.is_syncing());
+    }
+
+    #[test]
+    fn the_context_of_each_header_batch_is_the_tail_of_the_verified_chain() {
+        let c = chain(300, 0);
+        let mut s = SyncClient::<u32>::new();
+        let ours = status_of(&c, 0);
+        let k = known(&c, 0);
+        let now = Instant::now();
+        s.on_status(1, Status { total_work: 10_000, ..status_of(&c, 100) });
+        assert_eq!(header_requests(&s.drive(&ours, 0, now, |_| false)), vec![(1, 1, 100)]);
+        assert!(s.on_headers(1, 1, headers(&c, 1, 100), &ours, now, &k).is_empty());
+        // The peer's chain grew meanwhile (its claim too): the rest is asked for.
+        s.on_status(1, Status { total_work: 20_000, ..status_of(&c, 300) });
+        assert_eq!(header_requests(&s.drive(&ours, 0, now, |_| false)), vec![(1, 101, 200)]);
+        assert!(s.on_headers(1, 101, headers(&c, 101, 200), &ours, now, &k).is_empty());
+        let asked = k.asked.borrow();
+        assert_eq!(asked[0].0, Vec::<u64>::new(), "the first batch's parent is stored: no fetched context");
+        assert_eq!(asked[0].1, (1..=100).collect::<Vec<_>>());
+        assert_eq!(
+            asked[1].0,
+            ((101 - CONTEXT_SPAN as u64)..=100).collect::<Vec<_>>(),
+            "the last CONTEXT_SPAN headers"
+        );
+        assert_eq!(asked[1].1, (101..=300).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_unreadable_store_asks_the_headers_again_without_charging() {
+        let c = chain(10, 0);
+        let mut s = SyncClient::<u32>::new();
+        let ours = status_of(&c, 0);
+        let mut k = known(&c, 0);
+        k.unavailable = true;
+        let now = Instant::now();
+        s.on_status(1, status_of(&c, 10));
+        let out = s.drive(&ours, 0, now, |_| false);
+        assert!(answer_headers(&mut s, &out, &c, &ours, now, &k).is_empty());
+        assert!(s.is_syncing());
+        assert_eq!(header_requests(&s.drive(&ours, 0, now, |_| false)), vec![(1, 1, 10)], "asked again");
     }
 }
