@@ -11,7 +11,13 @@
 //! - (a) `silent`: never answers a block or header request (each request stays open until the
 //!   requester gives up);
 //! - (b) `broken`: answers at once, with blocks and headers that do not connect (random parents)
-//!   and headers whose hash misses the difficulty they claim.
+//!   and headers whose hash misses the difficulty they claim;
+//! - (c) `cheap`: serves a chain of its own on our genesis, 3,000 headers (and their empty blocks)
+//!   that connect and meet their own difficulty of 1 but are stamped 1 ms apart, where the retarget
+//!   requires more; its status claims exactly the work those headers add up to (3,001), ten times
+//!   the honest chain's. Checked only link by link and against their own difficulty, the headers
+//!   prove that work, and the blocks would be downloaded and fail at import; checked in context,
+//!   they are refused before any block is asked for (the liar counts the range requests it gets).
 //!
 //! In both cases `fresh` must reach the honest tip within [`SYNC_BOUND`] of dialing `honest`, and
 //! the liar must be charged: banned (`GET /admin/bans`) or its score below zero in `/v1/peers`.
@@ -23,7 +29,7 @@ use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, identity, request_response};
 use vision_node::chain::consensus::meets_difficulty;
-use vision_node::chain::types::{Address, Block, BlockHeader, Hash};
+use vision_node::chain::types::{Address, Block, BlockHeader, Hash, tx_root};
 use vision_node::node::{BlockSource, Node, NodeConfig};
 use vision_node::p2p::behaviour::{BehaviourEvent, build_swarm};
 use vision_node::p2p::gossip::Topics;
@@ -44,6 +50,30 @@ enum Lie {
     Silent,
     /// Answers with ranges and headers that do not connect or miss their proof of work.
     Broken,
+    /// Serves a connected chain of cheap headers that break the retarget (see the module docs).
+    Cheap,
+}
+
+/// Headers of the cheap chain.
+const CHEAP_LEN: u64 = 3_000;
+
+/// The cheap chain: blocks 1..=CHEAP_LEN on `genesis`, difficulty 1, 1 ms apart, no transactions.
+fn cheap_chain(genesis: &Block) -> Vec<Block> {
+    let mut out: Vec<Block> = Vec::with_capacity(CHEAP_LEN as usize);
+    let mut prev = genesis.header;
+    for height in 1..=CHEAP_LEN {
+        let mut h = prev;
+        h.height = height;
+        h.parent = prev.hash();
+        h.timestamp_ms = genesis.header.timestamp_ms + height;
+        h.difficulty = 1;
+        h.miner = Address([0xcc; 32]);
+        h.tx_root = tx_root(&[]);
+        h.nonce = 0;
+        out.push(Block { header: h, transactions: vec![] });
+        prev = h;
+    }
+    out
 }
 
 /// The liar's status: far more work than anyone, at a height nobody has.
@@ -67,9 +97,21 @@ fn fake_header(template: &BlockHeader, height: u64, salt: u64, bad_pow: bool) ->
 }
 
 /// The liar's answer to a request other than a status (None: keep it unanswered).
-fn lie(kind: Lie, request: &Request, template: &Block, salt: u64) -> Option<Response> {
+fn lie(kind: Lie, request: &Request, template: &Block, cheap: &[Block], salt: u64) -> Option<Response> {
     if kind == Lie::Silent {
         return None;
+    }
+    if kind == Lie::Cheap {
+        let range = |start: u64, count: u32| {
+            cheap.iter().skip(start.saturating_sub(1) as usize).take(if start == 0 { 0 } else { count as usize })
+        };
+        return Some(match request {
+            Request::HeadersByRange { start, count } => {
+                Response::Headers(range(*start, *count).map(|b| b.header).collect())
+            }
+            Request::BlocksByRange { start, count } => Response::Blocks(range(*start, *count).cloned().collect()),
+            _ => Response::Blocks(Vec::new()),
+        });
     }
     let fake_block =
         |height: u64| Block { header: fake_header(&template.header, height, salt, false), transactions: vec![] };
@@ -101,6 +143,8 @@ fn answer_headers(request: &Request, template: &Block, salt: u64) -> Option<Resp
 struct LiarLog {
     connected: bool,
     requests: u64,
+    /// `BlocksByRange` requests among them.
+    ranges: u64,
     listen: Option<Multiaddr>,
 }
 
@@ -108,7 +152,9 @@ struct LiarLog {
 fn spawn_liar(
     rt: &tokio::runtime::Runtime,
     genesis: Hash,
+    status: Status,
     template: Block,
+    cheap: Vec<Block>,
     kind: Lie,
 ) -> (PeerId, Arc<Mutex<LiarLog>>) {
     let _enter = rt.enter();
@@ -137,10 +183,12 @@ fn spawn_liar(
                 })) => {
                     salt += 1;
                     let response = match &request {
-                        Request::Status(_) => Some(Response::Status(lying_status(genesis))),
+                        Request::Status(_) => Some(Response::Status(status)),
                         other => {
-                            seen.lock().unwrap().requests += 1;
-                            lie(kind, other, &template, salt)
+                            let mut seen = seen.lock().unwrap();
+                            seen.requests += 1;
+                            seen.ranges += u64::from(matches!(other, Request::BlocksByRange { .. }));
+                            lie(kind, other, &template, &cheap, salt)
                         }
                     };
                     match response {
@@ -196,7 +244,18 @@ fn run(kind: Lie) {
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let genesis_hash = genesis.hash();
-    let (liar, log) = spawn_liar(&rt, genesis_hash, template, kind);
+    let cheap = cheap_chain(&genesis.block());
+    let status = match kind {
+        // Exactly the work its headers add up to: genesis (1) and 3,000 blocks of difficulty 1.
+        Lie::Cheap => Status {
+            genesis: genesis_hash,
+            tip: cheap.last().unwrap().hash(),
+            height: CHEAP_LEN,
+            total_work: u128::from(CHEAP_LEN) + 1,
+        },
+        _ => lying_status(genesis_hash),
+    };
+    let (liar, log) = spawn_liar(&rt, genesis_hash, status, template, cheap, kind);
     let liar_addr = wait_for("the liar to listen", Duration::from_secs(10), || log.lock().unwrap().listen.clone());
     let liar_addr = format!("{liar_addr}/p2p/{liar}");
     let mut fresh_flags = flags.to_vec();
@@ -216,11 +275,30 @@ fn run(kind: Lie) {
     let took = start.elapsed();
     let how =
         wait_for(&format!("{kind:?}: the liar to be charged"), Duration::from_secs(30), || charged(&fresh, &liar));
+    let (requests, ranges) = {
+        let log = log.lock().unwrap();
+        (log.requests, log.ranges)
+    };
     eprintln!(
-        "sync_attack {kind:?}: fresh node reached height {CHAIN_LEN} in {:.1} s; liar {how} after {} requests",
+        "sync_attack {kind:?}: fresh node reached height {CHAIN_LEN} in {:.1} s; liar {how} after {requests} requests \
+         ({ranges} for blocks)",
         took.as_secs_f64(),
-        log.lock().unwrap().requests
     );
+    if kind == Lie::Cheap {
+        // Refused on its headers: banned for them, and no block of that chain was ever asked for.
+        let reason = wait_for("the liar's ban in the log", Duration::from_secs(10), || ban_reason(&fresh, &liar));
+        assert_eq!(reason, "header_out_of_context");
+        assert_eq!(ranges, 0, "blocks were asked of a chain whose headers break the retarget");
+    }
+}
+
+/// The reason `node` logged when it banned `peer`.
+fn ban_reason(node: &NodeProcess, peer: &PeerId) -> Option<String> {
+    let id = peer.to_string();
+    let logs = node.logs.lock().unwrap();
+    logs.iter()
+        .find(|v| v["fields"]["message"] == "peer banned" && v["fields"]["peer"] == id.as_str())
+        .and_then(|v| v["fields"]["reason"].as_str().map(str::to_string))
 }
 
 #[test]
@@ -231,4 +309,9 @@ fn a_silent_liar_claiming_maximal_work_does_not_stall_sync() {
 #[test]
 fn a_liar_serving_ranges_that_do_not_connect_does_not_stall_sync() {
     run(Lie::Broken);
+}
+
+#[test]
+fn a_liar_serving_cheap_headers_that_break_the_retarget_is_refused_before_any_block() {
+    run(Lie::Cheap);
 }
