@@ -15,7 +15,8 @@ use futures::io::Cursor;
 use libfuzzer_sys::fuzz_target;
 use libp2p::request_response::Codec as _;
 use vision_node::p2p::sync::{
-    MAX_BLOCKS_PER_REQUEST, MAX_ERROR_MESSAGE, MAX_HEADERS_PER_REQUEST, MAX_RESPONSE_BYTES, NodeCodec, PROTOCOL, Response, read_frame,
+    MAX_BLOCKS_PER_REQUEST, MAX_ERROR_MESSAGE, MAX_HEADERS_PER_REQUEST, MAX_RESPONSE_BYTES, NodeCodec, PROTOCOL,
+    PROTOCOL_V2, Response, read_frame,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -45,19 +46,22 @@ fuzz_target!(|data: &[u8]| {
         },
     }
     // The codec: frame, then payload decode.
-    match block_on(NodeCodec.read_response(&PROTOCOL, &mut Cursor::new(data))) {
-        Ok(res) => {
-            let len = declared.expect("a response was read from fewer than 4 bytes");
-            let frame = &data[..4 + len];
-            assert_eq!(Response::decode(&frame[4..]).as_ref(), Ok(&res));
-            let mut out = Cursor::new(Vec::new());
-            block_on(NodeCodec.write_response(&PROTOCOL, &mut out, res)).expect("writing to memory");
-            assert_eq!(out.into_inner(), frame, "re-written frame differs");
+    // On both protocol versions: the header messages exist only on the second.
+    for protocol in [PROTOCOL, PROTOCOL_V2] {
+        match block_on(NodeCodec.read_response(&protocol, &mut Cursor::new(data))) {
+            Ok(res) => {
+                let len = declared.expect("a response was read from fewer than 4 bytes");
+                let frame = &data[..4 + len];
+                assert_eq!(Response::decode_on(&protocol, &frame[4..]).as_ref(), Ok(&res));
+                let mut out = Cursor::new(Vec::new());
+                block_on(NodeCodec.write_response(&protocol, &mut out, res)).expect("writing to memory");
+                assert_eq!(out.into_inner(), frame, "re-written frame differs");
+            }
+            Err(e) if e.kind() == ErrorKind::InvalidData => {
+                let len = declared.expect("a frame was refused from fewer than 4 bytes");
+                assert!(len > MAX_RESPONSE_BYTES || Response::decode_on(&protocol, &data[4..4 + len]).is_err());
+            }
+            Err(e) => assert_eq!(e.kind(), ErrorKind::UnexpectedEof, "unexpected I/O error {e}"),
         }
-        Err(e) if e.kind() == ErrorKind::InvalidData => {
-            let len = declared.expect("a frame was refused from fewer than 4 bytes");
-            assert!(len > MAX_RESPONSE_BYTES || Response::decode(&data[4..4 + len]).is_err());
-        }
-        Err(e) => assert_eq!(e.kind(), ErrorKind::UnexpectedEof, "unexpected I/O error {e}"),
     }
 });
