@@ -48,14 +48,14 @@ pub fn point(_name: &'static str) {}
 /// A named I/O error point: returns a [`StoreError`] while the point is armed (feature
 /// `fault-injection` only; see the module docs).
 #[cfg(feature = "fault-injection")]
-pub fn io_error(name: &'static str) -> Result<(), crate::StoreError> {
+pub fn io_error(name: &'static str) -> Result<(), crate::error::StoreError> {
     imp::io_error(name)
 }
 
 /// A named I/O error point; without the `fault-injection` feature it never fails.
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
-pub fn io_error(_name: &'static str) -> Result<(), crate::StoreError> {
+pub fn io_error(_name: &'static str) -> Result<(), crate::error::StoreError> {
     Ok(())
 }
 
@@ -139,13 +139,13 @@ mod imp {
         }
     }
 
-    pub fn io_error(name: &'static str) -> Result<(), crate::StoreError> {
+    pub fn io_error(name: &'static str) -> Result<(), crate::error::StoreError> {
         let fire = ARMED_HERE.with_borrow_mut(|a| take(a, name)) || take(&mut armed().lock(), name);
         if !fire {
             return Ok(());
         }
         eprintln!("I/O error injected at {name}");
-        Err(crate::StoreError::Db(format!("injected I/O error at {name}")))
+        Err(crate::error::StoreError::Db(format!("injected I/O error at {name}")))
     }
 
     pub fn point(name: &'static str) {

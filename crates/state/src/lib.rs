@@ -20,10 +20,12 @@
 
 pub mod ancestry;
 pub mod check;
+pub mod error;
 pub mod fault;
 pub mod import;
 pub mod schema;
 
+pub use error::StoreError;
 pub use import::{Chain, ImportError, ImportOutcome, Tip};
 pub use vision_primitives::lthash;
 
@@ -39,54 +41,6 @@ use vision_primitives::encoding::{Reader, Writer};
 use vision_primitives::genesis::Genesis;
 use vision_primitives::lthash::LtHash;
 use vision_primitives::types::{Address, Block, BlockHeader, HEADER_LEN, Hash, Transaction};
-
-/// A storage failure. None of these is a peer's fault.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum StoreError {
-    /// redb reported an error.
-    #[error("database error: {0}")]
-    Db(String),
-    /// The database belongs to another network.
-    #[error(
-        "the data directory holds chain {stored}, but the genesis in use is {configured}; use another --data-dir or the matching --genesis"
-    )]
-    GenesisMismatch {
-        /// Genesis hash in the database.
-        stored: Hash,
-        /// Genesis hash configured.
-        configured: Hash,
-    },
-    /// Stored bytes do not decode: the database is damaged.
-    #[error("database is corrupt: {0}; restore from a backup or resync into an empty --data-dir")]
-    Corrupt(String),
-    /// The schema is from another version of the node.
-    #[error("database schema version {found} is not supported (this node uses {SCHEMA_VERSION})")]
-    Schema {
-        /// Version found.
-        found: u32,
-    },
-    /// Another process holds the database.
-    #[error("the database is in use by another process (is a node already running on this --data-dir?)")]
-    Locked,
-}
-
-macro_rules! db_err {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self { StoreError::Db(e.to_string()) }
-        }
-    )*};
-}
-db_err!(redb::StorageError, redb::TableError, redb::TransactionError, redb::CommitError);
-
-impl From<redb::DatabaseError> for StoreError {
-    fn from(e: redb::DatabaseError) -> Self {
-        match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
-            other => StoreError::Db(other.to_string()),
-        }
-    }
-}
 
 /// An account's state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
