@@ -346,7 +346,7 @@ pub(crate) mod measure {
             let want = match stamp {
                 Stamp::Latest => hi,
                 Stamp::Zigzag => {
-                    if i % 2 == 0 {
+                    if i.is_multiple_of(2) {
                         hi
                     } else {
                         lo
