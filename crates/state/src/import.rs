@@ -18,6 +18,7 @@ use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 
 use crate::ancestry::{ancestors, child_rules};
+use crate::invalid::{InvalidSet, MAX_INVALID_DESCENDANTS};
 use crate::{BlockMeta, BlockStatus, ExecError, ReadView, StateDiff, Store, StoreError, WriteView};
 use vision_primitives::consensus::{
     BlockError, ChainParams, HeaderContext, check_body, check_header_context, check_header_stateless, now_ms,
@@ -60,6 +61,26 @@ impl ImportError {
             ImportError::Store(_) => None,
         }
     }
+}
+
+/// What [`Chain::reconsider`] cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconsidered {
+    /// Stored blocks forgotten: the block, its invalid ancestors and the stored blocks below them.
+    pub forgotten: usize,
+    /// Descendants of them remembered only by hash, forgotten.
+    pub invalid_descendants_cleared: usize,
+}
+
+/// A block could not be reconsidered.
+#[derive(Debug, Error)]
+pub enum ReconsiderError {
+    /// Neither stored as invalid nor remembered as a descendant of an invalid block.
+    #[error("block {0} is not known invalid; nothing to reconsider")]
+    NotInvalid(Hash),
+    /// Our own storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The canonical tip, as cached in memory.
@@ -122,6 +143,8 @@ pub struct Chain {
     max_reorg_depth: u64,
     writer: Mutex<()>,
     tip: RwLock<Tip>,
+    /// Descendants of invalid blocks, as hashes ([`crate::invalid`]).
+    invalid: Mutex<InvalidSet>,
 }
 
 impl std::fmt::Debug for Chain {
@@ -148,6 +171,7 @@ impl Chain {
             max_reorg_depth,
             writer: Mutex::new(()),
             tip: RwLock::new(tip),
+            invalid: Mutex::new(InvalidSet::new(MAX_INVALID_DESCENDANTS)),
         })
     }
 
@@ -231,6 +255,9 @@ impl Chain {
         let mut timings = ImportTimings::default();
         let hash = block.hash();
         // Known blocks cost one lookup, before any verification.
+        if self.invalid.lock().contains(&hash) {
+            return Err(BlockError::KnownInvalid(hash).into());
+        }
         if let Some(meta) = self.store.read()?.block_meta(&hash)? {
             return match meta.status {
                 BlockStatus::Invalid => Err(BlockError::KnownInvalid(hash).into()),
@@ -238,6 +265,16 @@ impl Chain {
             };
         }
         check_header_stateless(&self.params, &block.header, now_ms())?;
+        // A child of a known invalid block is remembered by its hash (after its proof of work, so
+        // that the set holds only blocks that cost their maker something) and refused before its
+        // body is verified; nothing of it is written.
+        let parent = block.header.parent;
+        if self.invalid.lock().contains(&parent)
+            || self.store.read()?.block_meta(&parent)?.is_some_and(|m| m.status == BlockStatus::Invalid)
+        {
+            self.invalid.lock().insert(hash, parent);
+            return Err(BlockError::KnownInvalid(parent).into());
+        }
         // A block this far below the tip forks off deeper than any reorganisation we follow, so
         // it can never become canonical: refuse it before verifying or storing anything. This
         // bounds what a flood of cheap side-chain blocks can make us store to branches off the last
@@ -264,10 +301,13 @@ impl Chain {
                 _ => Ok((ImportOutcome::AlreadyKnown, timings)),
             };
         }
+        if self.invalid.lock().contains(&block.header.parent) {
+            self.invalid.lock().insert(hash, block.header.parent);
+            return Err(BlockError::KnownInvalid(block.header.parent).into());
+        }
         let parent = w.block_meta(&block.header.parent)?.ok_or(BlockError::UnknownParent(block.header.parent))?;
         if parent.status == BlockStatus::Invalid {
-            drop(w);
-            self.mark_invalid(std::slice::from_ref(block))?;
+            self.invalid.lock().insert(hash, block.header.parent);
             return Err(BlockError::KnownInvalid(block.header.parent).into());
         }
         let earlier = ancestors(&w, &parent.header)?;
@@ -402,18 +442,106 @@ impl Chain {
         Err(e)
     }
 
+    /// Records `blocks` (a block that broke a rule, then its stored descendants) as invalid: each
+    /// keeps (or gets) its header with status `Invalid`, and loses its body. The header stays so
+    /// that children and side branches hanging below are refused by one lookup, and because it was
+    /// paid for: a block reaches here only after its proof of work and header context passed.
     fn mark_invalid(&self, blocks: &[Block]) -> Result<(), StoreError> {
         let w = self.store.write()?;
         for b in blocks {
             let hash = b.hash();
             if w.block_meta(&hash)?.is_none() {
-                w.put_block(b, &BlockMeta { header: b.header, total_work: 0, status: BlockStatus::Invalid })?;
+                w.put_meta(&hash, &BlockMeta { header: b.header, total_work: 0, status: BlockStatus::Invalid })?;
             } else {
                 w.set_status(&hash, BlockStatus::Invalid)?;
             }
+            w.remove_body(&hash)?;
         }
         crate::fault::point("invalid.before_commit");
         w.commit()
+    }
+
+    /// True if `hash` is known invalid: stored with status `Invalid`, or remembered as a
+    /// descendant of an invalid block ([`crate::invalid`]).
+    pub fn is_known_invalid(&self, hash: &Hash) -> Result<bool, StoreError> {
+        if self.invalid.lock().contains(hash) {
+            return Ok(true);
+        }
+        Ok(self.store.read()?.block_meta(hash)?.is_some_and(|m| m.status == BlockStatus::Invalid))
+    }
+
+    /// Descendants of invalid blocks remembered (for `bounds`).
+    pub fn invalid_descendants_len(&self) -> usize {
+        self.invalid.lock().len()
+    }
+
+    /// Undoes the verdict on a block known invalid, like Bitcoin Core's `reconsiderblock`: the
+    /// block, its invalid ancestors (the reason it would be refused again) and every block stored
+    /// or remembered below them are forgotten, so that each is judged again from scratch when a
+    /// peer (or sync) delivers it again. Bodies of invalid blocks are not kept, so nothing is
+    /// re-imported from the store; forgetting is enough for fork choice to re-evaluate the branch
+    /// once it comes back. Canonical blocks are never touched. Costs one scan of the stored
+    /// headers above the oldest cleared block (an operator action, not a peer's).
+    pub fn reconsider(&self, hash: &Hash) -> Result<Reconsidered, ReconsiderError> {
+        let _writer = self.writer.lock();
+        let w = self.store.write()?;
+        let mut roots = Vec::new();
+        // A remembered descendant: climb the remembered hashes to the stored block they hang from.
+        let (top, remembered) = {
+            let set = self.invalid.lock();
+            let mut top = *hash;
+            while let Some(p) = set.parent_of(&top).filter(|p| set.contains(p)) {
+                top = p;
+            }
+            (top, set.contains(hash))
+        };
+        let mut cur = if remembered { self.invalid.lock().parent_of(&top).unwrap_or(top) } else { *hash };
+        let mut meta = match w.block_meta(&cur)? {
+            Some(m) if m.status == BlockStatus::Invalid => m,
+            _ if remembered => {
+                let cleared = self.invalid.lock().remove_descendants(&[top]);
+                return Ok(Reconsidered { forgotten: 0, invalid_descendants_cleared: cleared });
+            }
+            _ => return Err(ReconsiderError::NotInvalid(*hash)),
+        };
+        // Walk up through invalid ancestors: the highest one is the root of what is forgotten.
+        while meta.status == BlockStatus::Invalid {
+            roots.push(cur);
+            let parent = meta.header.parent;
+            match w.block_meta(&parent)? {
+                Some(m) if m.status == BlockStatus::Invalid => {
+                    cur = parent;
+                    meta = m;
+                }
+                _ => break,
+            }
+        }
+        let lowest = meta.header.height;
+        // Every stored block below the roots (any status: a side block may hang below an invalid one).
+        let mut doomed: std::collections::HashSet<Hash> = roots.iter().copied().collect();
+        let mut above: Vec<(u64, Hash, Hash)> =
+            w.block_parents_above(lowest)?.into_iter().map(|(h, height, parent)| (height, h, parent)).collect();
+        above.sort_unstable();
+        for (_, h, parent) in above {
+            if doomed.contains(&parent) {
+                doomed.insert(h);
+            }
+        }
+        let mut forgotten = 0;
+        for h in &doomed {
+            let Some(m) = w.block_meta(h)? else { continue };
+            if w.canonical_hash(m.header.height)? == Some(*h) {
+                return Err(StoreError::Corrupt(format!("block {h} is canonical and below an invalid block")).into());
+            }
+            w.remove_block(h)?;
+            forgotten += 1;
+        }
+        w.commit()?;
+        let mut all: Vec<Hash> = doomed.into_iter().collect();
+        all.push(top);
+        let cleared = self.invalid.lock().remove_descendants(&all);
+        tracing::warn!(block = %hash, forgotten, invalid_descendants_cleared = cleared, "reconsidered: invalid verdicts cleared; the blocks are judged again when delivered again");
+        Ok(Reconsidered { forgotten, invalid_descendants_cleared: cleared })
     }
 
     /// Difficulty and minimum timestamp (median time + 1) required of a child of the tip in the

@@ -23,10 +23,12 @@ pub mod check;
 pub mod error;
 pub mod fault;
 pub mod import;
+pub mod invalid;
 pub mod schema;
 
 pub use error::StoreError;
-pub use import::{Chain, ImportError, ImportOutcome, Tip};
+pub use import::{Chain, ImportError, ImportOutcome, ReconsiderError, Reconsidered, Tip};
+pub use invalid::INVALID_DESCENDANTS;
 pub use vision_primitives::lthash;
 
 use std::collections::BTreeMap;
@@ -542,11 +544,31 @@ macro_rules! read_methods {
             Ok(Some(txs))
         }
 
-        /// A whole stored block.
+        /// A whole stored block. `None` for a block stored as invalid: its body is not kept.
         pub fn block(&self, hash: &Hash) -> Result<Option<Block>, StoreError> {
             let Some(meta) = self.block_meta(hash)? else { return Ok(None) };
-            let transactions = self.body(hash)?.ok_or_else(|| StoreError::Corrupt(format!("no body for {hash}")))?;
+            let Some(transactions) = self.body(hash)? else {
+                if meta.status == BlockStatus::Invalid {
+                    return Ok(None);
+                }
+                return Err(StoreError::Corrupt(format!("no body for {hash}")));
+            };
             Ok(Some(Block { header: meta.header, transactions }))
+        }
+
+        /// (hash, height, parent) of every stored block above `height` (a full scan of the
+        /// headers: for operator actions only).
+        pub fn block_parents_above(&self, height: u64) -> Result<Vec<(Hash, u64, Hash)>, StoreError> {
+            let t = self.txn.open_table(BLOCKS)?;
+            let mut out = Vec::new();
+            for item in t.iter()? {
+                let (k, v) = item?;
+                let m = BlockMeta::decode(v.value())?;
+                if m.header.height > height {
+                    out.push((Hash(*k.value()), m.header.height, m.header.parent));
+                }
+            }
+            Ok(out)
         }
 
         /// Hash of the canonical block at `height`.
@@ -656,6 +678,26 @@ impl WriteView {
         let mut w = Writer::default();
         Block::write_body(&block.transactions, &mut w);
         self.txn.open_table(BODIES)?.insert(&hash.0, w.finish().as_slice())?;
+        Ok(())
+    }
+
+    /// Stores a block's header, work and status without a body (a block found invalid).
+    pub fn put_meta(&self, hash: &Hash, meta: &BlockMeta) -> Result<(), StoreError> {
+        self.txn.open_table(BLOCKS)?.insert(&hash.0, meta.encode().as_slice())?;
+        Ok(())
+    }
+
+    /// Drops a stored block's body, keeping its header.
+    pub fn remove_body(&self, hash: &Hash) -> Result<(), StoreError> {
+        self.txn.open_table(BODIES)?.remove(&hash.0)?;
+        Ok(())
+    }
+
+    /// Forgets a stored block (header and body). The caller keeps the invariants: never a
+    /// canonical block, never a block with stored children left behind.
+    pub fn remove_block(&self, hash: &Hash) -> Result<(), StoreError> {
+        self.txn.open_table(BLOCKS)?.remove(&hash.0)?;
+        self.txn.open_table(BODIES)?.remove(&hash.0)?;
         Ok(())
     }
 

@@ -23,6 +23,10 @@
 //!   allocations; `root(meta.lthash) == header(tip).state_root`.
 //! - `undo[h]` exists for every canonical block `h` above genesis and reverts exactly that block.
 //! - `tx-index` and `account-txs` list exactly the transactions of canonical blocks.
+//! - `bodies` has an entry for every block in `blocks` except those with status `Invalid`, whose
+//!   bodies are dropped when they are found invalid (descendants of invalid blocks that were never
+//!   stored are remembered only in memory: `invalid`).
+//! - Every block in `blocks` but genesis has its parent in `blocks`.
 
 use redb::TableDefinition;
 
