@@ -39,8 +39,8 @@ pub const CORE_EVENTS: crate::bounds::Resource =
 pub fn all_resources() -> Vec<crate::bounds::Resource> {
     use crate::p2p::{peer_manager as pm, service as svc};
     let mut rs = crate::mempool::RESOURCES.to_vec();
-    rs.extend([crate::verify::SIG_CACHE, CORE_EVENTS]);
-    rs.extend([svc::BLOCK_JOBS, svc::TX_JOBS, svc::RESULTS, svc::ORPHANS, svc::TX_OUTBOX]);
+    rs.extend([crate::verify::SIG_CACHE, CORE_EVENTS, crate::state::INVALID_DESCENDANTS]);
+    rs.extend([svc::BLOCK_JOBS, svc::TX_JOBS, svc::RESULTS, svc::ORPHANS, svc::ORPHAN_BYTES, svc::TX_OUTBOX]);
     rs.extend([svc::SYNC_SERVING, svc::SYNC_UNSENT_BYTES, svc::SYNC_INFLIGHT, svc::SYNC_HEADERS, crate::p2p::COMMANDS]);
     rs.extend([pm::PEERS, pm::BANS, pm::RETAINED_SCORES, crate::state::STORED_PEERS, crate::api::ws::WS_CLIENTS]);
     rs
@@ -163,6 +163,7 @@ impl Core {
         self.bounds.record_with_peak(crate::mempool::MEMPOOL_BYTES, stats.bytes, stats.peak_bytes);
         self.bounds.record(crate::verify::SIG_CACHE, self.chain.sig_cache_len());
         self.bounds.record(CORE_EVENTS, self.events.len());
+        self.bounds.record(crate::state::INVALID_DESCENDANTS, self.chain.invalid_descendants_len());
     }
 
     /// Subscribes to events.

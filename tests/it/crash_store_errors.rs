@@ -46,8 +46,9 @@ fn crash_store_error_in_connect_leaves_the_block_importable() {
     let y = core(&genesis, dirs[1].path());
 
     // Plain extension: the error fails the import and leaves no trace of the block.
-    let b1 = next_block(x.chain(), vec![transfer(&keys[0], Address([1; 32]), 5, 1_000, 0, TEST_CHAIN_ID)], Address([7; 32]))
-        .unwrap();
+    let b1 =
+        next_block(x.chain(), vec![transfer(&keys[0], Address([1; 32]), 5, 1_000, 0, TEST_CHAIN_ID)], Address([7; 32]))
+            .unwrap();
     vision_node::fault::arm_io_error(POINT, 1);
     let e = x.import_block(&b1, BlockSource::Network).unwrap_err();
     assert!(matches!(e, ImportError::Store(_)), "a disk error is a storage error: {e:?}");
@@ -96,16 +97,7 @@ fn crash_store_error_on_a_syncing_node_does_not_fork_it_off() {
     // x fails the first block it connects with an injected disk error, then the disk is fine.
     let x = NodeProcess::start_with_env(
         &dir.path().join("x"),
-        &[
-            "--genesis",
-            &genesis,
-            "--mine",
-            "false",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--bootstrap",
-            &p.multiaddr(),
-        ],
+        &["--genesis", &genesis, "--mine", "false", "--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &p.multiaddr()],
         &[("VISION_FAULT_IO", format!("{POINT}:1"))],
     );
     // p keeps mining on the block x failed: x follows only if that block was not marked invalid.

@@ -2,6 +2,7 @@
 //! binary use `CARGO_BIN_EXE_vision-node`, temp dirs and port 0 / free ports on loopback, and wait
 //! on conditions with timeouts, never on fixed sleeps.
 
+mod acceptance;
 mod api_ws;
 mod bench_cli;
 mod common;
@@ -11,6 +12,7 @@ mod crash;
 mod crash_store_errors;
 mod flood;
 mod inprocess;
+mod invalid_blocks;
 mod key_files;
 mod metrics;
 mod misbehaving;

@@ -62,6 +62,21 @@ pub fn child_rules<R: BlockMetaReader>(
     })
 }
 
+/// Storage policy, not consensus: an unrequested side-chain block (gossiped, not asked for) is
+/// relayed and stored only if its branch has at least the tip's total work minus this many blocks'
+/// worth of the block's own difficulty ([`within_side_branch_margin`]). A competing block at the
+/// tip's height or a few below it is a race that may still win; a branch further behind is not
+/// worth anyone's bandwidth or disk (Bitcoin Core likewise processes an unrequested block only if
+/// it has more work than the tip). Blocks asked for by sync are stored whatever this rule says.
+pub const SIDE_BRANCH_MARGIN_BLOCKS: u128 = 6;
+
+/// True if a block of `difficulty` whose branch totals `branch_work` is within
+/// [`SIDE_BRANCH_MARGIN_BLOCKS`] of a tip with `tip_work`.
+pub fn within_side_branch_margin(branch_work: u128, difficulty: u64, tip_work: u128) -> bool {
+    let margin = u128::from(difficulty).saturating_mul(SIDE_BRANCH_MARGIN_BLOCKS);
+    branch_work.saturating_add(margin) >= tip_work
+}
+
 /// A header that passed every header rule against its stored parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderCheck {
@@ -196,7 +211,7 @@ mod tests {
         orphan.height = 71;
         orphan.parent = Hash([9; 32]);
         assert!(matches!(ancestors(&r, &orphan), Err(StoreError::Corrupt(_))));
-        assert!(CONTEXT_SPAN > MEDIAN_TIME_SPAN);
+        const { assert!(CONTEXT_SPAN > MEDIAN_TIME_SPAN) };
     }
 
     #[test]

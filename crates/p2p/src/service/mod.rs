@@ -1,7 +1,8 @@
 //! The swarm task: the one owner of the libp2p [`Swarm`] and its event loop, which dispatches
 //! to components that each do one thing:
 //!
-//! - [`validate`]: gossip validation of a block (relay or not, and who pays);
+//! - [`validate`]: gossip validation of a block, headers first (relay, orphan or drop);
+//! - [`charge`]: who pays for a bad block (the charge table of ADR 012);
 //! - [`sync_client`]: which peer to sync from and which ranges to ask for (a pure state machine);
 //! - [`serve`]: the sync server's store reads and budgets;
 //! - [`orphans`]: blocks waiting for their parent;
@@ -26,12 +27,15 @@
 //! writes on the blocking pool. All of it is owned by the loop: when it stops it joins the workers
 //! and waits for the blocking tasks, so a node that has shut down runs nothing of the network.
 //!
-//! Gossip validation: a block is relayed (Accept) once it decodes, passes the header's stateless
-//! checks (PoW, version, clock) and is not known; full import follows on the worker. Relaying before
-//! the body is checked keeps propagation fast, and a block with valid PoW costs its maker real
-//! work. If the import then finds the body invalid, the penalty goes to the block's *author* — the
-//! peer that signed the gossip message (StrictSign) — and not to the peer that relayed it, which
-//! did exactly what every honest node does; an author we are not connected to is banned all the
+//! Gossip validation (headers first, [`validate`]): a block is relayed (Accept) once it decodes,
+//! passes the header's stateless checks and its header checks out against a stored, valid parent
+//! (difficulty, median time, proof of work against the required difficulty); full import follows
+//! on the worker. Relaying before the body is checked keeps propagation fast, and a relayed block
+//! has cost its maker a real block's work. A block whose parent is unknown is not relayed: it waits
+//! in the orphan pool with its sender and author while its parent is fetched from the sender. Who
+//! pays for a bad block is the charge table's business ([`charge`], ADR 012): the sender for what
+//! the header and its parent show, the block's *author* (the peer that signed the gossip message,
+//! StrictSign) for what only import finds; an author we are not connected to is banned all the
 //! same, so it is refused when it dials. A transaction batch is judged after
 //! the worker checked every transaction: Reject (and penalty) if any carries a peer action,
 //! Accept if any was new, Ignore otherwise.
@@ -49,6 +53,7 @@
 //! block that is not the proven one is charged and not asked again for that chain.
 
 pub mod chain_view;
+pub mod charge;
 pub mod orphans;
 pub mod serve;
 pub mod sync_client;
@@ -81,8 +86,9 @@ use vision_primitives::errors::PeerAction;
 use vision_primitives::types::{Block, Hash, Transaction};
 use vision_state::{ImportError, ImportOutcome};
 
-pub use orphans::ORPHAN_CAP;
-use orphans::OrphanPool;
+use charge::{Route, charge, charge_import};
+pub use orphans::{ORPHAN_BYTES_CAP, ORPHAN_CAP, ORPHANS_PER_PEER};
+use orphans::{Orphan, OrphanPool};
 use serve::{Admit, ServeBudget, blocks_response_len, headers_response_len};
 pub use serve::{
     MAX_SERVING, MAX_SERVING_PER_PEER, MAX_UNSENT_RESPONSE_BYTES, MAX_UNSENT_RESPONSE_BYTES_PER_PEER, serve_blocks,
@@ -90,7 +96,7 @@ pub use serve::{
 };
 pub use sync_client::{BATCH, HEADER_BATCH, MAX_INFLIGHT, MAX_SYNC_HEADERS};
 use sync_client::{BatchOutcome, Output, SyncClient};
-use validate::{Charged, Judgement, judge_block};
+use validate::{Judgement, judge_block};
 pub use workers::{BLOCK_QUEUE_CAP, RESULT_QUEUE_CAP, TX_QUEUE_CAP};
 use workers::{Done, Job, Workers};
 
@@ -120,6 +126,9 @@ pub const RESULTS: vision_primitives::bounds::Resource =
 /// Orphan blocks held while their ancestors are fetched, in the resource registry.
 pub const ORPHANS: vision_primitives::bounds::Resource =
     vision_primitives::bounds::Resource::new("orphans", "p2p::service::ORPHAN_CAP", ORPHAN_CAP);
+/// Encoded bytes of the orphan blocks held, in the resource registry.
+pub const ORPHAN_BYTES: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("orphan_bytes", "p2p::service::ORPHAN_BYTES_CAP", ORPHAN_BYTES_CAP);
 /// Own transactions waiting to be gossiped, in the resource registry.
 pub const TX_OUTBOX: vision_primitives::bounds::Resource =
     vision_primitives::bounds::Resource::new("tx_outbox", "p2p::service::TX_OUTBOX_CAP", TX_OUTBOX_CAP);
@@ -855,10 +864,10 @@ impl Service {
             return;
         }
         if message.topic == self.topics.blocks.hash() {
+            let route = Route::Gossip { sender: source, author: message.source };
             match judge_block(self.core.as_ref(), &message.data, now_ms()) {
                 Judgement::Relay(block) => {
-                    let job = Job::Block { block, from: Some(source), author: message.source };
-                    if self.block_jobs.try_send(job).is_err() {
+                    if self.block_jobs.try_send(Job::Block { block, route }).is_err() {
                         gs(self, MessageAcceptance::Ignore);
                         self.drop_count("block_jobs");
                     } else {
@@ -866,16 +875,20 @@ impl Service {
                         gs(self, MessageAcceptance::Accept);
                     }
                 }
+                Judgement::Orphan(block) => {
+                    gs(self, MessageAcceptance::Ignore);
+                    self.add_orphan(Orphan { block: *block, from: Some(source), author: message.source });
+                }
                 Judgement::Ignore => gs(self, MessageAcceptance::Ignore),
-                Judgement::Penalize { acceptance, charged, action, reason } => {
+                Judgement::Undecodable => {
+                    gs(self, MessageAcceptance::Reject);
+                    self.report(source, PeerAction::LowTolerance, "undecodable_block");
+                }
+                Judgement::Penalize { acceptance, found } => {
                     gs(self, acceptance);
                     let local = *self.swarm.local_peer_id();
-                    let who = match charged {
-                        Charged::Sender => Some(source),
-                        Charged::Author => message.source.filter(|a| *a != local),
-                    };
-                    if let Some(peer) = who {
-                        self.report(peer, action, reason);
+                    if let Some(c) = charge(route, found, local) {
+                        self.report(c.peer, c.action, c.reason);
                     }
                 }
             }
@@ -900,8 +913,8 @@ impl Service {
         }
     }
 
-    fn queue_block(&mut self, block: Block, from: Option<PeerId>) {
-        if self.block_jobs.try_send(Job::Block { block: Box::new(block), from, author: None }).is_err() {
+    fn queue_block(&mut self, block: Block, route: Route<PeerId>) {
+        if self.block_jobs.try_send(Job::Block { block: Box::new(block), route }).is_err() {
             self.drop_count("block_jobs");
         }
     }
@@ -935,6 +948,9 @@ impl Service {
                     // cannot prove its work and is rotated out, uncharged.
                     Some(Pending::Range { start, .. }) => self.sync.range_failed(peer, *start, true),
                     Some(Pending::Headers { start }) => self.sync.headers_failed(peer, *start, true, Instant::now()),
+                    // The timeout (or broken stream) is charged below; the orphans it sent are
+                    // not worth holding for a parent it did not give.
+                    Some(Pending::Hash(asked)) => self.unresolved_orphans(peer, asked, false),
                     _ => {}
                 }
                 match error {
@@ -1116,6 +1132,10 @@ impl Service {
                 self.drive_sync();
             }
             (Some(Pending::Hash(asked)), Response::Blocks(blocks)) => {
+                // Parents it does not have: the orphans it sent for them cannot be resolved.
+                let missing: Vec<Hash> =
+                    asked.iter().filter(|h| !blocks.iter().any(|b| b.hash() == **h)).copied().collect();
+                self.unresolved_orphans(peer, &missing, true);
                 if blocks.is_empty() {
                     return;
                 }
@@ -1191,7 +1211,7 @@ impl Service {
                     self.report(from, action, "invalid_transaction");
                 }
             }
-            Done::Block { hash, block, from, author, result } => self.on_block_done(hash, *block, from, author, result),
+            Done::Block { hash, block, route, result } => self.on_block_done(hash, *block, route, result),
             Done::Batch { from, start, imported, failure } => {
                 let outcome = match failure {
                     None => BatchOutcome::Imported(imported),
@@ -1222,43 +1242,56 @@ impl Service {
         &mut self,
         hash: Hash,
         block: Block,
-        from: Option<PeerId>,
-        author: Option<PeerId>,
+        route: Route<PeerId>,
         result: Result<ImportOutcome, ImportError>,
     ) {
+        let sender = match route {
+            Route::Gossip { sender, .. } => Some(sender),
+            Route::Orphan { sender, .. } => sender,
+            Route::ByHash { server } | Route::ByRange { server } => Some(server),
+        };
         match result {
             Ok(ImportOutcome::NewTip { .. }) => {
                 // Only a block that moved our tip earns its sender score: side-chain blocks cost
                 // their sender only proof of work, and a stream of them must not buy the standing
                 // that delays a later disconnect.
-                if let Some(p) = from {
+                if let Some(p) = sender {
                     self.peers.reward(&p, 1.0, Instant::now());
                 }
                 self.release_orphans(hash);
             }
             Ok(ImportOutcome::SideChain) => self.release_orphans(hash),
             Ok(ImportOutcome::AlreadyKnown) => self.release_orphans(hash),
-            Err(ImportError::Block(BlockError::UnknownParent(parent))) => self.add_orphan(block, from, parent),
+            Err(ImportError::Block(BlockError::UnknownParent(_))) => {
+                // A gossiped block whose parent went away between judgement and import, or a
+                // fetched ancestor that is itself an orphan: keep it, with who brought it.
+                let (from, author) = match route {
+                    Route::Gossip { sender, author } => (Some(sender), author),
+                    Route::Orphan { sender, author } => (sender, author),
+                    Route::ByHash { server } | Route::ByRange { server } => (Some(server), None),
+                };
+                self.add_orphan(Orphan { block, from, author });
+            }
             Err(e) => {
-                tracing::info!(error = %e, peer = ?from, author = ?author, "block rejected");
-                // The signed author made the block; a different relayer only checked its header
-                // and PoW, as every node does before relaying, and is not at fault.
-                if let (Some(p), Some(action)) = (author.or(from), e.peer_action()) {
-                    self.report(p, action, "invalid_block");
+                tracing::info!(error = %e, ?route, "block rejected");
+                let local = *self.swarm.local_peer_id();
+                if let Some(c) = charge_import(route, &e, &hash, local) {
+                    self.report(c.peer, c.action, c.reason);
                 }
             }
         }
     }
 
-    fn add_orphan(&mut self, block: Block, from: Option<PeerId>, parent: Hash) {
-        let height = block.header.height;
-        let inserted = self.orphans.insert(block, from, parent);
-        if inserted.cleared {
-            // Forgotten whole: a peer ahead of us will be synced by range instead.
-            self.drop_count("orphans");
-        }
+    fn add_orphan(&mut self, orphan: Orphan<PeerId>) {
+        let height = orphan.block.header.height;
+        let parent = orphan.block.header.parent;
+        let from = orphan.from;
+        let inserted = self.orphans.insert(orphan);
+        self.drop_many("orphans", inserted.evicted as u64);
+        self.core.bounds().record(ORPHAN_BYTES, self.orphans.bytes());
         let Some(p) = from.filter(|p| self.swarm.is_connected(p)) else { return };
         let ours = self.core.tip().header.height;
+        tracing::debug!(%p, height, %parent, syncing = self.sync.is_syncing(), first = inserted.first_for_parent, "orphan kept");
         if self.sync.is_syncing() || height > ours + ORPHAN_FETCH_GAP {
             // Far ahead, or already catching up: range sync fills the gap. Ask the sender for its
             // status so a sync towards it starts now rather than at the next status round.
@@ -1267,17 +1300,30 @@ impl Service {
             }
             return;
         }
-        // One fetch per missing parent, within our request budget for the peer; a fetch skipped
-        // for budget is covered by a later orphan's fetch or by range sync.
+        // One fetch per missing parent, from the peer that sent the orphan (an honest relay had
+        // the parent: it checked the header against it); a fetch skipped for budget is covered by
+        // a later orphan's fetch or by range sync.
         if inserted.first_for_parent {
             self.request(p, Request::BlocksByHash(vec![parent]), Pending::Hash(vec![parent]));
         }
     }
 
-    fn release_orphans(&mut self, hash: Hash) {
-        for (b, from) in self.orphans.release(&hash) {
-            self.queue_block(b, from);
+    /// `peer` could not give us the parents in `asked`: the orphans it sent for them are dropped
+    /// and it is charged once for each parent (an honest relay has the parent of what it relays).
+    fn unresolved_orphans(&mut self, peer: PeerId, asked: &[Hash], charge_it: bool) {
+        for parent in asked {
+            if self.orphans.forget_from(parent, &peer) > 0 && charge_it {
+                self.report(peer, PeerAction::LowTolerance, "unresolvable_orphan");
+            }
         }
+        self.core.bounds().record(ORPHAN_BYTES, self.orphans.bytes());
+    }
+
+    fn release_orphans(&mut self, hash: Hash) {
+        for o in self.orphans.release(&hash) {
+            self.queue_block(o.block, Route::Orphan { sender: o.from, author: o.author });
+        }
+        self.core.bounds().record(ORPHAN_BYTES, self.orphans.bytes());
     }
 
     // ----- sync ------------------------------------------------------------------------------

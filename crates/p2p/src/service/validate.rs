@@ -1,58 +1,60 @@
 //! Gossip validation of a block: what the loop answers gossipsub (relay or not) and whom it
-//! charges, decided from the message bytes and the chain's state before any import.
+//! charges, decided from the message bytes and the stored chain before any import. Headers first:
+//! a block is relayed only once its header has been checked *in context*, against a stored parent
+//! that is not invalid, with the difficulty the retarget requires, a timestamp above the parent's
+//! median time past and proof of work against that difficulty.
 //!
-//! The order of the checks (see `protocols/gossip.md` §4.1): decode; the header's stateless
-//! checks (version, proof of work against its own difficulty field, clock); below the reorg
-//! window; already known (and then, whether stored as invalid). Only an unknown block that passes
-//! all of them is relayed and handed to the import worker. The sender's connection and rate limit
-//! are checked by the loop first, since they are the peer manager's state.
+//! The order of the checks (`protocols/gossip.md` §4.1), cheapest first:
+//! 1. decode;
+//! 2. the header's stateless checks (version, proof of work against its own difficulty field, the
+//!    future-time limit): a failure here costs us one hash;
+//! 3. already known: ignored (and if stored as invalid, its author is charged);
+//! 4. the header against its parent: an unknown parent makes it an orphan (not relayed, kept, its
+//!    parent fetched from the sender); an invalid parent or a broken rule is the sender's fault;
+//! 5. below the reorg window, or on a branch with much less work than the tip: ignored, nobody
+//!    charged (an honest node that lags relays such blocks too); more than a whole window below
+//!    the window, the sender is charged a little (no honest node relays that).
+//!
+//! Whom each failure charges is the charge table's business (`charge.rs`). The sender's
+//! connection and rate limit are checked by the loop first, since they are the peer manager's
+//! state.
 
 use libp2p::gossipsub::MessageAcceptance;
 use vision_primitives::consensus::{BlockError, check_header_stateless};
-use vision_primitives::errors::PeerAction;
 use vision_primitives::types::Block;
 use vision_state::BlockStatus;
+use vision_state::ancestry::{ContextError, check_header_in_context, within_side_branch_margin};
 
+use super::charge::Found;
 use crate::chain_access::ChainAccess;
-
-/// Who pays for a block that fails gossip validation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Charged {
-    /// The peer that sent us the message: it could have checked this itself.
-    Sender,
-    /// The peer that signed the message (its author), when it is not us: a relay could not know.
-    Author,
-}
 
 /// The verdict on a gossiped block.
 #[derive(Debug)]
 pub enum Judgement {
     /// Relay it (Accept) and import it.
     Relay(Box<Block>),
+    /// Its parent is unknown: do not relay it (Ignore); keep it and fetch the parent from the
+    /// peer that sent it.
+    Orphan(Box<Block>),
     /// Do not relay it; nobody is charged.
     Ignore,
-    /// Answer gossipsub `acceptance` and charge `charged` with `action`, labelled `reason`.
+    /// Answer gossipsub `acceptance`; the charge table says who pays for `found`.
     Penalize {
         /// What gossipsub is told.
         acceptance: MessageAcceptance,
-        /// Who pays.
-        charged: Charged,
-        /// How much.
-        action: PeerAction,
-        /// The reason label of the penalty metric.
-        reason: &'static str,
+        /// Which check failed.
+        found: Found,
     },
+    /// Undecodable bytes: the sender pays a small penalty (it forwarded what it could not read).
+    Undecodable,
 }
 
 /// Judges the gossiped block `data` against the chain at wall-clock time `now_ms`.
 pub fn judge_block(core: &dyn ChainAccess, data: &[u8], now_ms: u64) -> Judgement {
-    let penalize = |acceptance, charged, action, reason| Judgement::Penalize { acceptance, charged, action, reason };
-    let block = match Block::decode(data) {
-        Ok(b) => b,
-        Err(_) => {
-            return penalize(MessageAcceptance::Reject, Charged::Sender, PeerAction::LowTolerance, "undecodable_block");
-        }
-    };
+    let Ok(block) = Block::decode(data) else { return Judgement::Undecodable };
+    let hash = block.hash();
+    let reject =
+        |e: &BlockError| Judgement::Penalize { acceptance: MessageAcceptance::Reject, found: Found::of(e, &hash) };
     match check_header_stateless(core.params(), &block.header, now_ms) {
         Ok(()) => {
             let delay_ms = now_ms.saturating_sub(block.header.timestamp_ms);
@@ -64,28 +66,61 @@ pub fn judge_block(core: &dyn ChainAccess, data: &[u8], now_ms: u64) -> Judgemen
         }
         Err(e) => {
             tracing::info!(error = %e, "invalid block header from gossip");
-            let action = e.peer_action().unwrap_or(PeerAction::LowTolerance);
-            return penalize(MessageAcceptance::Reject, Charged::Sender, action, "invalid_block_header");
+            return reject(&e);
         }
     }
-    // Below the reorg window: it can never become canonical (the import would refuse it
-    // unverified); do not relay it. No honest node relays such a block either. Ignore, not
-    // Reject: the peer manager's `LowTolerance` bans after five, where gossipsub's own penalty
-    // would only graylist the sender after a few and leave it connected.
-    let tip_height = core.tip().header.height;
-    if block.header.height.saturating_add(core.max_reorg_depth()) <= tip_height {
-        return penalize(MessageAcceptance::Ignore, Charged::Sender, PeerAction::LowTolerance, "deep_fork_block");
-    }
-    let known = core.store().read().ok().and_then(|r| r.block_meta(&block.hash()).ok().flatten());
-    match known.map(|m| m.status) {
+    let read = match core.store().read() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the store to judge a block");
+            return Judgement::Ignore;
+        }
+    };
+    match read.block_meta(&hash) {
         // Like a body found invalid at import: the signed author pays, not the relay, which may
         // have forwarded it honestly before anyone could know.
-        Some(BlockStatus::Invalid) => {
-            penalize(MessageAcceptance::Ignore, Charged::Author, PeerAction::Fatal, "known_invalid_block")
+        Ok(Some(m)) if m.status == BlockStatus::Invalid => {
+            return Judgement::Penalize { acceptance: MessageAcceptance::Ignore, found: Found::KnownInvalid };
         }
-        Some(_) => Judgement::Ignore,
-        // Relay now (see `protocols/gossip.md`); a bad body found by the import is charged to the
-        // block's author, not to whoever relayed it.
-        None => Judgement::Relay(Box::new(block)),
+        Ok(Some(_)) => return Judgement::Ignore,
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the store to judge a block");
+            return Judgement::Ignore;
+        }
     }
+    let total_work = match check_header_in_context(&read, core.params(), &block.header, now_ms) {
+        Ok(check) => check.total_work,
+        Err(ContextError::ParentUnknown(_)) => return Judgement::Orphan(Box::new(block)),
+        Err(ContextError::ParentInvalid(parent)) => return reject(&BlockError::KnownInvalid(parent)),
+        // The clock moved between the two checks: still not a fault.
+        Err(ContextError::Invalid(BlockError::TimestampInFuture { .. })) => return Judgement::Ignore,
+        Err(ContextError::Invalid(e)) => {
+            tracing::info!(error = %e, "block header out of context from gossip");
+            return reject(&e);
+        }
+        Err(ContextError::Store(e)) => {
+            tracing::warn!(error = %e, "cannot read the store to judge a block");
+            return Judgement::Ignore;
+        }
+    };
+    drop(read);
+    // Below the reorg window: it can never become canonical. A node that lags behind by up to a
+    // window relays such blocks honestly (they are inside its own window): nobody is charged. A
+    // whole window further down no honest node relays anything: the sender pays, a little.
+    let tip = core.tip();
+    let window = core.max_reorg_depth();
+    let height = block.header.height;
+    if height.saturating_add(window) <= tip.header.height {
+        if height.saturating_add(window.saturating_mul(2)) <= tip.header.height {
+            return Judgement::Penalize { acceptance: MessageAcceptance::Ignore, found: Found::DeepFork };
+        }
+        return Judgement::Ignore;
+    }
+    // A branch further behind than `SIDE_BRANCH_MARGIN_BLOCKS` is not a race that may win.
+    if !within_side_branch_margin(total_work, block.header.difficulty, tip.total_work) {
+        tracing::debug!(height = block.header.height, "side-chain block far behind the tip ignored");
+        return Judgement::Ignore;
+    }
+    Judgement::Relay(Box::new(block))
 }

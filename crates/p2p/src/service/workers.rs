@@ -14,6 +14,7 @@ use vision_primitives::errors::PeerAction;
 use vision_primitives::types::{Block, Hash, Transaction};
 use vision_state::{ImportError, ImportOutcome};
 
+use super::charge::Route;
 use crate::NetworkError;
 use crate::chain_access::ChainAccess;
 use crate::sync::Response;
@@ -27,15 +28,12 @@ pub const RESULT_QUEUE_CAP: usize = 2048;
 
 /// Chain work for a worker.
 pub enum Job {
-    /// One block from gossip (with the peer that signed the gossip message, its author) or an
-    /// orphan whose parent arrived.
+    /// One block from gossip, or an orphan whose parent arrived.
     Block {
         /// The block.
         block: Box<Block>,
-        /// The peer that sent it.
-        from: Option<PeerId>,
-        /// The peer that signed the gossip message.
-        author: Option<PeerId>,
+        /// How it reached us: who pays if it is bad (`charge.rs`).
+        route: Route<PeerId>,
     },
     /// A sync batch, imported in order, stopping at the first failure.
     Batch {
@@ -72,10 +70,8 @@ pub enum Done {
         hash: Hash,
         /// The block.
         block: Box<Block>,
-        /// The peer that sent it.
-        from: Option<PeerId>,
-        /// The peer that signed its gossip message.
-        author: Option<PeerId>,
+        /// How it reached us.
+        route: Route<PeerId>,
         /// What the import said.
         result: Result<ImportOutcome, ImportError>,
     },
@@ -171,17 +167,17 @@ fn spawn_worker(
 
 fn run_job(core: &dyn ChainAccess, job: Job) -> Vec<Done> {
     match job {
-        Job::Block { block, from, author } => {
+        Job::Block { block, route } => {
             let hash = block.hash();
             let result = core.import_block(&block);
-            vec![Done::Block { hash, block, from, author, result }]
+            vec![Done::Block { hash, block, route, result }]
         }
         Job::Fetched { blocks, from } => blocks
             .into_iter()
             .map(|b| {
                 let hash = b.hash();
                 let result = core.import_block(&b);
-                Done::Block { hash, block: Box::new(b), from: Some(from), author: None, result }
+                Done::Block { hash, block: Box::new(b), route: Route::ByHash { server: from }, result }
             })
             .collect(),
         Job::Batch { blocks, from, start } => {
