@@ -24,9 +24,9 @@ pub mod errors;
 pub mod genesis;
 pub mod keys;
 pub mod lthash;
-pub mod retarget;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+pub mod retarget;
 pub mod types;
 pub mod util;
 pub mod verify;
