@@ -217,6 +217,9 @@ pub struct NetInfo {
     listen: RwLock<Vec<Multiaddr>>,
     peers: AtomicUsize,
     syncing: AtomicBool,
+    /// Peers on the other side of a fork deeper than the reorg window (reported by `/v1/status`,
+    /// kept by the operator through the admin API).
+    pub deep_forks: service::deep_fork::Registry,
 }
 
 impl NetInfo {
@@ -226,6 +229,7 @@ impl NetInfo {
             listen: RwLock::new(Vec::new()),
             peers: AtomicUsize::new(0),
             syncing: AtomicBool::new(false),
+            deep_forks: service::deep_fork::Registry::default(),
         }
     }
     /// Addresses we listen on.

@@ -3,6 +3,8 @@
 //!
 //! - [`validate`]: gossip validation of a block, headers first (relay, orphan or drop);
 //! - [`charge`]: who pays for a bad block (the charge table of ADR 012);
+//! - [`deep_fork`]: peers on the other side of a fork deeper than the reorg window (reported,
+//!   disconnected and refused for a while, never charged);
 //! - [`sync_client`]: which peer to sync from and which ranges to ask for (a pure state machine);
 //! - [`serve`]: the sync server's store reads and budgets;
 //! - [`orphans`]: blocks waiting for their parent;
@@ -54,6 +56,7 @@
 
 pub mod chain_view;
 pub mod charge;
+pub mod deep_fork;
 pub mod orphans;
 pub mod serve;
 pub mod sync_client;
@@ -301,6 +304,8 @@ impl Service {
         }
 
         let info = Arc::new(NetInfo::new(local));
+        info.deep_forks.metrics().register(registry);
+        let window = core.max_reorg_depth();
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CHANNEL_CAP);
         let (block_tx, block_rx) = mpsc::channel(BLOCK_QUEUE_CAP);
         let (tx_tx, tx_rx) = mpsc::channel(TX_QUEUE_CAP);
@@ -321,7 +326,11 @@ impl Service {
             results: res_rx,
             results_tx: res_tx,
             pending: HashMap::new(),
-            sync: SyncClient::new(),
+            sync: {
+                let mut sync = SyncClient::new();
+                sync.set_reorg_window(window);
+                sync
+            },
             orphans: OrphanPool::default(),
             outbox,
             outbox_open: true,
@@ -600,6 +609,7 @@ impl Service {
         self.update_gauges();
         if now.duration_since(self.last_status_log) >= STATUS_LOG_INTERVAL {
             self.last_status_log = now;
+            self.info.deep_forks.expire(now);
             let tip = self.core.tip();
             tracing::info!(
                 peers = self.peers.connected_count(),
@@ -761,6 +771,12 @@ impl Service {
                 } else {
                     (Direction::Inbound, endpoint.get_remote_address().clone())
                 };
+                if self.info.deep_forks.refuses(&peer_id, Instant::now()) {
+                    // On the other side of a deep fork: refused for a while (deep_fork.rs).
+                    tracing::info!(peer = %peer_id, "peer on the other side of a deep fork refused");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
                 if num_established.get() == 1 {
                     tracing::debug!(peer = %peer_id, %addr, ?direction, "peer connected");
                     let effects = self.peers.on_connected(peer_id, direction, addr, Instant::now());
@@ -1218,6 +1234,10 @@ impl Service {
                     Some((_, ImportError::Block(BlockError::UnknownParent(_)))) if imported == 0 => {
                         BatchOutcome::NoFork
                     }
+                    // Our tip moved on while the chain was downloaded: a deep fork, nobody's fault.
+                    Some((_, ImportError::Block(BlockError::ReorgTooDeep { depth, .. }))) => {
+                        BatchOutcome::DeepFork { depth }
+                    }
                     Some((block, e)) => {
                         tracing::warn!(peer = %from, height = block.header.height, error = %e, "sync batch rejected");
                         let penalty = match &e {
@@ -1367,8 +1387,54 @@ impl Service {
                 }
                 Output::Penalty { peer, action, reason } => self.report(peer, action, reason),
                 Output::AskStatus(peer) => self.send_status(peer),
+                Output::DeepFork { peer, fork_height, depth, their_height, their_work } => {
+                    self.on_deep_fork(peer, fork_height, depth, their_height, their_work)
+                }
             }
         }
+    }
+}
+
+impl Service {
+    /// `peer`'s chain has more work than ours but forks `depth` blocks below our tip, deeper than
+    /// the reorg window: record and report it, and disconnect the peer without a penalty (it is
+    /// refused for `deep_fork::DEEP_FORK_COOLDOWN`).
+    fn on_deep_fork(&mut self, peer: PeerId, fork_height: u64, depth: u64, their_height: u64, their_work: u128) {
+        let ours = self.our_status();
+        let window = self.core.max_reorg_depth();
+        let fork = deep_fork::DeepFork {
+            peer: peer.to_string(),
+            fork_height,
+            depth,
+            window,
+            our_height: ours.height,
+            our_work: ours.total_work.to_string(),
+            their_height,
+            their_work: their_work.to_string(),
+            since_unix_ms: unix_ms(),
+        };
+        if self.info.deep_forks.record(peer, fork, Instant::now()) {
+            tracing::warn!(
+                %peer,
+                fork_height,
+                depth,
+                window,
+                our_height = ours.height,
+                our_work = %ours.total_work,
+                their_height,
+                their_work = %their_work,
+                "deep fork: this peer's chain has more work than ours (proven by its headers) but forks from ours \
+                 {depth} blocks below our tip, deeper than our reorg window of {window} blocks, so it is not \
+                 followed; the peer is disconnected without a penalty and refused for {} min. The network was \
+                 split for longer than the window. Choose: to keep our chain and stop this report run \
+                 `vision-node admin deep-fork keep` (POST /admin/chain/deep-forks/keep); to follow the chain \
+                 with more work restart once with `--max-reorg-depth {}` and dial that side \
+                 (docs/runbook.md, \"A fork deeper than the reorg window\")",
+                deep_fork::DEEP_FORK_COOLDOWN.as_secs() / 60,
+                depth.saturating_add(depth / 2).max(window.saturating_mul(2)),
+            );
+        }
+        let _ = self.swarm.disconnect_peer_id(peer);
     }
 }
 

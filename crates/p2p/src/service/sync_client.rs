@@ -34,6 +34,16 @@
 //!    no longer asked for this chain. Batches are imported in height order, one at a time, so
 //!    signatures are verified only for blocks whose header chain and work are already proven.
 //!
+//! **Deep forks** (a partition longer than the reorg window, issue #14 item 8): a chain whose
+//! headers prove more work than ours but whose fork point lies more than the reorg window
+//! ([`SyncClient::set_reorg_window`]) below our tip cannot be followed without operator action.
+//! Its peer is not a liar: it is charged nothing, rotated out for [`DEEP_FORK_ROTATION`], and
+//! reported ([`Output::DeepFork`]; the loop disconnects it and tells the operator, see
+//! `deep_fork.rs`). The same holds when a batch of the chain being synced is refused because our
+//! tip moved on meanwhile and the reorganisation became deeper than the window
+//! ([`BatchOutcome::DeepFork`]). Only proven work counts: a peer must pass the header checks in
+//! context before its chain is called a deep fork rather than a lie.
+//!
 //! Memory: at most [`MAX_SYNC_HEADERS`] headers are held per sync; a longer chain is synced in
 //! pieces (the next sync continues from the new tip).
 
@@ -67,6 +77,8 @@ pub const MAX_ROTATION_COOLDOWN: Duration = Duration::from_secs(600);
 pub const HEADER_LOOKBACK: u64 = 64;
 /// How often progress is logged while syncing.
 pub const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a peer found on the other side of a deep fork is not a candidate.
+pub const DEEP_FORK_ROTATION: Duration = MAX_ROTATION_COOLDOWN;
 
 /// What the sync client needs to know of our chain; the network loop answers from the store.
 pub trait ChainView {
@@ -140,6 +152,20 @@ pub enum Output<P> {
     },
     /// Ask `peer` for a fresh status.
     AskStatus(P),
+    /// `peer`'s chain has more work than ours (proven by its headers) but forks from ours deeper
+    /// than the reorg window: not a fault; disconnect it and tell the operator.
+    DeepFork {
+        /// Who.
+        peer: P,
+        /// Height of the last block both chains share.
+        fork_height: u64,
+        /// Depth of the reorganisation following it would take (blocks of ours above the fork).
+        depth: u64,
+        /// Their chain's height, as far as its headers were checked.
+        their_height: u64,
+        /// The work their headers proved.
+        their_work: u128,
+    },
 }
 
 /// How the import of a batch ended, as far as the sync client cares.
@@ -150,6 +176,12 @@ pub enum BatchOutcome {
     /// The first block's parent is unknown (cannot happen for an anchored header chain unless our
     /// store lost the anchor): the sync starts over.
     NoFork,
+    /// The batch would reorganise deeper than the reorg window (our tip moved on while the chain
+    /// was downloaded): not the server's fault.
+    DeepFork {
+        /// The reorganisation's depth.
+        depth: u64,
+    },
     /// The batch broke a rule after `imported` blocks; `penalty` is what its server is charged.
     Rejected {
         /// Blocks imported before the bad one.
@@ -234,11 +266,13 @@ pub struct SyncClient<P> {
     statuses: HashMap<P, Status>,
     target: Option<Target<P>>,
     rotated: HashMap<P, Rotated>,
+    /// The deepest reorganisation we follow (`u64::MAX` until set: no deep fork is recognised).
+    window: u64,
 }
 
 impl<P> Default for SyncClient<P> {
     fn default() -> Self {
-        SyncClient { statuses: HashMap::new(), target: None, rotated: HashMap::new() }
+        SyncClient { statuses: HashMap::new(), target: None, rotated: HashMap::new(), window: u64::MAX }
     }
 }
 
@@ -276,6 +310,12 @@ impl<P: Copy + Eq + Ord + StdHash + std::fmt::Display> SyncClient<P> {
     /// A client with no statuses and no target.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets the reorg window: a chain forking more than `window` blocks below our tip is a deep
+    /// fork.
+    pub fn set_reorg_window(&mut self, window: u64) {
+        self.window = window;
     }
 
     /// Whether a sync is under way.
@@ -336,6 +376,17 @@ impl<P: Copy + Eq + Ord + StdHash + std::fmt::Display> SyncClient<P> {
         r.times += 1;
         r.until = now + cooldown;
         tracing::info!(peer = %t.peer, cooldown_secs = cooldown.as_secs(), "sync: candidate rotated out");
+    }
+
+    /// The target's chain forks `depth` blocks below our tip, deeper than the window: drop it
+    /// uncharged, keep its peer from being a candidate for [`DEEP_FORK_ROTATION`], and report it.
+    fn deep_fork(&mut self, depth: u64, now: Instant) -> Vec<Output<P>> {
+        let Some(t) = self.target.take() else { return Vec::new() };
+        let fork_height = t.anchor.map_or(0, |a| a.height);
+        let r = self.rotated.entry(t.peer).or_insert(Rotated { until: now, times: 0 });
+        r.until = now + DEEP_FORK_ROTATION;
+        tracing::info!(peer = %t.peer, fork_height, depth, window = self.window, "sync: chain forks deeper than the reorg window");
+        vec![Output::DeepFork { peer: t.peer, fork_height, depth, their_height: t.last_height(), their_work: t.proven }]
     }
 
     fn charge_and_rotate(&mut self, peer: P, action: PeerAction, reason: &'static str, now: Instant) -> Vec<Output<P>> {
@@ -430,6 +481,16 @@ impl<P: Copy + Eq + Ord + StdHash + std::fmt::Display> SyncClient<P> {
         // Fewer than asked: the peer has no more.
         let ended = headers.len() < count as usize;
         if t.proven >= t.claimed.total_work || (capped && t.proven > ours.total_work) {
+            // Following it would reorganise every block of ours above the anchor.
+            let depth = ours.height.saturating_sub(t.anchor.map_or(0, |a| a.height));
+            if depth > self.window {
+                if t.proven > ours.total_work {
+                    return self.deep_fork(depth, now);
+                }
+                // Deep, and no heavier than ours (any more): nothing to follow, nobody's fault.
+                self.rotate(now);
+                return Vec::new();
+            }
             return self.start_bodies(now);
         }
         if ended {
@@ -557,6 +618,7 @@ impl<P: Copy + Eq + Ord + StdHash + std::fmt::Display> SyncClient<P> {
                 tracing::info!(peer = %t.peer, "sync: the anchor of the header chain is gone; starting over");
                 self.target = None;
             }
+            BatchOutcome::DeepFork { depth } => return self.deep_fork(depth, now),
             BatchOutcome::Rejected { penalty, .. } => {
                 // The block matches its proven header, so the chain itself is bad: its peer is
                 // rotated out, the server charged.
@@ -1039,6 +1101,78 @@ mod tests {
         // Blocks 1..=20 are ours already: the anchor moved up to 20, bodies start at 21.
         assert!(s.is_downloading_bodies());
         assert_eq!(requests(&s.drive(&ours, 0, now, |_| false))[0], (1, 21, BATCH));
+    }
+
+    /// Our chain (0..=100 of `c`) and a longer one forking off after block 20.
+    fn deep_fork_setup() -> (Vec<Block>, Vec<Block>) {
+        let c = chain(100, 0);
+        let mut theirs = blocks(&c, 0, 21);
+        theirs.extend(chain(200, 5).into_iter().skip(21));
+        for i in 21..theirs.len() {
+            theirs[i].header.parent = theirs[i - 1].hash();
+        }
+        (c, theirs)
+    }
+
+    #[test]
+    fn a_heavier_chain_forking_below_the_window_is_a_deep_fork_not_a_lie() {
+        let (c, theirs) = deep_fork_setup();
+        let mut s = SyncClient::<u32>::new();
+        s.set_reorg_window(50);
+        let ours = status_of(&c, 100);
+        let k = known(&c, 100);
+        let now = Instant::now();
+        s.on_status(1, status_of(&theirs, 200));
+        let mut out = s.drive(&ours, 0, now, |_| false);
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got = answer_headers(&mut s, &out, &theirs, &ours, now, &k);
+            out = s.drive(&ours, 0, now, |_| false);
+        }
+        assert!(penalties(&got).is_empty(), "not a liar: {got:?}");
+        assert_eq!(
+            got,
+            vec![Output::DeepFork { peer: 1, fork_height: 20, depth: 80, their_height: 200, their_work: 201 }],
+            "reported with the work its headers proved"
+        );
+        assert!(!s.is_syncing(), "no body is downloaded");
+        assert!(out.is_empty());
+        assert!(s.drive(&ours, 0, now + DEEP_FORK_ROTATION - Duration::from_millis(1), |_| false).is_empty());
+        // The same fork within a deeper window is followed.
+        let mut s = SyncClient::<u32>::new();
+        s.set_reorg_window(80);
+        s.on_status(1, status_of(&theirs, 200));
+        let mut out = s.drive(&ours, 0, now, |_| false);
+        for _ in 0..3 {
+            answer_headers(&mut s, &out, &theirs, &ours, now, &k);
+            out = s.drive(&ours, 0, now, |_| false);
+        }
+        assert!(s.is_downloading_bodies());
+    }
+
+    #[test]
+    fn a_batch_refused_as_too_deep_is_a_deep_fork_and_charges_nobody() {
+        let (c, theirs) = deep_fork_setup();
+        let mut s = SyncClient::<u32>::new();
+        s.set_reorg_window(80);
+        let ours = status_of(&c, 100);
+        let k = known(&c, 100);
+        let now = Instant::now();
+        s.on_status(1, status_of(&theirs, 200));
+        let mut out = s.drive(&ours, 0, now, |_| false);
+        for _ in 0..3 {
+            answer_headers(&mut s, &out, &theirs, &ours, now, &k);
+            out = s.drive(&ours, 0, now, |_| false);
+        }
+        assert!(s.is_downloading_bodies());
+        // Our tip moved on meanwhile: the import refuses the reorganisation.
+        let out = s.on_batch_done(1, 21, BatchOutcome::DeepFork { depth: 81 }, now);
+        assert_eq!(
+            out,
+            vec![Output::DeepFork { peer: 1, fork_height: 20, depth: 81, their_height: 200, their_work: 201 }]
+        );
+        assert!(!s.is_syncing());
+        assert!(s.drive(&ours, 0, now + ROTATION_COOLDOWN, |_| false).is_empty(), "not a candidate for long");
     }
 
     #[test]
