@@ -22,6 +22,7 @@
 //! | POST | `/admin/peers/{peer id}/ban` | `{"duration_secs": N}`: ban (and disconnect) a peer |
 //! | DELETE | `/admin/peers/{peer id}/ban` | lift a ban |
 //! | POST | `/admin/peers` | `{"addr": "<multiaddr>"}`: dial a peer |
+//! | POST | `/admin/chain/deep-forks/keep` | `{"peer": "<peer id>"}` or `{}`: keep our chain against deep forks ([`deep_fork`]) |
 //!
 //! Amounts and work are decimal strings (JSON numbers lose precision above 2^53). Every error,
 //! including the ones axum produces itself (wrong method, body too large), is
@@ -31,6 +32,7 @@
 //! Every handler carries a `#[utoipa::path]` annotation; [`openapi::document`] collects them, and
 //! a test keeps `docs/openapi.json` equal to it.
 
+pub mod deep_fork;
 pub mod openapi;
 pub mod ws;
 
@@ -217,6 +219,11 @@ pub struct Status {
     pub peers: usize,
     /// Whether we are catching up with a peer that has more work.
     pub syncing: bool,
+    /// Peers whose chain has more work than ours but forks from it deeper than our reorg window
+    /// (the network was split for longer than the window): the operator must choose
+    /// (docs/runbook.md, "A fork deeper than the reorg window").
+    #[serde(default)]
+    pub deep_forks: Vec<deep_fork::DeepForkJson>,
 }
 
 /// A transaction as JSON.
@@ -394,6 +401,7 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/admin/bans", get(admin_bans))
         .route("/admin/peers/{peer}/ban", post(admin_ban).delete(admin_unban))
         .route("/admin/peers", post(admin_dial))
+        .route("/admin/chain/deep-forks/keep", post(deep_fork::keep))
         .fallback(|| async { ApiError::not_found("no such admin endpoint; see docs/api.md") })
         .layer(axum::middleware::map_response(json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -604,6 +612,7 @@ async fn status(State(state): State<AppState>) -> ApiResult<Status> {
             .unwrap_or_default(),
         peers: state.network.as_ref().map(|n| n.info().peer_count()).unwrap_or(0),
         syncing: state.network.as_ref().is_some_and(|n| n.info().syncing()),
+        deep_forks: deep_fork::reported(&state),
     }))
 }
 

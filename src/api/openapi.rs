@@ -45,6 +45,7 @@ pub const CHECKED_IN_PATH: &str = "docs/openapi.json";
         super::admin_ban,
         super::admin_unban,
         super::admin_dial,
+        super::deep_fork::keep,
     ),
     components(schemas(WsRequest, WsMessage, WsStream, ErrorBody, ErrorDetail, TxJson)),
     tags(

@@ -400,6 +400,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/admin/bans", &["get"]),
     ("/admin/peers/{peer}/ban", &["post", "delete"]),
     ("/admin/peers", &["post"]),
+    ("/admin/chain/deep-forks/keep", &["post"]),
 ];
 
 #[test]

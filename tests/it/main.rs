@@ -14,6 +14,7 @@ mod flood;
 mod inprocess;
 mod invalid_blocks;
 mod key_files;
+mod long_partition;
 mod metrics;
 mod misbehaving;
 mod network;
