@@ -26,5 +26,6 @@ mod reorg;
 mod shutdown;
 mod slow_readers;
 mod sync_attack;
+mod timestamp_attack;
 mod vector_file;
 mod vectors;

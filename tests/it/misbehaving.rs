@@ -89,15 +89,26 @@ impl Setting {
 
     /// A setting whose genesis starts at `difficulty` (1: every nonce meets it).
     pub(crate) fn with_difficulty(difficulty: u64) -> Setting {
+        Self::with_genesis(|g| g.initial_difficulty = difficulty)
+    }
+
+    /// A setting whose test genesis (difficulty 1, 1 s target) is changed by `edit` first.
+    pub(crate) fn with_genesis(edit: impl FnOnce(&mut vision_node::chain::genesis::Genesis)) -> Setting {
         let dir = tempfile::tempdir().unwrap();
         let (mut genesis, keys) = genesis_with_accounts(2, 1_000_000_000);
-        genesis.initial_difficulty = difficulty;
+        edit(&mut genesis);
         let genesis_file = dir.path().join("genesis.toml");
         genesis.save(&genesis_file).unwrap();
         let local = Node::open_core(&NodeConfig { genesis: genesis.clone(), ..NodeConfig::devnet() }).unwrap();
         let topics = Topics::new(&local.chain().params().genesis_hash);
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         Setting { genesis_file: genesis_file.to_str().unwrap().to_string(), dir, keys, topics, local, rt }
+    }
+
+    /// A fresh in-memory chain on the setting's genesis (e.g. an attacker's own copy of the chain).
+    pub(crate) fn open_core(&self) -> Core {
+        let genesis = vision_node::chain::genesis::Genesis::load(std::path::Path::new(&self.genesis_file)).unwrap();
+        Node::open_core(&NodeConfig { genesis, ..NodeConfig::devnet() }).unwrap()
     }
 
     /// Starts a non-mining node in `name` with `extra` flags.
