@@ -17,6 +17,7 @@ use vision_node::wallet::{Client, Keypair};
 
 /// Default API URL the wallet talks to.
 const DEFAULT_API_URL: &str = "http://127.0.0.1:7070";
+const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:7071";
 
 #[derive(Parser)]
 #[command(name = "vision-node", version, about = "Vision Node: a proof-of-work, account-based blockchain node")]
@@ -35,6 +36,9 @@ enum Command {
     /// Database tools.
     #[command(subcommand)]
     Db(DbCmd),
+    /// Operator actions on a running node, through its admin API.
+    #[command(subcommand)]
+    Admin(AdminCmd),
     /// Genesis files.
     #[command(subcommand)]
     Genesis(GenesisCmd),
@@ -121,6 +125,35 @@ enum WalletCmd {
 }
 
 #[derive(Subcommand)]
+enum AdminCmd {
+    /// Forks deeper than the reorg window (a partition longer than `--max-reorg-depth`): list
+    /// them, or keep our chain against them (docs/runbook.md, "A fork deeper than the reorg window").
+    #[command(subcommand)]
+    DeepFork(DeepForkCmd),
+}
+
+#[derive(Subcommand)]
+enum DeepForkCmd {
+    /// The deep forks reported now (`deep_forks` of `GET /v1/status`).
+    List {
+        /// The node's API.
+        #[arg(long, env = "VISION_API", default_value = DEFAULT_API_URL)]
+        api: String,
+    },
+    /// Keep our chain: the deep forks (of every peer, or of `--peer`) are no longer reported and
+    /// their peers stay disconnected for a day. To follow the other chain instead, restart once with
+    /// a `--max-reorg-depth` deeper than the reported depth and dial that side.
+    Keep {
+        /// Only the deep fork of this peer (a peer id).
+        #[arg(long)]
+        peer: Option<String>,
+        /// The node's admin API.
+        #[arg(long, env = "VISION_ADMIN_API", default_value = DEFAULT_ADMIN_URL)]
+        admin: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum DbCmd {
     /// Replay the stored chain from genesis and compare every state root and the account table.
     Check {
@@ -183,6 +216,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args),
         Command::Wallet(cmd) => wallet(cmd),
         Command::Db(cmd) => db(cmd),
+        Command::Admin(cmd) => admin(cmd),
         Command::Genesis(cmd) => genesis(cmd),
         Command::Keygen { out } => keygen(&out),
         Command::PeerId { key } => vision_node::p2p::load_existing_node_key(&key)
@@ -233,6 +267,43 @@ fn health(api: &str, timeout: Duration) -> CmdResult {
     let s = Client::with_timeout(api, timeout).status()?;
     println!("ok: height {}, peers {}, syncing {}", s.height, s.peers, s.syncing);
     Ok(())
+}
+
+fn admin(cmd: AdminCmd) -> CmdResult {
+    match cmd {
+        AdminCmd::DeepFork(DeepForkCmd::List { api }) => {
+            let status: vision_node::api::Status = Client::new(&api).get("/v1/status")?;
+            if status.deep_forks.is_empty() {
+                println!("no deep fork reported");
+            }
+            for f in &status.deep_forks {
+                println!("{}", deep_fork_line(f));
+            }
+        }
+        AdminCmd::DeepFork(DeepForkCmd::Keep { peer, admin }) => {
+            let body = match &peer {
+                Some(p) => serde_json::json!({ "peer": p }),
+                None => serde_json::json!({}),
+            };
+            let r: vision_node::api::deep_fork::KeepJson =
+                Client::new(&admin).post("/admin/chain/deep-forks/keep", &body)?;
+            if r.kept.is_empty() {
+                println!("no deep fork reported; nothing to keep");
+            }
+            for f in &r.kept {
+                println!("keeping our chain against {}", deep_fork_line(f));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One deep fork for the operator.
+fn deep_fork_line(f: &vision_node::api::deep_fork::DeepForkJson) -> String {
+    format!(
+        "peer {}: forks at height {}, {} blocks below our tip (window {}); their work {} at height {}, ours {} at height {}",
+        f.peer, f.fork_height, f.depth, f.window, f.their_work, f.their_height, f.our_work, f.our_height
+    )
 }
 
 fn keygen(out: &std::path::Path) -> CmdResult {

@@ -5,16 +5,16 @@
 //! other (the heal). The side with less work fetches the other's headers, finds that its chain
 //! forks below our reorg window, and must classify it as "the other side of a deep fork", not as a
 //! liar: no penalty, no ban on either side, the peer disconnected (and kept away for a cooldown),
-//! the fork reported in `GET /v1/status` (`deep_forks`), in `vision_chain_deep_forks` and in a
-//! WARN log line that says what to do. The operator then chooses: `keep` (admin API) stops the
-//! report; following the other side is a restart with a window deep enough for the fork, after
-//! which the node follows the other chain.
+//! the fork reported in `GET /v1/status` (`deep_forks`), in `vision_p2p_deep_fork_peers` and in a
+//! WARN log line that says what to do. The operator then chooses: `vision-node admin deep-fork
+//! keep` (the admin API) ends the report; following the other side is a restart with a window
+//! deep enough for the fork, after which the node follows the other chain.
 
 use std::time::{Duration, Instant};
 
 use vision_node::p2p::BanInfo;
 
-use crate::common::{NodeProcess, dial, genesis, http_get, samples, sum, wait_for};
+use crate::common::{NodeProcess, cli_ok, dial, genesis, http_get, samples, sum, wait_for};
 
 /// The reorg window of both nodes.
 const WINDOW: u64 = 8;
@@ -163,11 +163,14 @@ fn a_partition_longer_than_the_reorg_window_ends_without_bans_and_with_an_operat
     let stranger = lower.peer_id();
     let (code, body) = admin_post(lower, "/admin/chain/deep-forks/keep", &format!("{{\"peer\": \"{stranger}\"}}"));
     assert_eq!((code, body["error"]["code"].as_str()), (404, Some("no_deep_fork")), "{body}");
-    // Keep our chain: the report ends.
-    let (code, body) = admin_post(lower, "/admin/chain/deep-forks/keep", "{}");
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(body["kept"][0]["peer"], fork.peer);
+    // The CLI lists it; keeping our chain through it ends the report.
+    let listed = cli_ok(&["admin", "deep-fork", "list", "--api", &lower.api]);
+    assert!(listed.contains(&fork.peer) && listed.contains("forks at height 0"), "{listed}");
+    let kept = cli_ok(&["admin", "deep-fork", "keep", "--admin", &lower.admin]);
+    assert!(kept.contains(&format!("keeping our chain against peer {}", fork.peer)), "{kept}");
     assert!(lower.status().deep_forks.is_empty());
+    let (code, body) = admin_post(lower, "/admin/chain/deep-forks/keep", "{}");
+    assert_eq!((code, body["kept"].as_array().map(Vec::len)), (200, Some(0)), "nothing left to keep: {body}");
     assert_eq!(metric(lower, "vision_p2p_deep_fork_peers"), 0.0);
 
     // Or follow the other side: restart once with a window deeper than the fork (and, here, no
