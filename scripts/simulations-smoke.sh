@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every scenario in simulations/scenarios at a small size (propagation with 30 nodes instead
 # of 100; the others are 20-30 nodes already) and fails on the first failed check.
+# cheap-blocks-and-timestamp-walk (issue #14 items 1 and 4) runs at its own size: 20 nodes, 30 s.
 # Results go to target/sim/ (under the repository, whatever CARGO_TARGET_DIR says): <scenario>-n<nodes>-s<seed>/ (CSV, PNG, summary.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."

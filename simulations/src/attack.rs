@@ -35,6 +35,25 @@
 //!   It breaks no protocol rule, so honest nodes need not ban it, but they must keep receiving
 //!   blocks through their other peers.
 //!
+//! - [`AttackKind::CheapBlocks`] (issue #14, item 1) runs the node's own stack and gossips, in
+//!   turn, blocks that claim difficulty 1 (the honest chain's is higher): on the reference node's
+//!   tip with an empty body, on a parent nobody has, and on the tip with a large body
+//!   ([`CHEAP_BODY_TXS`] unsigned transfers). Headers first, an honest node checks the claimed
+//!   difficulty against the one the retarget requires of a child of the parent: it relays none of
+//!   them, stores none of them, and bans the sender at the first one on a known parent
+//!   (`block_header_out_of_context`, fatal); it asks the sender for an unknown parent, which the
+//!   attacker cannot give (`unresolvable_orphan`).
+//! - [`AttackKind::TimestampWalk`] (issue #14, item 4) keeps its own copy of the chain, forks it
+//!   [`WALK_FORK_DEPTH`] blocks below the reference node's tip, and mines a side branch at exactly
+//!   the difficulty the retarget requires of it, stamping its blocks alternately at the latest time
+//!   honest nodes accept (wall clock + the future limit) and the earliest (median time past + 1).
+//!   Its hash rate is modelled: each round adds [`WALK_SHARE`] × the fork's difficulty × the round
+//!   period / T to a budget of hashes, and a block is made when the budget covers its difficulty
+//!   (so it has about 30% of the honest hash rate when the honest nodes mine one block per T). It
+//!   serves its blocks by hash. Its blocks are valid: honest nodes need not ban it, but the
+//!   difficulty of its branch stays near its hash-rate share (ADR 011: at least 0.196 D for 30%),
+//!   and what they store of it stays bounded.
+//!
 //! A banned attacker keeps re-dialing its targets, once per [`REDIAL_EVERY`]: the honest node
 //! refuses (the dial fails, or the connection is closed at once), which is counted in
 //! [`AttackStats::dial_failures`].
@@ -56,9 +75,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use vision_node::chain::consensus::now_ms;
-use vision_node::chain::types::{Address, Block, tx_root};
+use vision_node::chain::genesis::Genesis;
+use vision_node::chain::types::{Address, Block, Hash, Transaction, TxKind, tx_root};
 use vision_node::miner::{search, template_from};
-use vision_node::node::Core;
+use vision_node::node::{BlockSource, Core, Node, NodeConfig};
 use vision_node::p2p::behaviour::{Behaviour, BehaviourEvent, PROTOCOL_VERSION, build_swarm, build_transport};
 use vision_node::p2p::gossip::Topics;
 use vision_node::p2p::link::Links;
@@ -85,6 +105,15 @@ const RAW_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const RAW_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Receives the reward of the invalid blocks (never credited: their bodies never execute).
 const EVIL_MINER: Address = Address([0xee; 32]);
+/// Transactions in the large-body variant of the cheap blocks (about 180 bytes each).
+pub const CHEAP_BODY_TXS: usize = 2_000;
+/// The timestamp walker forks this many blocks below the reference node's tip.
+pub const WALK_FORK_DEPTH: u64 = 2;
+/// The timestamp walker's hash rate as a share of the honest network's (at one block per T).
+pub const WALK_SHARE: f64 = 0.3;
+/// The timestamp walker stamps its latest blocks this much under the future limit (honest nodes
+/// read their clocks a little later).
+const WALK_FUTURE_SLACK_MS: u64 = 100;
 
 /// What an attacker does (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -104,6 +133,13 @@ pub enum AttackKind {
     /// never serves blocks: it takes peer slots without helping (an eclipse attempt). Honest nodes
     /// need not ban it but must keep receiving blocks through their other peers.
     Silent,
+    /// Gossips blocks claiming difficulty 1: on the honest tip, on an unknown parent, and on the
+    /// tip with a large body. Honest nodes relay and store none of them and cut it off.
+    CheapBlocks,
+    /// Mines a side branch at the retarget's difficulty with a modelled 30% hash rate, stamping
+    /// alternately at the future limit and at the median time past + 1. Honest nodes keep the
+    /// branch's difficulty near its hash rate and bound what they store of it.
+    TimestampWalk,
 }
 
 impl AttackKind {
@@ -114,13 +150,29 @@ impl AttackKind {
             AttackKind::JunkFrames => "junk-frames",
             AttackKind::RequestFlood => "request-flood",
             AttackKind::Silent => "silent",
+            AttackKind::CheapBlocks => "cheap-blocks",
+            AttackKind::TimestampWalk => "timestamp-walk",
         }
+    }
+
+    /// Whether honest nodes must ban it (its messages break a rule); the silent peer and the
+    /// timestamp walker break none.
+    pub fn banned_by_honest(self) -> bool {
+        !matches!(self, AttackKind::Silent | AttackKind::TimestampWalk)
+    }
+
+    /// Whether it gossips blocks of its own making.
+    fn makes_blocks(self) -> bool {
+        matches!(self, AttackKind::InvalidBlocks | AttackKind::CheapBlocks | AttackKind::TimestampWalk)
     }
 
     /// Whether the attacker runs the node's full stack (gossipsub, kad, ...) rather than a
     /// sync-only raw peer.
     fn full_stack(self) -> bool {
-        matches!(self, AttackKind::InvalidBlocks | AttackKind::Silent)
+        matches!(
+            self,
+            AttackKind::InvalidBlocks | AttackKind::Silent | AttackKind::CheapBlocks | AttackKind::TimestampWalk
+        )
     }
 }
 
@@ -139,9 +191,14 @@ pub struct AttackerConfig {
     pub topics: Topics,
     /// An honest node's core, to build blocks on the current tip.
     pub reference: Arc<Core>,
+    /// The network's genesis (the timestamp walker opens its own chain on it).
+    pub genesis: Genesis,
     /// Time between attack rounds (e.g. 200 ms).
     pub period: Duration,
 }
+
+/// A block an attacker gossiped: (hash, difficulty, encoded bytes).
+pub type SentBlock = (Hash, u64, usize);
 
 /// What an attacker did and saw, updated live.
 #[derive(Debug, Default)]
@@ -157,6 +214,8 @@ pub struct AttackStats {
     /// Dials refused: dials that failed, and outbound connections closed within
     /// [`REFUSED_WITHIN`] of being established (what a ban looks like from the dialing side).
     pub dial_failures: AtomicU64,
+    /// Blocks it gossiped.
+    pub blocks: parking_lot::Mutex<Vec<SentBlock>>,
 }
 
 impl AttackStats {
@@ -193,7 +252,7 @@ impl Attacker {
     /// target has no `/p2p/` peer id, or there is no current runtime).
     pub fn spawn(config: AttackerConfig) -> Result<Attacker, String> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|e| format!("attacker outside a runtime: {e}"))?;
-        let AttackerConfig { kind, keypair, links, targets, topics, reference, period } = config;
+        let AttackerConfig { kind, keypair, links, targets, topics, reference, genesis, period } = config;
         let peer_id = keypair.public().to_peer_id();
         let targets = targets
             .into_iter()
@@ -224,7 +283,15 @@ impl Attacker {
             }
             swarm.listen_on(listen.clone()).map_err(|e| format!("{who}: listen on {listen}: {e}"))?;
             conns.redial(&mut swarm);
-            let stack = StackAttack { kind, swarm, conns, rng, topics, reference };
+            let walk = if kind == AttackKind::TimestampWalk {
+                let core = Node::open_core(&NodeConfig { genesis, ..NodeConfig::devnet() })
+                    .map_err(|e| format!("{who}: its own chain: {e}"))?;
+                Some(Walk { core: Arc::new(core), budget: 0.0, forked: false })
+            } else {
+                None
+            };
+            let served = Served::default();
+            let stack = StackAttack { kind, swarm, conns, rng, topics, reference, walk, served };
             runtime.spawn(stack.run(period, cancel.clone()))
         } else {
             let mut swarm = raw_swarm(&keypair, &links).map_err(|e| format!("{who}: {e}"))?;
@@ -357,24 +424,42 @@ struct StackAttack {
     rng: Rng,
     topics: Topics,
     reference: Arc<Core>,
+    /// The timestamp walker's branch.
+    walk: Option<Walk>,
+    /// Blocks it serves by hash (the timestamp walker's own).
+    served: Served,
+}
+
+/// Blocks an attacker serves by hash.
+type Served = Arc<parking_lot::Mutex<HashMap<Hash, Block>>>;
+
+/// The timestamp walker's state.
+struct Walk {
+    /// Its own chain: the honest chain up to the fork, then its branch.
+    core: Arc<Core>,
+    /// Hashes its modelled hash rate has accumulated and not yet spent.
+    budget: f64,
+    /// Whether the honest chain was copied up to the fork yet.
+    forked: bool,
 }
 
 impl StackAttack {
     async fn run(mut self, period: Duration, cancel: CancellationToken) {
         let (mut rounds, mut redial) = intervals(period);
         // At most one block build in flight (on the blocking pool): a slow build skips rounds.
-        let mut builds: JoinSet<Result<Option<Vec<u8>>, String>> = JoinSet::new();
+        let mut builds: JoinSet<Result<Option<Block>, String>> = JoinSet::new();
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
                 ev = self.swarm.select_next_some() => self.on_event(ev),
                 _ = rounds.tick() => {
-                    if self.kind == AttackKind::InvalidBlocks && builds.is_empty() && !self.conns.connected.is_empty() {
-                        let core = self.reference.clone();
-                        let seed = self.rng.next_u64();
-                        builds.spawn_blocking(move || {
-                            invalid_block(&core, seed).map(|b| b.map(|b| b.encode())).map_err(|e| e.to_string())
-                        });
+                    if let Some(walk) = &mut self.walk {
+                        walk.budget += WALK_SHARE * self.reference.chain().params().initial_difficulty as f64
+                            * period.as_millis() as f64
+                            / self.reference.chain().params().target_block_time_ms.max(1) as f64;
+                    }
+                    if self.kind.makes_blocks() && builds.is_empty() && !self.conns.connected.is_empty() {
+                        self.spawn_build(&mut builds);
                     }
                 }
                 Some(built) = builds.join_next() => self.publish(built),
@@ -384,6 +469,33 @@ impl StackAttack {
         tracing::info!(attacker = %self.swarm.local_peer_id(), kind = self.kind.name(), "attacker stopped");
     }
 
+    /// Starts building this round's block on the blocking pool.
+    fn spawn_build(&mut self, builds: &mut JoinSet<Result<Option<Block>, String>>) {
+        let core = self.reference.clone();
+        let seed = self.rng.next_u64();
+        match (self.kind, &mut self.walk) {
+            (AttackKind::TimestampWalk, Some(walk)) => {
+                let side = walk.core.clone();
+                let fork = !walk.forked;
+                walk.forked = true;
+                let budget = walk.budget;
+                builds.spawn_blocking(move || {
+                    if fork {
+                        copy_to_fork(&core, &side).map_err(|e| e.to_string())?;
+                    }
+                    walk_block(&side, budget, seed).map_err(|e| e.to_string())
+                });
+            }
+            (AttackKind::CheapBlocks, _) => {
+                let variant = self.conns.stats.messages_sent.load(Ordering::Relaxed);
+                builds.spawn_blocking(move || cheap_block(&core, seed, variant).map(Some).map_err(|e| e.to_string()));
+            }
+            _ => {
+                builds.spawn_blocking(move || invalid_block(&core, seed).map_err(|e| e.to_string()));
+            }
+        }
+    }
+
     fn on_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
         self.conns.on_event(&ev);
         match ev {
@@ -391,7 +503,14 @@ impl StackAttack {
                 message: request_response::Message::Request { request, channel, .. },
                 ..
             })) => {
-                let _ = self.swarm.behaviour_mut().sync.send_response(channel, answer(request.as_ref().ok()));
+                let response = match request.as_ref().ok() {
+                    Some(Request::BlocksByHash(hashes)) => {
+                        let served = self.served.lock();
+                        Response::Blocks(hashes.iter().filter_map(|h| served.get(h).cloned()).collect())
+                    }
+                    other => answer(other),
+                };
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
@@ -410,12 +529,12 @@ impl StackAttack {
         }
     }
 
-    fn publish(&mut self, built: Result<Result<Option<Vec<u8>>, String>, tokio::task::JoinError>) {
+    fn publish(&mut self, built: Result<Result<Option<Block>, String>, tokio::task::JoinError>) {
         let me = *self.swarm.local_peer_id();
-        let data = match built {
-            Ok(Ok(Some(data))) => data,
+        let block = match built {
+            Ok(Ok(Some(block))) => block,
             Ok(Ok(None)) => {
-                tracing::debug!(attacker = %me, "no nonce found for an invalid block; round skipped");
+                tracing::debug!(attacker = %me, "no block this round (no nonce, or hash budget short)");
                 return;
             }
             Ok(Err(e)) => {
@@ -427,9 +546,15 @@ impl StackAttack {
                 return;
             }
         };
+        if let Some(walk) = &mut self.walk {
+            walk.budget -= block.header.difficulty as f64;
+            self.served.lock().insert(block.hash(), block.clone());
+        }
+        let data = block.encode();
+        self.conns.stats.blocks.lock().push((block.hash(), block.header.difficulty, data.len()));
         match self.swarm.behaviour_mut().gossipsub.publish(self.topics.blocks.clone(), data) {
             Ok(_) => AttackStats::add(&self.conns.stats.messages_sent, 1),
-            Err(e) => tracing::debug!(attacker = %me, error = %e, "invalid block not published"),
+            Err(e) => tracing::debug!(attacker = %me, error = %e, "block not published"),
         }
     }
 }
@@ -461,6 +586,75 @@ fn invalid_block(core: &Core, seed: u64) -> Result<Option<Block>, StoreError> {
         return Ok(None);
     }
     Ok(Some(Block { header, transactions }))
+}
+
+/// A block claiming difficulty 1 (nonce from `seed`), by `variant` % 3: on `core`'s tip with an
+/// empty body, on a parent nobody has, or on the tip with [`CHEAP_BODY_TXS`] unsigned transfers
+/// (the header check comes first, so the body is never looked at).
+fn cheap_block(core: &Core, seed: u64, variant: u64) -> Result<Block, StoreError> {
+    let mut rng = Rng::seeded(&seed.to_le_bytes());
+    let template = template_from(core.chain(), Vec::new(), EVIL_MINER, |_| {})?;
+    let mut header = template.header;
+    header.timestamp_ms = header.timestamp_ms.max(now_ms());
+    header.difficulty = 1;
+    header.nonce = rng.next_u64();
+    let mut transactions = Vec::new();
+    match variant % 3 {
+        0 => {}
+        1 => header.parent = Hash(rng.bytes32()),
+        _ => {
+            let params = core.chain().params();
+            let tx = Transaction {
+                chain_id: params.chain_id,
+                from: Address(rng.bytes32()),
+                nonce: 0,
+                fee: params.min_fee.max(1),
+                kind: TxKind::Transfer { to: Address(rng.bytes32()), amount: 1 },
+                signature: [0; 64],
+            };
+            transactions = vec![tx; CHEAP_BODY_TXS];
+        }
+    }
+    header.tx_root = tx_root(&transactions);
+    Ok(Block { header, transactions })
+}
+
+/// Copies `reference`'s canonical chain up to [`WALK_FORK_DEPTH`] below its tip into `side`.
+fn copy_to_fork(reference: &Core, side: &Core) -> Result<(), String> {
+    let r = reference.chain().read().map_err(|e| e.to_string())?;
+    let fork = reference.chain().tip().header.height.saturating_sub(WALK_FORK_DEPTH);
+    for height in 1..=fork {
+        let block = r
+            .canonical_hash(height)
+            .map_err(|e| e.to_string())?
+            .and_then(|h| r.block(&h).transpose())
+            .transpose()
+            .map_err(|e| e.to_string())?
+            .ok_or(format!("no block at height {height}"))?;
+        side.import_block(&block, BlockSource::Miner).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The timestamp walker's next block on `side`'s tip at the difficulty the retarget requires, if
+/// `budget` hashes cover it: stamped at the future limit when the branch's height is even, at the
+/// median time past + 1 when odd; imported into `side`.
+fn walk_block(side: &Core, budget: f64, seed: u64) -> Result<Option<Block>, String> {
+    let template = template_from(side.chain(), Vec::new(), EVIL_MINER, |_| {}).map_err(|e| e.to_string())?;
+    let mut header = template.header;
+    if (header.difficulty as f64) > budget {
+        return Ok(None);
+    }
+    if header.height % 2 == 0 {
+        let latest = now_ms() + side.chain().params().max_future_drift_ms() - WALK_FUTURE_SLACK_MS;
+        header.timestamp_ms = header.timestamp_ms.max(latest);
+    }
+    if !search(&mut header, seed >> 1, u64::MAX >> 1) {
+        return Ok(None);
+    }
+    let block = Block { header, transactions: Vec::new() };
+    side.import_block(&block, BlockSource::Miner).map_err(|e| e.to_string())?;
+    Ok(Some(block))
 }
 
 // ----- sync-only attackers: junk frames, request flood ----------------------------------------------
@@ -616,7 +810,6 @@ mod tests {
     use vision_node::chain::ImportError;
     use vision_node::chain::consensus::{BlockError, check_header_stateless, meets_difficulty};
     use vision_node::errors::PeerAction;
-    use vision_node::node::{BlockSource, Node, NodeConfig};
     use vision_node::p2p::sync::read_frame;
     use vision_node::testkit::genesis_with_accounts;
 
@@ -682,6 +875,42 @@ mod tests {
         let addr: Multiaddr = format!("/memory/42/p2p/{peer}").parse().unwrap();
         assert_eq!(target_peer(&addr), Some(peer));
         assert_eq!(target_peer(&"/memory/42".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn cheap_blocks_fail_in_context_and_walk_blocks_are_valid_side_blocks() {
+        let (mut genesis, _) = genesis_with_accounts(1, 1_000);
+        genesis.initial_difficulty = 64;
+        let config = NodeConfig { genesis, ..NodeConfig::devnet() };
+        let core = Node::open_core(&config).unwrap();
+        for _ in 0..4 {
+            let b = vision_node::testkit::next_block(core.chain(), Vec::new(), Address([1; 32])).unwrap();
+            core.import_block(&b, BlockSource::Miner).unwrap();
+        }
+        let tip = core.chain().tip();
+        for variant in 0..3 {
+            let b = cheap_block(&core, variant, variant).unwrap();
+            assert_eq!(b.header.difficulty, 1);
+            assert_eq!(b.header.parent == tip.hash, variant != 1, "variant {variant}");
+            assert!(core.import_block(&b, BlockSource::Network).is_err(), "variant {variant}");
+        }
+        assert!(cheap_block(&core, 2, 2).unwrap().encoded_len() > 300_000, "the large body");
+        assert_eq!(core.chain().tip(), tip);
+
+        let side = Node::open_core(&config).unwrap();
+        copy_to_fork(&core, &side).unwrap();
+        assert_eq!(side.chain().tip().header.height, tip.header.height - WALK_FORK_DEPTH);
+        assert!(walk_block(&side, 10.0, 7).unwrap().is_none(), "a budget short of the difficulty makes no block");
+        let b = walk_block(&side, 1e9, 7).unwrap().unwrap();
+        assert_eq!(side.chain().tip().hash, b.hash());
+        assert_eq!(b.header.height % 2, 1, "odd height: stamped at the median time past + 1");
+        let next = walk_block(&side, 1e9, 8).unwrap().unwrap();
+        assert!(next.header.timestamp_ms + 1_000 >= now_ms(), "even height: stamped at the future limit");
+        // Both are valid blocks for the honest node (the branch may even win: stamps 1 ms apart
+        // raise its difficulty above the honest one).
+        core.import_block(&b, BlockSource::Network).unwrap();
+        core.import_block(&next, BlockSource::Network).unwrap();
+        assert!(core.chain().read().unwrap().block_meta(&next.hash()).unwrap().is_some());
     }
 
     #[test]

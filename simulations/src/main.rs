@@ -27,6 +27,79 @@ use crate::report::Outcome;
 use crate::runner::Runner;
 use crate::scenario::{CheckKind, Scenario};
 
+/// [`CheckKind::CheapBlocksNotStored`]: no live honest node has any block a `cheap-blocks`
+/// attacker gossiped.
+fn cheap_blocks_not_stored(runner: &Runner, name: &str) -> Outcome {
+    let sent: Vec<_> = runner
+        .attacker_blocks()
+        .into_iter()
+        .filter(|(_, kind, _)| *kind == attack::AttackKind::CheapBlocks)
+        .flat_map(|(_, _, blocks)| blocks)
+        .collect();
+    if sent.is_empty() {
+        return Outcome::new(name, false, "no cheap-blocks attacker gossiped a block");
+    }
+    match runner.stored_by_nodes(&sent) {
+        Ok(stored) => {
+            let holders: Vec<String> = stored
+                .iter()
+                .filter(|(_, n, _)| *n > 0)
+                .map(|(i, n, b)| format!("node {i}: {n} ({b} bytes)"))
+                .collect();
+            Outcome::new(
+                name,
+                holders.is_empty(),
+                format!(
+                    "{} cheap blocks gossiped ({} bytes), stored by {} of {} nodes{}",
+                    sent.len(),
+                    sent.iter().map(|b| b.2).sum::<usize>(),
+                    holders.len(),
+                    stored.len(),
+                    if holders.is_empty() { String::new() } else { format!(": {}", holders.join(", ")) }
+                ),
+            )
+        }
+        Err(e) => Outcome::new(name, false, e),
+    }
+}
+
+/// [`CheckKind::TimestampWalkBounded`]: the walkers' branches and the honest chains keep their
+/// difficulty, and each honest node stored at most `max_side_bytes` of the walkers' blocks.
+fn timestamp_walk_bounded(runner: &Runner, name: &str, fraction: f64, max_side_bytes: u64, initial: u64) -> Outcome {
+    let sent: Vec<_> = runner
+        .attacker_blocks()
+        .into_iter()
+        .filter(|(_, kind, _)| *kind == attack::AttackKind::TimestampWalk)
+        .flat_map(|(_, _, blocks)| blocks)
+        .collect();
+    if sent.is_empty() {
+        return Outcome::new(name, false, "no timestamp-walk attacker made a block");
+    }
+    let floor = fraction * initial as f64;
+    let branch_low = sent.iter().map(|b| b.1).min().unwrap_or(0);
+    let (stored, main_low) = match (runner.stored_by_nodes(&sent), runner.lowest_canonical_difficulty()) {
+        (Ok(s), Ok(m)) => (s, m),
+        (Err(e), _) | (_, Err(e)) => return Outcome::new(name, false, e),
+    };
+    let most = stored.iter().map(|(_, n, b)| (*b, *n)).max().unwrap_or((0, 0));
+    let main = main_low.map_or(initial, |(d, _)| d);
+    let ok = branch_low as f64 >= floor && main as f64 >= floor && most.0 as u64 <= max_side_bytes;
+    Outcome::new(
+        name,
+        ok,
+        format!(
+            "{} side blocks ({} bytes); lowest difficulty on the branch {branch_low} ({:.3} of {initial}), on the honest \
+             chains {main} ({:.3}); floor {floor:.0}; most stored by one node: {} blocks, {} bytes (bound {max_side_bytes})",
+            sent.len(),
+            sent.iter().map(|b| b.2).sum::<usize>(),
+            branch_low as f64 / initial as f64,
+            main as f64 / initial as f64,
+            most.1,
+            most.0,
+        ),
+    )
+}
+
 #[derive(Parser)]
 #[command(name = "vision-sim", version, about = "Simulations of many real Vision nodes in one process")]
 struct Cli {
@@ -214,6 +287,16 @@ async fn run(scenario: Scenario, out: PathBuf) -> Result<bool, String> {
                     &c.name,
                     missing == 0 && !runner.submitted.is_empty(),
                     format!("{} transfers x {} nodes; {missing} missing", runner.submitted.len(), runner.live().len()),
+                ))
+            }
+            CheckKind::CheapBlocksNotStored => Some(cheap_blocks_not_stored(&runner, &c.name)),
+            CheckKind::TimestampWalkBounded { min_difficulty_fraction, max_side_bytes } => {
+                Some(timestamp_walk_bounded(
+                    &runner,
+                    &c.name,
+                    *min_difficulty_fraction,
+                    *max_side_bytes,
+                    scenario.chain.initial_difficulty,
                 ))
             }
             _ => None,

@@ -208,7 +208,7 @@ impl Results {
                 }
             }
             CheckKind::AttackersBanned { within_s } => {
-                let banning: Vec<_> = self.attackers.iter().filter(|a| a.1 != AttackKind::Silent).collect();
+                let banning: Vec<_> = self.attackers.iter().filter(|a| a.1.banned_by_honest()).collect();
                 if banning.is_empty() {
                     return Some(Outcome::new(name, false, "no banning attacker ran"));
                 }
@@ -216,7 +216,7 @@ impl Results {
                 let mut missing = Vec::new();
                 let mut pairs = 0;
                 for (k, (peer, kind, targets, start, bans)) in self.attackers.iter().enumerate() {
-                    if *kind == AttackKind::Silent {
+                    if !kind.banned_by_honest() {
                         continue;
                     }
                     for t in targets {
@@ -291,6 +291,8 @@ impl Results {
                 }
             }
             CheckKind::Converged { .. }
+            | CheckKind::CheapBlocksNotStored
+            | CheckKind::TimestampWalkBounded { .. }
             | CheckKind::IdenticalChains
             | CheckKind::Included { .. }
             | CheckKind::RawReceived => return None,

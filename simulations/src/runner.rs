@@ -30,7 +30,7 @@ use vision_node::p2p::{NetworkConfig, NetworkHandle, TransportKind, peer_manager
 use vision_node::wallet::Keypair;
 use vision_tools::raw_gossip::topic_counter;
 
-use crate::attack::{AttackKind, Attacker, AttackerConfig};
+use crate::attack::{AttackKind, Attacker, AttackerConfig, SentBlock};
 use crate::net::{ATTACKER_PORT_BASE, PORT_BASE, SimNet, draw_link, random_topology};
 use crate::record::{Arrival, Join, Mined, ScoreSample};
 use crate::report::Results;
@@ -179,6 +179,7 @@ impl Runner {
         let (mut genesis, accounts) =
             vision_node::testkit::genesis_with_accounts(scenario.chain.accounts, ACCOUNT_BALANCE);
         genesis.target_block_time_ms = scenario.chain.target_block_time_ms;
+        genesis.initial_difficulty = scenario.chain.initial_difficulty.max(1);
         let genesis_hash = genesis.block().hash();
         let mut key_rng = rng.fork("node keys");
         let nodes = (0..total)
@@ -569,6 +570,7 @@ impl Runner {
             targets: target_addrs,
             topics: self.topics.clone(),
             reference,
+            genesis: self.genesis.clone(),
             period,
         })?;
         tracing::info!(attacker = k, peer = %attacker.peer_id, ?kind, targets = ?chosen, "attacker started");
@@ -651,6 +653,66 @@ impl Runner {
                 Ok((i, hashes))
             })
             .collect()
+    }
+
+    /// The blocks each attacker gossiped so far: (attacker number, kind, [(hash, difficulty, bytes)]).
+    pub fn attacker_blocks(&self) -> Vec<(usize, AttackKind, Vec<SentBlock>)> {
+        self.attackers
+            .iter()
+            .enumerate()
+            .filter_map(|(k, a)| a.handle.as_ref().map(|h| (k, a.kind, h.stats.blocks.lock().clone())))
+            .collect()
+    }
+
+    /// Which of `hashes` each live honest node stored (any status): (node, stored count, bytes).
+    pub fn stored_by_nodes(&self, blocks: &[SentBlock]) -> Result<Vec<(usize, usize, usize)>, String> {
+        let live: Vec<(usize, Arc<Core>)> = self
+            .shared
+            .live
+            .lock()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.as_ref().map(|(c, _)| (i, c.clone())))
+            .collect();
+        live.into_iter()
+            .map(|(i, c)| {
+                let r = c.chain().read().map_err(|e| e.to_string())?;
+                let mut count = 0;
+                let mut bytes = 0;
+                for (hash, _, len) in blocks {
+                    if r.block_meta(hash).map_err(|e| e.to_string())?.is_some() {
+                        count += 1;
+                        bytes += len;
+                    }
+                }
+                Ok((i, count, bytes))
+            })
+            .collect()
+    }
+
+    /// The lowest difficulty on any live honest node's canonical chain above height 2 (heights 1
+    /// and 2 get the genesis difficulty), with the node.
+    pub fn lowest_canonical_difficulty(&self) -> Result<Option<(u64, usize)>, String> {
+        let live: Vec<(usize, Arc<Core>)> = self
+            .shared
+            .live
+            .lock()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.as_ref().map(|(c, _)| (i, c.clone())))
+            .collect();
+        let mut lowest: Option<(u64, usize)> = None;
+        for (i, c) in live {
+            let r = c.chain().read().map_err(|e| e.to_string())?;
+            for height in 3..=c.chain().tip().header.height {
+                let Some(hash) = r.canonical_hash(height).map_err(|e| e.to_string())? else { break };
+                let Some(meta) = r.block_meta(&hash).map_err(|e| e.to_string())? else { break };
+                if lowest.is_none_or(|(d, _)| meta.header.difficulty < d) {
+                    lowest = Some((meta.header.difficulty, i));
+                }
+            }
+        }
+        Ok(lowest)
     }
 
     /// Waits until every submitted transfer is in every live node's chain; returns the missing

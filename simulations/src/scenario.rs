@@ -148,12 +148,19 @@ pub struct ChainConfig {
     pub accounts: u32,
     /// Target block time (the retarget aims at it).
     pub target_block_time_ms: u64,
+    /// The genesis difficulty (1: every nonce meets it; the attacks on difficulty need more).
+    #[serde(default = "one_u64")]
+    pub initial_difficulty: u64,
 }
 
 impl Default for ChainConfig {
     fn default() -> Self {
-        ChainConfig { accounts: 64, target_block_time_ms: 1_000 }
+        ChainConfig { accounts: 64, target_block_time_ms: 1_000, initial_difficulty: 1 }
     }
+}
+
+fn one_u64() -> u64 {
+    1
 }
 
 /// Peer manager settings.
@@ -342,7 +349,7 @@ pub enum CheckKind {
         within_s: f64,
     },
     /// Every honest node linked to an attacker of a banning kind (`invalid-blocks`, `junk-frames`,
-    /// `request-flood`) bans it within `within_s` of the attack's start.
+    /// `request-flood`, `cheap-blocks`) bans it within `within_s` of the attack's start.
     AttackersBanned {
         /// Bound in seconds.
         within_s: f64,
@@ -350,6 +357,19 @@ pub enum CheckKind {
     /// Every honest node linked to an attacker (including `silent` ones) still gets every block
     /// mined after the attack started (it was not eclipsed).
     NotEclipsed,
+    /// No live honest node stored any block a `cheap-blocks` attacker gossiped (checked while the
+    /// nodes run, after `converged`).
+    CheapBlocksNotStored,
+    /// Against `timestamp-walk` attackers (checked while the nodes run): the lowest difficulty on
+    /// each attacker's branch and on every honest node's canonical chain is at least
+    /// `min_difficulty_fraction` of the genesis difficulty, and no honest node stored more than
+    /// `max_side_bytes` of the attackers' blocks.
+    TimestampWalkBounded {
+        /// E.g. 0.15 (ADR 011: a 30% side branch stays at or above 0.196).
+        min_difficulty_fraction: f64,
+        /// Bound on the attackers' blocks (encoded bytes) each honest node stored.
+        max_side_bytes: u64,
+    },
     /// Late joiners reach the tip they joined behind within `within_s` of joining.
     Synced {
         /// Bound in seconds.
