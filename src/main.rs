@@ -126,6 +126,15 @@ enum WalletCmd {
 
 #[derive(Subcommand)]
 enum AdminCmd {
+    /// Clear the invalid verdict on a block and everything below it, so that it is judged again
+    /// when peers deliver it again (for a block marked invalid by mistake).
+    Reconsider {
+        /// The block's hash.
+        hash: vision_node::chain::types::Hash,
+        /// The node's admin API.
+        #[arg(long, env = "VISION_ADMIN_API", default_value = DEFAULT_ADMIN_URL)]
+        admin: String,
+    },
     /// Forks deeper than the reorg window (a partition longer than `--max-reorg-depth`): list
     /// them, or keep our chain against them (docs/runbook.md, "A fork deeper than the reorg window").
     #[command(subcommand)]
@@ -271,6 +280,14 @@ fn health(api: &str, timeout: Duration) -> CmdResult {
 
 fn admin(cmd: AdminCmd) -> CmdResult {
     match cmd {
+        AdminCmd::Reconsider { hash, admin } => {
+            let r: vision_node::api::ReconsiderJson =
+                Client::new(&admin).post(&format!("/admin/blocks/{hash}/reconsider"), &serde_json::json!({}))?;
+            println!(
+                "reconsidered {hash}: {} stored blocks and {} remembered descendants forgotten; they are judged again when peers deliver them",
+                r.forgotten, r.invalid_descendants_cleared
+            );
+        }
         AdminCmd::DeepFork(DeepForkCmd::List { api }) => {
             let status: vision_node::api::Status = Client::new(&api).get("/v1/status")?;
             if status.deep_forks.is_empty() {

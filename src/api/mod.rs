@@ -157,7 +157,7 @@ fn parse_hash(s: &str) -> Result<Hash, ApiError> {
 
 /// What the API may read and do of the node; the node implements it for its core. Reads go to
 /// redb read snapshots, and the only writes are transaction submissions, through the same door
-/// as the network's.
+/// as the network's, and the operator's admin actions.
 pub trait NodeAccess: Send + Sync + 'static {
     /// The canonical tip.
     fn tip(&self) -> crate::chain::Tip;
@@ -179,6 +179,9 @@ pub trait NodeAccess: Send + Sync + 'static {
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event>;
     /// The resource registry (WebSocket clients are one resource).
     fn bounds(&self) -> &crate::bounds::Bounds;
+    /// Clears the invalid verdict on `hash` and everything below it (admin only; blocking: a
+    /// write transaction and a scan of the stored headers).
+    fn reconsider_block(&self, hash: &Hash) -> Result<crate::state::Reconsidered, crate::state::ReconsiderError>;
 }
 
 /// What the handlers share.
@@ -402,6 +405,7 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/admin/peers/{peer}/ban", post(admin_ban).delete(admin_unban))
         .route("/admin/peers", post(admin_dial))
         .route("/admin/chain/deep-forks/keep", post(deep_fork::keep))
+        .route("/admin/blocks/{hash}/reconsider", post(admin_reconsider))
         .fallback(|| async { ApiError::not_found("no such admin endpoint; see docs/api.md") })
         .layer(axum::middleware::map_response(json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -581,6 +585,50 @@ async fn admin_dial(State(state): State<AppState>, body: Bytes) -> ApiResult<Don
         req.addr.parse().map_err(|e| ApiError::bad_request("invalid_multiaddr", format!("{:?}: {e}", req.addr)))?;
     network(&state)?.dial(addr).await.map_err(net_error)?;
     Ok(Json(Done { ok: true }))
+}
+
+/// `POST /admin/blocks/{hash}/reconsider` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReconsiderJson {
+    /// Stored blocks forgotten: the block, its invalid ancestors and the blocks stored below them.
+    pub forgotten: usize,
+    /// Descendants of them remembered only by hash, forgotten.
+    pub invalid_descendants_cleared: usize,
+}
+
+/// Clears the invalid verdict on a block (admin address only), like Bitcoin Core's
+/// `reconsiderblock`: the block, its invalid ancestors and everything stored or remembered below
+/// them are forgotten, and judged again from scratch when peers or sync deliver them again. For a
+/// block marked invalid by mistake (a bug, a disk error of an older version); canonical blocks are
+/// never touched.
+#[utoipa::path(
+    post,
+    path = "/admin/blocks/{hash}/reconsider",
+    tag = "admin",
+    params(("hash" = String, Path, description = "Block hash (64 hex digits).")),
+    responses(
+        (status = 200, description = "Verdicts cleared.", body = ReconsiderJson),
+        (status = 400, description = "`invalid_hash`.", body = ErrorBody),
+        (status = 409, description = "`not_invalid`: the block is not known invalid; nothing to reconsider.", body = ErrorBody),
+        (status = 500, description = "`internal`: the store failed.", body = ErrorBody),
+    )
+)]
+async fn admin_reconsider(State(state): State<AppState>, Path(hash): Path<String>) -> ApiResult<ReconsiderJson> {
+    let hash = parse_hash(&hash)?;
+    let core = state.core.clone();
+    let done = tokio::task::spawn_blocking(move || core.reconsider_block(&hash))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    match done {
+        Ok(r) => Ok(Json(ReconsiderJson {
+            forgotten: r.forgotten,
+            invalid_descendants_cleared: r.invalid_descendants_cleared,
+        })),
+        Err(e @ crate::state::ReconsiderError::NotInvalid(_)) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "not_invalid", e.to_string()))
+        }
+        Err(crate::state::ReconsiderError::Store(e)) => Err(e.into()),
+    }
 }
 
 /// The node's view of the chain, pool and network.

@@ -46,6 +46,7 @@ pub const CHECKED_IN_PATH: &str = "docs/openapi.json";
         super::admin_unban,
         super::admin_dial,
         super::deep_fork::keep,
+        super::admin_reconsider,
     ),
     components(schemas(WsRequest, WsMessage, WsStream, ErrorBody, ErrorDetail, TxJson)),
     tags(

@@ -862,4 +862,8 @@ impl crate::api::NodeAccess for Core {
     fn bounds(&self) -> &crate::bounds::Bounds {
         &self.bounds
     }
+
+    fn reconsider_block(&self, hash: &Hash) -> Result<crate::state::Reconsidered, crate::state::ReconsiderError> {
+        self.chain.reconsider(hash)
+    }
 }

@@ -401,6 +401,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/admin/peers/{peer}/ban", &["post", "delete"]),
     ("/admin/peers", &["post"]),
     ("/admin/chain/deep-forks/keep", &["post"]),
+    ("/admin/blocks/{hash}/reconsider", &["post"]),
 ];
 
 #[test]

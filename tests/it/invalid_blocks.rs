@@ -7,6 +7,8 @@
 //!   not grow with their bodies.
 //! - `reconsider_forgets_an_invalid_block_and_its_descendants`: `Chain::reconsider` clears the
 //!   block and its descendants, so that they are judged again when delivered again.
+//! - `admin_reconsider_makes_a_real_node_judge_a_block_again`: the same through the admin API and
+//!   `vision-node admin reconsider`, on a real node fed by peers on real transports.
 
 use vision_node::chain::consensus::BlockError;
 use vision_node::chain::genesis::Genesis;
@@ -125,4 +127,84 @@ fn reconsider_forgets_an_invalid_block_and_its_descendants() {
     assert_eq!(z.chain().tip().hash, good.hash());
     let next = next_block(z.chain(), Vec::new(), Address([1; 32])).unwrap();
     assert!(matches!(z.import_block(&next, BlockSource::Network).unwrap(), ImportOutcome::NewTip { .. }));
+}
+
+/// The operator's way back, end to end on a real node: a block found invalid by execution (a wrong
+/// state root, gossiped by a peer that is banned for it) is reconsidered with `vision-node admin
+/// reconsider`. Before, a child of it is refused at once (`invalid_parent`); after, another child
+/// is an orphan whose parent the node fetches by hash and executes again from scratch: it fails
+/// again and is recorded invalid again (the server of a block by hash is not charged for its
+/// execution: ADR 012). Reconsidering a block that is not known invalid, or a malformed hash, is a
+/// clear error.
+#[test]
+fn admin_reconsider_makes_a_real_node_judge_a_block_again() {
+    use std::time::Duration;
+
+    use crate::common::{cli, cli_ok, wait_for};
+    use crate::misbehaving::{Setting, ban_reason, banned, listed, metric, start};
+
+    let s = Setting::new();
+    let (a, b, _h) = start(&s, &[]);
+    let bad = {
+        let mut b = next_block(s.local.chain(), vec![], Address([0xee; 32])).unwrap();
+        b.header.state_root = vision_node::chain::types::Hash([0x55; 32]);
+        b
+    };
+    let hash = bad.hash().to_string();
+    let admin = a.admin.clone();
+    // A child of the bad block (difficulty 1: every nonce meets it; the header is valid in context).
+    let child = |nonce: u64| {
+        let header = BlockHeader {
+            height: bad.header.height + 1,
+            parent: bad.hash(),
+            timestamp_ms: bad.header.timestamp_ms + 1,
+            tx_root: tx_root(&[]),
+            nonce,
+            ..bad.header
+        };
+        Block { header, transactions: Vec::new() }
+    };
+    let publish = |peer: &crate::misbehaving::StackPeer, block: &Block| {
+        let data = block.encode();
+        wait_for("published", Duration::from_secs(60), || peer.publish(data.clone()).ok());
+    };
+
+    let first = s.stack_peer(&a, &[&b]);
+    wait_for("the first sender connected", Duration::from_secs(60), || listed(&a, &first.id).then_some(()));
+    publish(&first, &bad);
+    wait_for("the first sender banned", Duration::from_secs(60), || banned(&a, &first.id));
+    assert_eq!(ban_reason(&a, &first.id).as_deref(), Some("invalid_block_execution"));
+
+    // Before: a child is refused on sight, its parent being known invalid.
+    let parent_invalid = r#"vision_p2p_peer_actions_total{action="low_tolerance",reason="invalid_parent""#;
+    let before = metric(&a, parent_invalid);
+    let second = s.stack_peer(&a, &[&b]);
+    wait_for("the second sender connected", Duration::from_secs(60), || listed(&a, &second.id).then_some(()));
+    publish(&second, &child(1));
+    wait_for("the child refused", Duration::from_secs(60), || (metric(&a, parent_invalid) > before).then_some(()));
+
+    // Errors: not known invalid; not a hash.
+    let out = cli(&["admin", "reconsider", &"ab".repeat(32), "--admin", &admin]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("not known invalid"), "{err}");
+    let out = cli(&["admin", "reconsider", "not-a-hash", "--admin", &admin]);
+    assert!(!out.status.success() && !out.stderr.is_empty());
+
+    let said = cli_ok(&["admin", "reconsider", &hash, "--admin", &admin]);
+    assert!(said.contains("1 stored blocks"), "{said}");
+    let out = cli(&["admin", "reconsider", &hash, "--admin", &admin]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not known invalid"), "the verdict is gone");
+
+    // After: another child is an orphan; its parent, fetched from the peer that sent the child, is
+    // executed again from scratch, fails again and is recorded invalid again.
+    let invalid = r#"vision_blocks_imported_total{source="network",outcome="invalid""#;
+    let before = metric(&a, invalid);
+    let third = s.stack_peer(&a, &[&b]);
+    third.served.lock().unwrap().insert(bad.hash(), bad.clone());
+    wait_for("the third sender connected", Duration::from_secs(60), || listed(&a, &third.id).then_some(()));
+    publish(&third, &child(2));
+    wait_for("the parent judged again", Duration::from_secs(60), || (metric(&a, invalid) > before).then_some(()));
+    let said = cli_ok(&["admin", "reconsider", &hash, "--admin", &admin]);
+    assert!(said.contains("1 stored blocks"), "recorded invalid again: {said}");
+    assert!(banned(&a, &third.id).is_none(), "a server by hash is not charged for execution");
 }
