@@ -31,6 +31,8 @@ pub enum OutcomeLabel {
     Orphan,
     /// Broke a rule.
     Invalid,
+    /// Not stored by storage policy: an unrequested side-chain block too far behind the tip's work.
+    NotStored,
     /// Timestamp too far ahead; may be retried.
     Future,
     /// Our storage failed.

@@ -30,6 +30,12 @@ use crate::verify::{InvalidSignature, Verifier};
 /// Capacity of the event broadcast channel; a subscriber that falls further behind loses the
 /// oldest events (and is told how many) instead of growing memory.
 pub const EVENT_CHANNEL_CAP: usize = 1024;
+/// Most body bytes a reorganisation's `Event::NewHead` carries in `applied`: the newest applied
+/// blocks that fit (always at least the new tip block), so that a deep reorg of full blocks is not
+/// copied into the event channel whole (issue #14: 1,000 blocks of 4 MiB). Counts (`reverted`,
+/// the tip) stay exact; subscribers see the transactions of older applied blocks in the store.
+pub const REORG_EVENT_MAX_BYTES: usize = 16 * 1024 * 1024;
+
 /// Node events not yet read by the slowest subscriber, in the resource registry.
 pub const CORE_EVENTS: crate::bounds::Resource =
     crate::bounds::Resource::new("core_events", "node::EVENT_CHANNEL_CAP", EVENT_CHANNEL_CAP);
@@ -172,8 +178,15 @@ impl Core {
     }
 
     /// Imports a block; on a new tip updates the pool (in tip order) and announces it.
+    /// The block counts as requested: stored even on a low-work side branch (our own blocks, the
+    /// API, sync). Gossip goes through [`Core::import_block_with`] with `Arrival::Unrequested`.
     pub fn import_block(&self, block: &Block, source: BlockSource) -> Result<ImportOutcome, ImportError> {
-        self.import_block_with(block, source, crate::chain::import::Durability::Immediate)
+        self.import_block_with(
+            block,
+            source,
+            crate::chain::import::Durability::Immediate,
+            crate::chain::import::Arrival::Requested,
+        )
     }
 
     /// Imports consecutive blocks fetched by sync: their signatures are verified first as one
@@ -191,7 +204,7 @@ impl Core {
         let mut durable = false;
         for (i, b) in blocks.into_iter().enumerate() {
             let durability = if i + 1 == n { Durability::Immediate } else { Durability::Deferred };
-            match self.import_block_with(&b, source, durability) {
+            match self.import_block_with(&b, source, durability, crate::chain::import::Arrival::Requested) {
                 Ok(outcome) => {
                     imported += 1;
                     durable = i + 1 == n && !matches!(outcome, ImportOutcome::AlreadyKnown);
@@ -210,12 +223,14 @@ impl Core {
         (imported, failure)
     }
 
-    /// [`Core::import_block`] with the commit's durability chosen by the caller.
+    /// [`Core::import_block`] with the commit's durability and the block's arrival (which decides
+    /// whether a low-work side-chain block is stored: `chain::import::Arrival`) chosen by the caller.
     pub fn import_block_with(
         &self,
         block: &Block,
         source: BlockSource,
         durability: crate::chain::import::Durability,
+        arrival: crate::chain::import::Arrival,
     ) -> Result<ImportOutcome, ImportError> {
         use crate::chain::metrics::{ImportLabels, OutcomeLabel, PathLabel, PathLabels, SourceLabel};
         let _span =
@@ -223,7 +238,8 @@ impl Core {
         let start = Instant::now();
         let mut pool_err = None;
         let mut returned = Vec::new();
-        let result = self.chain.import_with(block, durability, |outcome| {
+        let mut event_blocks = Vec::new();
+        let result = self.chain.import_with(block, durability, arrival, |outcome| {
             if let ImportOutcome::NewTip { reverted, applied } = outcome {
                 // One snapshot of the new tip for the whole pool update: it reads the account of
                 // every sender and recipient the blocks touched that still has pooled
@@ -232,10 +248,13 @@ impl Core {
                 let update = self.chain.read().and_then(|view| {
                     let accounts = view.accounts()?;
                     let read = |a: &Address| crate::state::AccountReader::account(&accounts, a);
-                    self.mempool.on_new_tip(reverted, applied, &read)
+                    self.follow_tip(&view, block, reverted, applied, &read)
                 });
                 match update {
-                    Ok(txs) => returned = txs,
+                    Ok((txs, blocks)) => {
+                        returned = txs;
+                        event_blocks = blocks;
+                    }
                     Err(e) => pool_err = Some(e),
                 }
             }
@@ -255,6 +274,7 @@ impl Core {
                 OutcomeLabel::Future
             }
             Err(ImportError::Block(_)) => OutcomeLabel::Invalid,
+            Err(ImportError::LowWorkSideBlock { .. }) => OutcomeLabel::NotStored,
             Err(ImportError::Store(_)) => OutcomeLabel::Error,
         };
         m.blocks_imported.get_or_create(&ImportLabels { source: source_label, outcome: outcome_label }).inc();
@@ -280,7 +300,7 @@ impl Core {
                 m.reorgs.inc();
                 m.reorg_depth.observe(reverted.len() as f64);
             }
-            m.transactions_imported.inc_by(applied.iter().map(|b| b.transactions.len() as u64).sum());
+            m.transactions_imported.inc_by(applied.iter().map(|b| b.tx_count as u64).sum());
             let h = block.header;
             tracing::info!(
                 height = h.height,
@@ -298,7 +318,7 @@ impl Core {
                 hash: block.hash(),
                 height: h.height,
                 reverted: reverted.len(),
-                applied: Arc::new(applied.clone()),
+                applied: Arc::new(std::mem::take(&mut event_blocks)),
                 source,
             });
             for tx in &returned {
@@ -307,6 +327,85 @@ impl Core {
             self.queue_for_gossip(returned);
         }
         Ok(outcome)
+    }
+
+    /// Brings the pool to a new tip and returns (transactions returned to the pool, applied blocks
+    /// for the event). A plain extension uses `block` itself. A reorganisation streams through the
+    /// store (bodies read back from `view`, the committed new tip: applied blocks are canonical
+    /// there, reverted ones stored as side-chain blocks): applied blocks leave the pool one at a
+    /// time, then the reverted blocks' transactions that the new tip has not spent are offered
+    /// back in one call, oldest block first and at most the pool's `max_txs` of them (the pool
+    /// cannot hold more; the oldest come first because later nonces need them). Holds one applied body at a time, the event's newest
+    /// blocks (at most [`REORG_EVENT_MAX_BYTES`]) and at most `max_txs` reverted transactions.
+    #[allow(clippy::type_complexity)]
+    fn follow_tip(
+        &self,
+        view: &crate::state::ReadView,
+        block: &Block,
+        reverted: &[crate::state::BlockRef],
+        applied: &[crate::state::BlockRef],
+        read: &dyn Fn(&Address) -> Result<crate::state::Account, StoreError>,
+    ) -> Result<(Vec<Transaction>, Vec<Block>), StoreError> {
+        let hash = block.hash();
+        if reverted.is_empty() && applied.len() == 1 && applied[0].hash == hash {
+            let back = self.mempool.on_new_tip(&[], std::slice::from_ref(block), read)?;
+            return Ok((back, vec![block.clone()]));
+        }
+        let body = |r: &crate::state::BlockRef| -> Result<Block, StoreError> {
+            let transactions =
+                view.body(&r.hash)?.ok_or_else(|| StoreError::Corrupt(format!("no body for {}", r.hash)))?;
+            Ok(Block { header: r.header, transactions })
+        };
+        let mut newest: std::collections::VecDeque<Block> = std::collections::VecDeque::new();
+        let mut newest_bytes = 0;
+        for r in applied {
+            let b = if r.hash == hash { block.clone() } else { body(r)? };
+            self.mempool.on_new_tip(&[], std::slice::from_ref(&b), read)?;
+            newest_bytes += b.encoded_len();
+            newest.push_back(b);
+            while newest_bytes > REORG_EVENT_MAX_BYTES && newest.len() > 1 {
+                newest_bytes -= newest.pop_front().map_or(0, |b| b.encoded_len());
+            }
+        }
+        // One call for every returned transaction, so that a sender's returned run and its pooled
+        // later nonces are re-admitted together in nonce order. Only transactions the new tip has
+        // not spent (nonce at or above the sender's) are carried: the rest could not re-enter the
+        // pool (their senders are in the applied blocks, so their pooled transactions were
+        // revalidated there; a recipient of a dropped one is not, and its pooled transactions are
+        // checked again when a template executes them).
+        let cap = self.mempool.limits().max_txs;
+        let mut offered = 0;
+        let mut carried = Vec::new();
+        let mut nonces: std::collections::HashMap<Address, u64> = std::collections::HashMap::new();
+        for r in reverted.iter().rev() {
+            if offered >= cap {
+                break;
+            }
+            let mut b = body(r)?;
+            let mut unspent = Vec::with_capacity(b.transactions.len().min(cap - offered));
+            for tx in b.transactions {
+                let nonce = match nonces.get(&tx.from) {
+                    Some(n) => *n,
+                    None => {
+                        // A cache of account nonces, kept within the pool's size.
+                        if nonces.len() >= cap {
+                            nonces.clear();
+                        }
+                        let n = read(&tx.from)?.nonce;
+                        nonces.insert(tx.from, n);
+                        n
+                    }
+                };
+                if tx.nonce >= nonce && unspent.len() < cap - offered {
+                    unspent.push(tx);
+                }
+            }
+            b.transactions = unspent;
+            offered += b.transactions.len();
+            carried.push(b);
+        }
+        let back = self.mempool.on_new_tip(&carried, &[], read)?;
+        Ok((back, newest.into()))
     }
 
     /// Checks and pools a batch of transactions: stateless rules, then all signatures through the
@@ -736,8 +835,12 @@ impl crate::p2p::ChainAccess for Core {
         self.chain.store()
     }
 
-    fn import_block(&self, block: &Block) -> Result<ImportOutcome, ImportError> {
-        Core::import_block(self, block, BlockSource::Network)
+    fn import_block(
+        &self,
+        block: &Block,
+        arrival: crate::chain::import::Arrival,
+    ) -> Result<ImportOutcome, ImportError> {
+        Core::import_block_with(self, block, BlockSource::Network, crate::chain::import::Durability::Immediate, arrival)
     }
 
     fn import_batch(&self, blocks: Vec<Block>) -> (usize, Option<(Box<Block>, ImportError)>) {

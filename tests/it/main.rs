@@ -23,6 +23,7 @@ mod partition;
 mod protocol_vectors;
 mod raw_gossip;
 mod reorg;
+mod reorg_memory;
 mod shutdown;
 mod slow_readers;
 mod sync_attack;

@@ -12,7 +12,7 @@ use vision_mempool::events::Event;
 use vision_primitives::bounds::Bounds;
 use vision_primitives::consensus::ChainParams;
 use vision_primitives::types::{Block, Hash, Transaction};
-use vision_state::{ImportError, ImportOutcome, Store, Tip};
+use vision_state::{Arrival, ImportError, ImportOutcome, Store, Tip};
 
 /// What the network layer needs of the chain, the pool and the node's shared state.
 pub trait ChainAccess: Send + Sync + 'static {
@@ -32,8 +32,10 @@ pub trait ChainAccess: Send + Sync + 'static {
     /// and bans (which are the network layer's own tables).
     fn store(&self) -> &Store;
 
-    /// Imports a block received from a peer (gossip or sync) and announces what it changed.
-    fn import_block(&self, block: &Block) -> Result<ImportOutcome, ImportError>;
+    /// Imports a block received from a peer (gossip or sync) and announces what it changed;
+    /// `arrival` says whether we asked for it (an unrequested low-work side-chain block is not
+    /// stored: `vision_state::Arrival`).
+    fn import_block(&self, block: &Block, arrival: Arrival) -> Result<ImportOutcome, ImportError>;
 
     /// Imports a sync batch as one: returns how many blocks were imported and the first failure.
     fn import_batch(&self, blocks: Vec<Block>) -> (usize, Option<(Box<Block>, ImportError)>);

@@ -62,12 +62,16 @@ pub fn child_rules<R: BlockMetaReader>(
     })
 }
 
-/// Storage policy, not consensus: an unrequested side-chain block (gossiped, not asked for) is
-/// relayed and stored only if its branch has at least the tip's total work minus this many blocks'
-/// worth of the block's own difficulty ([`within_side_branch_margin`]). A competing block at the
-/// tip's height or a few below it is a race that may still win; a branch further behind is not
-/// worth anyone's bandwidth or disk (Bitcoin Core likewise processes an unrequested block only if
-/// it has more work than the tip). Blocks asked for by sync are stored whatever this rule says.
+/// Storage policy, not consensus: an unrequested side-chain block (gossiped, or an orphan released
+/// once its parent arrived; not asked for) is relayed and stored only if its branch has at least
+/// the tip's total work minus this many blocks' worth of the block's own difficulty
+/// ([`within_side_branch_margin`]). A competing block at the tip's height or a few below it is a
+/// race that may still win; a branch further behind is not worth anyone's bandwidth or disk
+/// (Bitcoin Core likewise processes an unrequested block only if it has more work than the tip).
+/// Gossip validation applies it before relaying, and the import itself before storing
+/// (`import::Arrival::Unrequested`, refused as `ImportError::LowWorkSideBlock`: nobody charged,
+/// nothing marked invalid). Blocks asked for by sync (by range or by hash) and our own are stored
+/// whatever this rule says.
 pub const SIDE_BRANCH_MARGIN_BLOCKS: u128 = 6;
 
 /// True if a block of `difficulty` whose branch totals `branch_work` is within

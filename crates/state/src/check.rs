@@ -4,13 +4,14 @@
 //! Checked: each canonical block links to the one before it; passes the header, body and signature
 //! rules; executes without error; its state root equals the replayed state's. At the end the
 //! replayed account table must equal the stored one entry for entry, and the stored LtHash must
-//! equal the replayed one.
+//! equal the replayed one. Then every stored block's parent is stored, and the side-chain index
+//! lists exactly the stored blocks that are not canonical (`schema` invariants).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use thiserror::Error;
 
-use crate::{Account, Store, StoreError, execute};
+use crate::{Account, ReadView, Store, StoreError, execute};
 use vision_primitives::consensus::{CONTEXT_SPAN, HeaderContext, check_body, check_header_context};
 use vision_primitives::genesis::Genesis;
 use vision_primitives::lthash::LtHash;
@@ -120,5 +121,34 @@ pub fn check(store: &Store, genesis: &Genesis, verifier: &Verifier) -> Result<Ch
     if stored_lt != lt {
         return Err(mismatch(parent.height, "stored state accumulator differs from the replay"));
     }
+    check_stored_blocks(&r, parent.height)?;
     Ok(CheckReport { height: parent.height, tip, transactions, accounts: stored.len() })
+}
+
+/// The stored-block invariants of `schema`: every stored block but genesis has its parent stored,
+/// and `side` lists exactly the stored blocks that are not canonical.
+fn check_stored_blocks(r: &ReadView, height: u64) -> Result<(), CheckError> {
+    let blocks = r.block_parents_above(0)?;
+    let stored: HashSet<Hash> = blocks.iter().map(|(h, _, _)| *h).collect();
+    let mut side_expected = HashSet::new();
+    for (hash, h, parent) in &blocks {
+        if !stored.contains(parent) && r.block_meta(parent)?.is_none() {
+            return Err(mismatch(*h, format!("block {hash} is stored but its parent {parent} is not")));
+        }
+        if r.canonical_hash(*h)? != Some(*hash) {
+            side_expected.insert((*h, *hash, *parent));
+        }
+    }
+    let side: HashSet<(u64, Hash, Hash)> = r.side_blocks_from(0, usize::MAX)?.into_iter().collect();
+    if side != side_expected {
+        return Err(mismatch(
+            height,
+            format!(
+                "side-chain index lists {} blocks, {} stored blocks are not canonical",
+                side.len(),
+                side_expected.len()
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -11,15 +11,28 @@
 //! parallel while one of them writes.
 //!
 //! Fork choice: most cumulative work; a tie keeps the block seen first.
+//!
+//! Storage policy (not consensus): a block nobody asked for ([`Arrival::Unrequested`]: gossip, an
+//! orphan released once its parent arrived) that would be a side-chain block is stored only if
+//! its branch is within [`SIDE_BRANCH_MARGIN_BLOCKS`] blocks' work of the tip
+//! ([`within_side_branch_margin`]); otherwise it is refused with
+//! [`ImportError::LowWorkSideBlock`], which charges nobody and marks nothing invalid. Blocks sync
+//! asked for are stored whatever their work. Stale side branches (forking below the reorg window)
+//! are pruned a batch per import, inside the import's transaction ([`crate::prune`]).
+//!
+//! A reorganisation streams: the new branch is walked by headers, each block's body is read from
+//! the store only to connect it, and disconnected blocks are reported by [`BlockRef`] (their bodies
+//! stay stored as side-chain blocks), so a 1,000-block reorg of full blocks holds one body at a time.
 
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 
-use crate::ancestry::{ancestors, child_rules};
+use crate::ancestry::{SIDE_BRANCH_MARGIN_BLOCKS, ancestors, child_rules, within_side_branch_margin};
 use crate::invalid::{InvalidSet, MAX_INVALID_DESCENDANTS};
-use crate::{BlockMeta, BlockStatus, ExecError, ReadView, StateDiff, Store, StoreError, WriteView};
+use crate::prune::{PRUNE_BATCH_BLOCKS, prune_stale};
+use crate::{BlockMeta, BlockRef, BlockStatus, ExecError, ReadView, StateDiff, Store, StoreError, WriteView};
 use vision_primitives::consensus::{
     BlockError, ChainParams, HeaderContext, check_body, check_header_context, check_header_stateless, now_ms,
 };
@@ -40,6 +53,18 @@ pub enum ImportError {
     /// Our own storage failed; the block is not at fault.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Not stored, by storage policy: nobody asked for this block and its side branch has less
+    /// work than the tip's minus [`SIDE_BRANCH_MARGIN_BLOCKS`] blocks' worth. Not a verdict on the
+    /// block (it may be valid, and is imported if sync asks for it); nobody is charged.
+    #[error(
+        "not stored: unrequested side-chain block whose branch has {branch_work} work, more than {SIDE_BRANCH_MARGIN_BLOCKS} blocks' worth below the tip's {tip_work}"
+    )]
+    LowWorkSideBlock {
+        /// Total work of the chain ending in the block.
+        branch_work: u128,
+        /// Total work of our tip.
+        tip_work: u128,
+    },
 }
 
 impl ImportError {
@@ -50,7 +75,7 @@ impl ImportError {
         match self {
             ImportError::Block(BlockError::ReorgTooDeep { .. }) => false,
             ImportError::Block(_) => true,
-            ImportError::Store(_) => false,
+            ImportError::Store(_) | ImportError::LowWorkSideBlock { .. } => false,
         }
     }
 
@@ -58,7 +83,7 @@ impl ImportError {
     pub fn peer_action(&self) -> Option<PeerAction> {
         match self {
             ImportError::Block(e) => e.peer_action(),
-            ImportError::Store(_) => None,
+            ImportError::Store(_) | ImportError::LowWorkSideBlock { .. } => None,
         }
     }
 }
@@ -102,13 +127,26 @@ pub enum ImportOutcome {
     /// Stored on a side chain with no more work than the tip.
     SideChain,
     /// The canonical chain changed: `reverted` (tip first) were undone, `applied` (oldest first)
-    /// were applied. A plain extension has `reverted` empty and `applied` = [the block].
+    /// were applied. A plain extension has `reverted` empty and `applied` = [the block]. Blocks
+    /// are named by [`BlockRef`], not carried: their bodies are in the store (applied ones are
+    /// canonical, reverted ones stay stored as side-chain blocks at least until the next import),
+    /// so a deep reorganisation is never held in memory whole.
     NewTip {
-        /// Blocks taken off the canonical chain.
-        reverted: Vec<Block>,
-        /// Blocks put on it.
-        applied: Vec<Block>,
+        /// Blocks taken off the canonical chain, tip first.
+        reverted: Vec<BlockRef>,
+        /// Blocks put on it, oldest first.
+        applied: Vec<BlockRef>,
     },
+}
+
+/// How a block reached the import, for the storage policy on side-chain blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Asked for (sync by range or by hash), or our own (miner, API): stored whatever its work.
+    Requested,
+    /// Nobody asked for it (gossip, an orphan released once its parent arrived): stored as a
+    /// side-chain block only within [`SIDE_BRANCH_MARGIN_BLOCKS`] of the tip's work.
+    Unrequested,
 }
 
 /// Where the time of one import went.
@@ -236,20 +274,23 @@ impl Chain {
     /// Imports one block. See the module docs for the pipeline. `on_commit` runs after a
     /// successful commit while the writer lock is still held, so that whatever follows the tip
     /// (the mempool) sees tip changes in order.
+    /// The block counts as requested ([`Arrival::Requested`]).
     pub fn import(
         &self,
         block: &Block,
         on_commit: impl FnOnce(&ImportOutcome),
     ) -> Result<(ImportOutcome, ImportTimings), ImportError> {
-        self.import_with(block, Durability::Immediate, on_commit)
+        self.import_with(block, Durability::Immediate, Arrival::Requested, on_commit)
     }
 
     /// [`Chain::import`], with the commit made durable at once or deferred to the next durable
-    /// commit (`state::WriteView::defer_durability`). Failures are always recorded durably.
+    /// commit (`state::WriteView::defer_durability`), and the storage policy for side-chain blocks
+    /// chosen by how the block arrived. Failures are always recorded durably.
     pub fn import_with(
         &self,
         block: &Block,
         durability: Durability,
+        arrival: Arrival,
         on_commit: impl FnOnce(&ImportOutcome),
     ) -> Result<(ImportOutcome, ImportTimings), ImportError> {
         let mut timings = ImportTimings::default();
@@ -269,9 +310,8 @@ impl Chain {
         // that the set holds only blocks that cost their maker something) and refused before its
         // body is verified; nothing of it is written.
         let parent = block.header.parent;
-        if self.invalid.lock().contains(&parent)
-            || self.store.read()?.block_meta(&parent)?.is_some_and(|m| m.status == BlockStatus::Invalid)
-        {
+        let parent_meta = self.store.read()?.block_meta(&parent)?;
+        if self.invalid.lock().contains(&parent) || parent_meta.is_some_and(|m| m.status == BlockStatus::Invalid) {
             self.invalid.lock().insert(hash, parent);
             return Err(BlockError::KnownInvalid(parent).into());
         }
@@ -283,6 +323,10 @@ impl Chain {
         if block.header.height.saturating_add(self.max_reorg_depth) <= tip_height {
             let depth = tip_height + 1 - block.header.height;
             return Err(BlockError::ReorgTooDeep { depth, limit: self.max_reorg_depth }.into());
+        }
+        // An unrequested low-work side block is refused before its signatures are verified.
+        if let Some(p) = &parent_meta {
+            low_work_side_block(arrival, &block.header, p.total_work, &self.tip())?;
         }
         let t = Instant::now();
         timings.verify_path = Some(check_body(&self.params, block, &self.verifier, Some(&self.sig_cache))?);
@@ -316,27 +360,32 @@ impl Chain {
             &block.header,
             &HeaderContext { parent: &parent.header, earlier: &earlier },
         )?;
+        let tip = self.tip();
+        low_work_side_block(arrival, &block.header, parent.total_work, &tip)?;
 
         let total_work = parent.total_work.saturating_add(u128::from(block.header.difficulty));
         let meta = BlockMeta { header: block.header, total_work, status: BlockStatus::HeaderValid };
         w.put_block(block, &meta)?;
         crate::fault::point("import.after_put_block");
-        let tip = self.tip();
+        // Before fork choice, against the tip before this import: blocks this import reverts are
+        // not touched, so the caller can read them back after the commit.
+        prune_stale(&w, tip.header.height, self.max_reorg_depth, PRUNE_BATCH_BLOCKS)?;
 
         let outcome = if total_work <= tip.total_work {
             ImportOutcome::SideChain
         } else if block.header.parent == tip.hash {
             if let Err(e) = self.connect(&w, block) {
                 drop(w);
-                return self.fail(block, &[], e);
+                return self.fail(&[(hash, block.header)], e);
             }
-            ImportOutcome::NewTip { reverted: Vec::new(), applied: vec![block.clone()] }
+            let applied = BlockRef { hash, header: block.header, tx_count: block.transactions.len() };
+            ImportOutcome::NewTip { reverted: Vec::new(), applied: vec![applied] }
         } else {
             match self.reorg(&w, block, &tip)? {
                 Ok(outcome) => outcome,
-                Err((bad, rest, e)) => {
+                Err((bad, e)) => {
                     drop(w);
-                    return self.fail(&bad, &rest, e);
+                    return self.fail(&bad, e);
                 }
             }
         };
@@ -369,17 +418,21 @@ impl Chain {
         Ok(())
     }
 
-    /// Switches the canonical chain to the branch ending in `block`. The outer `Result` is a
-    /// storage failure; the inner error names the branch block that failed and those after it.
+    /// Switches the canonical chain to the branch ending in `block`, streaming: the branch is
+    /// walked by headers, each branch block's body is read from the store when it is connected
+    /// and dropped after, and disconnected blocks are kept by [`BlockRef`] only. The outer
+    /// `Result` is a storage failure; the inner error names the branch block that failed followed
+    /// by the branch blocks after it (hash and header).
     #[allow(clippy::type_complexity)]
     fn reorg(
         &self,
         w: &WriteView,
         block: &Block,
         tip: &Tip,
-    ) -> Result<Result<ImportOutcome, (Block, Vec<Block>, ImportError)>, ImportError> {
-        // Walk back from the new block to the canonical chain.
-        let mut branch = vec![block.clone()];
+    ) -> Result<Result<ImportOutcome, (Vec<(Hash, BlockHeader)>, ImportError)>, ImportError> {
+        let new = (block.hash(), block.header);
+        // Walk back from the new block to the canonical chain, by headers.
+        let mut branch = vec![new];
         let mut cur = block.header;
         loop {
             let parent = cur.parent;
@@ -388,57 +441,66 @@ impl Chain {
                 let depth = tip.header.height - pm.header.height;
                 if depth > self.max_reorg_depth {
                     return Ok(Err((
-                        block.clone(),
-                        Vec::new(),
+                        vec![new],
                         BlockError::ReorgTooDeep { depth, limit: self.max_reorg_depth }.into(),
                     )));
                 }
                 break;
             }
             if pm.status == BlockStatus::Invalid {
-                return Ok(Err((block.clone(), Vec::new(), BlockError::KnownInvalid(parent).into())));
+                return Ok(Err((vec![new], BlockError::KnownInvalid(parent).into())));
             }
-            let body = w.body(&parent)?.ok_or_else(|| StoreError::Corrupt(format!("no body for {parent}")))?;
-            branch.push(Block { header: pm.header, transactions: body });
+            branch.push((parent, pm.header));
             cur = pm.header;
         }
         branch.reverse();
-        let fork_height = branch[0].header.height - 1;
+        let fork_parent = branch[0].1.parent;
         let mut reverted = Vec::new();
-        while w.tip_hash()? != branch[0].header.parent {
-            let b = w.disconnect_tip()?;
+        while w.tip_hash()? != fork_parent {
+            let r = w.disconnect_tip()?;
             crate::fault::point("reorg.after_disconnect");
-            debug_assert!(b.header.height > fork_height);
-            reverted.push(b);
+            reverted.push(r);
         }
-        for (i, b) in branch.iter().enumerate() {
+        let mut applied = Vec::with_capacity(branch.len());
+        for (i, &(h, header)) in branch.iter().enumerate() {
+            let stored;
+            let b = if h == new.0 {
+                block
+            } else {
+                let transactions = w.body(&h)?.ok_or_else(|| StoreError::Corrupt(format!("no body for {h}")))?;
+                stored = Block { header, transactions };
+                &stored
+            };
             match self.connect(w, b) {
                 Ok(()) => crate::fault::point("reorg.after_connect"),
                 Err(ImportError::Store(s)) => return Err(ImportError::Store(s)),
-                Err(e) => return Ok(Err((b.clone(), branch[i + 1..].to_vec(), e))),
+                Err(e) => return Ok(Err((branch[i..].to_vec(), e))),
             }
+            applied.push(BlockRef { hash: h, header, tx_count: b.transactions.len() });
         }
         tracing::info!(
             depth = reverted.len(),
-            applied = branch.len(),
-            new_tip = %block.hash(),
+            applied = applied.len(),
+            new_tip = %new.0,
             "chain reorganisation"
         );
-        Ok(Ok(ImportOutcome::NewTip { reverted, applied: branch }))
+        Ok(Ok(ImportOutcome::NewTip { reverted, applied }))
     }
 
-    /// Records `bad` and its descendants `rest` as invalid in a fresh transaction (the failed one
-    /// was aborted) and returns the error, if and only if `e` is a broken consensus rule of `bad`.
-    /// A storage error (ours, not the block's: a full or failing disk) records nothing, so the
-    /// same block imports once the disk recovers; a reorganisation too deep to follow is a local
-    /// limit, not a verdict on the block either.
-    fn fail(&self, bad: &Block, rest: &[Block], e: ImportError) -> Result<(ImportOutcome, ImportTimings), ImportError> {
+    /// Records `blocks` (the block that failed, then its descendants on the branch) as invalid in
+    /// a fresh transaction (the failed one was aborted) and returns the error, if and only if `e`
+    /// is a broken consensus rule of the first. A storage error (ours, not the block's: a full or
+    /// failing disk) records nothing, so the same block imports once the disk recovers; a
+    /// reorganisation too deep to follow is a local limit, not a verdict on the block either.
+    fn fail(
+        &self,
+        blocks: &[(Hash, BlockHeader)],
+        e: ImportError,
+    ) -> Result<(ImportOutcome, ImportTimings), ImportError> {
         if !e.is_consensus_failure() {
             return Err(e);
         }
-        let mut all = vec![bad.clone()];
-        all.extend_from_slice(rest);
-        self.mark_invalid(&all)?;
+        self.mark_invalid(blocks)?;
         Err(e)
     }
 
@@ -446,12 +508,11 @@ impl Chain {
     /// keeps (or gets) its header with status `Invalid`, and loses its body. The header stays so
     /// that children and side branches hanging below are refused by one lookup, and because it was
     /// paid for: a block reaches here only after its proof of work and header context passed.
-    fn mark_invalid(&self, blocks: &[Block]) -> Result<(), StoreError> {
+    fn mark_invalid(&self, blocks: &[(Hash, BlockHeader)]) -> Result<(), StoreError> {
         let w = self.store.write()?;
-        for b in blocks {
-            let hash = b.hash();
+        for &(hash, header) in blocks {
             if w.block_meta(&hash)?.is_none() {
-                w.put_meta(&hash, &BlockMeta { header: b.header, total_work: 0, status: BlockStatus::Invalid })?;
+                w.put_meta(&hash, &BlockMeta { header, total_work: 0, status: BlockStatus::Invalid })?;
             } else {
                 w.set_status(&hash, BlockStatus::Invalid)?;
             }
@@ -553,4 +614,23 @@ impl Chain {
         let tip = Tip { hash: tip_hash, header: tip_meta.header, total_work: tip_meta.total_work };
         Ok((tip, rules.difficulty, rules.min_timestamp_ms))
     }
+}
+
+/// The storage policy on unrequested side-chain blocks: `Err` if nobody asked for a block with
+/// `header` on a parent of `parent_work`, it would not move the tip, and its branch is more than
+/// [`SIDE_BRANCH_MARGIN_BLOCKS`] blocks' work behind `tip`.
+fn low_work_side_block(
+    arrival: Arrival,
+    header: &BlockHeader,
+    parent_work: u128,
+    tip: &Tip,
+) -> Result<(), ImportError> {
+    let branch_work = parent_work.saturating_add(u128::from(header.difficulty));
+    if arrival == Arrival::Unrequested
+        && branch_work <= tip.total_work
+        && !within_side_branch_margin(branch_work, header.difficulty, tip.total_work)
+    {
+        return Err(ImportError::LowWorkSideBlock { branch_work, tip_work: tip.total_work });
+    }
+    Ok(())
 }

@@ -24,10 +24,11 @@ pub mod error;
 pub mod fault;
 pub mod import;
 pub mod invalid;
+pub mod prune;
 pub mod schema;
 
 pub use error::StoreError;
-pub use import::{Chain, ImportError, ImportOutcome, ReconsiderError, Reconsidered, Tip};
+pub use import::{Arrival, Chain, ImportError, ImportOutcome, ReconsiderError, Reconsidered, Tip};
 pub use invalid::INVALID_DESCENDANTS;
 pub use vision_primitives::lthash;
 
@@ -265,6 +266,21 @@ impl BlockMeta {
     }
 }
 
+/// A block named without its body: what a tip change reports for each block it reverted or
+/// applied. The body stays in the store (an applied block is canonical; a reverted one stays
+/// stored as a side-chain block until stale-branch pruning, `prune`, removes it), so whoever
+/// needs the transactions reads them back one block at a time ([`ReadView::body`]) instead of
+/// holding a whole reorganisation's bodies at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRef {
+    /// Block hash.
+    pub hash: Hash,
+    /// Its header.
+    pub header: BlockHeader,
+    /// Number of transactions in its body.
+    pub tx_count: usize,
+}
+
 /// Anything stored block headers can be looked up in (read and write views).
 pub trait BlockMetaReader {
     /// A stored block's header, work and status.
@@ -359,7 +375,10 @@ impl Store {
                     return Err(StoreError::GenesisMismatch { stored, configured });
                 }
                 let v = r.schema_version()?;
-                if v != SCHEMA_VERSION {
+                drop(r);
+                if v == 1 {
+                    store.migrate_1_to_2()?;
+                } else if v != SCHEMA_VERSION {
                     return Err(StoreError::Schema { found: v });
                 }
                 return Ok(store);
@@ -391,12 +410,39 @@ impl Store {
                 status: BlockStatus::Connected,
             },
         )?;
+        // Genesis is canonical, not a side-chain block.
+        w.txn.open_table(SIDE)?.remove(&side_key(0, &hash))?;
         // Create the remaining tables so read transactions never meet a missing table.
         w.txn.open_table(UNDO)?;
         w.txn.open_table(TX_INDEX)?;
         w.txn.open_table(ACCOUNT_TXS)?;
         w.commit()?;
         Ok(store)
+    }
+
+    /// Schema 1 to 2: builds the `side` index (every stored block that is not canonical) from one
+    /// scan of the stored headers, in one write transaction.
+    fn migrate_1_to_2(&self) -> Result<(), StoreError> {
+        let w = self.write()?;
+        let mut n = 0u64;
+        {
+            let blocks = w.txn.open_table(BLOCKS)?;
+            let canon = w.txn.open_table(CANON)?;
+            let mut side = w.txn.open_table(SIDE)?;
+            for item in blocks.iter()? {
+                let (k, v) = item?;
+                let m = BlockMeta::decode(v.value())?;
+                let hash = Hash(*k.value());
+                if canon.get(m.header.height)?.map(|g| Hash(*g.value())) != Some(hash) {
+                    side.insert(&side_key(m.header.height, &hash), &m.header.parent.0)?;
+                    n += 1;
+                }
+            }
+            w.txn.open_table(META)?.insert(META_SCHEMA, SCHEMA_VERSION.to_le_bytes().as_slice())?;
+        }
+        w.commit()?;
+        tracing::info!(side_blocks = n, "database schema 1 migrated to 2 (side-chain index)");
+        Ok(())
     }
 
     /// A consistent snapshot for reading.
@@ -571,6 +617,22 @@ macro_rules! read_methods {
             Ok(out)
         }
 
+        /// Up to `limit` stored blocks that are not canonical (side chains, invalid headers), from
+        /// `height` up, in (height, hash) order: (height, hash, parent). Reads the `side` index only.
+        pub fn side_blocks_from(&self, height: u64, limit: usize) -> Result<Vec<(u64, Hash, Hash)>, StoreError> {
+            let t = self.txn.open_table(SIDE)?;
+            let mut out = Vec::new();
+            for item in t.range::<&[u8; 40]>(&side_key(height, &Hash::ZERO)..)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, v) = item?;
+                let (h, hash) = split_side_key(k.value());
+                out.push((h, hash, Hash(*v.value())));
+            }
+            Ok(out)
+        }
+
         /// Hash of the canonical block at `height`.
         pub fn canonical_hash(&self, height: u64) -> Result<Option<Hash>, StoreError> {
             let t = self.txn.open_table(CANON)?;
@@ -678,12 +740,18 @@ impl WriteView {
         let mut w = Writer::default();
         Block::write_body(&block.transactions, &mut w);
         self.txn.open_table(BODIES)?.insert(&hash.0, w.finish().as_slice())?;
-        Ok(())
+        self.put_side(&hash, &meta.header)
     }
 
     /// Stores a block's header, work and status without a body (a block found invalid).
     pub fn put_meta(&self, hash: &Hash, meta: &BlockMeta) -> Result<(), StoreError> {
         self.txn.open_table(BLOCKS)?.insert(&hash.0, meta.encode().as_slice())?;
+        self.put_side(hash, &meta.header)
+    }
+
+    /// Lists a stored block in the `side` index (it is not canonical).
+    fn put_side(&self, hash: &Hash, header: &BlockHeader) -> Result<(), StoreError> {
+        self.txn.open_table(SIDE)?.insert(&side_key(header.height, hash), &header.parent.0)?;
         Ok(())
     }
 
@@ -696,6 +764,9 @@ impl WriteView {
     /// Forgets a stored block (header and body). The caller keeps the invariants: never a
     /// canonical block, never a block with stored children left behind.
     pub fn remove_block(&self, hash: &Hash) -> Result<(), StoreError> {
+        if let Some(meta) = self.block_meta(hash)? {
+            self.txn.open_table(SIDE)?.remove(&side_key(meta.header.height, hash))?;
+        }
         self.txn.open_table(BLOCKS)?.remove(&hash.0)?;
         self.txn.open_table(BODIES)?.remove(&hash.0)?;
         Ok(())
@@ -770,6 +841,7 @@ impl WriteView {
             }
         }
         self.txn.open_table(CANON)?.insert(height, &hash.0)?;
+        self.txn.open_table(SIDE)?.remove(&side_key(height, &hash))?;
         let mut meta = self.txn.open_table(META)?;
         meta.insert(META_TIP, hash.0.as_slice())?;
         meta.insert(META_LTHASH, new_lthash.to_bytes().as_slice())?;
@@ -777,9 +849,11 @@ impl WriteView {
         self.set_status(&hash, BlockStatus::Connected)
     }
 
-    /// Reverts the tip block through its undo data; its parent becomes the tip. Returns the
-    /// reverted block.
-    pub fn disconnect_tip(&self) -> Result<Block, StoreError> {
+    /// Reverts the tip block through its undo data; its parent becomes the tip, and the block stays
+    /// stored as a side-chain block. Returns it by reference: its body is read here (to remove its
+    /// transactions from the indexes) and dropped, so that a deep reorganisation holds one body at
+    /// a time.
+    pub fn disconnect_tip(&self) -> Result<BlockRef, StoreError> {
         let hash = self.tip_hash()?;
         let block = self.block(&hash)?.ok_or_else(|| StoreError::Corrupt(format!("tip {hash} not stored")))?;
         if block.header.height == 0 {
@@ -821,10 +895,11 @@ impl WriteView {
         }
         self.txn.open_table(UNDO)?.remove(&hash.0)?;
         self.txn.open_table(CANON)?.remove(block.header.height)?;
+        self.put_side(&hash, &block.header)?;
         let mut meta = self.txn.open_table(META)?;
         meta.insert(META_TIP, block.header.parent.0.as_slice())?;
         meta.insert(META_LTHASH, prev.to_bytes().as_slice())?;
-        Ok(block)
+        Ok(BlockRef { hash, header: block.header, tx_count: block.transactions.len() })
     }
 
     /// Commits: everything in this transaction becomes visible and durable at once.
@@ -949,7 +1024,8 @@ mod tests {
 
         let w = store.write().unwrap();
         let reverted = w.disconnect_tip().unwrap();
-        assert_eq!(reverted, block);
+        assert_eq!(reverted, BlockRef { hash: block.hash(), header: block.header, tx_count: 1 });
+        assert_eq!(w.side_blocks_from(0, 10).unwrap(), vec![(1, block.hash(), genesis.hash())]);
         w.commit().unwrap();
         let r = store.read().unwrap();
         assert_eq!(r.tip_hash().unwrap(), genesis.hash());

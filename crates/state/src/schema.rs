@@ -13,6 +13,7 @@
 //! | `undo-1` | block hash | previous LtHash (2048 B) ‖ count (u32) ‖ (address ‖ balance ‖ nonce)* |
 //! | `tx-index-1` | tx id | block hash ‖ index in block (u32 LE) |
 //! | `account-txs-1` | address ‖ height (u64 BE) ‖ index (u32 BE) | tx id |
+//! | `side-1` | height (u64 BE) ‖ block hash | parent hash |
 //! | `peers-1` | peer id | last seen (u64 LE ms) ‖ count (u16 LE) ‖ (length (u16 LE) ‖ multiaddr)* |
 //! | `bans-1` | peer id | ban expiry (unix ms) |
 //!
@@ -27,6 +28,16 @@
 //!   bodies are dropped when they are found invalid (descendants of invalid blocks that were never
 //!   stored are remembered only in memory: `invalid`).
 //! - Every block in `blocks` but genesis has its parent in `blocks`.
+//! - `side` lists exactly the blocks in `blocks` that are not canonical (side chains, reverted
+//!   blocks, invalid headers), each with its parent (schema 2; built from `blocks` when a schema 1
+//!   database is opened).
+//! - Stale side branches are pruned (`prune`): a stored block that is not canonical and whose
+//!   height is at or below `tip height - max reorg depth` forks off deeper than any reorganisation
+//!   followed, so it and every stored block above it (all not canonical) can never become
+//!   canonical. They are deleted (header, body, `side` entry), descendants before ancestors, at
+//!   most `prune::PRUNE_BATCH_BLOCKS` per import, inside that import's write transaction; so the
+//!   parent invariant above holds after every commit, and pruning lags the tip by a few imports
+//!   at most.
 
 use redb::TableDefinition;
 
@@ -47,13 +58,17 @@ pub const TX_INDEX: TableDefinition<&[u8; 32], &[u8; 36]> = TableDefinition::new
 /// Each account's canonical transactions, in chain order.
 pub const ACCOUNT_TXS: TableDefinition<&[u8; 44], &[u8; 32]> = TableDefinition::new("account-txs-1");
 
+/// Stored blocks that are not canonical, by height: (height BE ‖ hash) to parent hash.
+pub const SIDE: TableDefinition<&[u8; 40], &[u8; 32]> = TableDefinition::new("side-1");
+
 /// Known peers: peer id bytes to last seen (u64 LE ms) ‖ count (u16 LE) ‖ (length u16 LE ‖ multiaddr bytes)*.
 pub const PEERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peers-1");
 /// Banned peers: peer id bytes to ban expiry (unix ms).
 pub const BANS: TableDefinition<&[u8], u64> = TableDefinition::new("bans-1");
 
-/// Schema version; bumped with any table layout change.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Schema version; bumped with any table layout change. 2 added `side-1` (a schema 1 database is
+/// migrated when opened).
+pub const SCHEMA_VERSION: u32 = 2;
 /// `meta` key: schema version (u32 LE).
 pub const META_SCHEMA: &str = "schema_version";
 /// `meta` key: genesis hash.
@@ -70,4 +85,21 @@ pub fn account_tx_key(address: &[u8; 32], height: u64, index: u32) -> [u8; 44] {
     k[32..40].copy_from_slice(&height.to_be_bytes());
     k[40..].copy_from_slice(&index.to_be_bytes());
     k
+}
+
+/// Key of a `side` entry: height first, so that a range scan walks side blocks from the lowest.
+pub fn side_key(height: u64, hash: &vision_primitives::types::Hash) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..8].copy_from_slice(&height.to_be_bytes());
+    k[8..].copy_from_slice(&hash.0);
+    k
+}
+
+/// (height, hash) of a `side` key.
+pub fn split_side_key(k: &[u8; 40]) -> (u64, vision_primitives::types::Hash) {
+    let mut h = [0u8; 8];
+    h.copy_from_slice(&k[..8]);
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&k[8..]);
+    (u64::from_be_bytes(h), vision_primitives::types::Hash(hash))
 }

@@ -158,11 +158,13 @@ pub fn charge<P: Copy + Eq>(route: Route<P>, found: Found, local: P) -> Option<C
     peer.filter(|p| *p != local).map(|peer| Charge { peer, action, reason: found.reason() })
 }
 
-/// [`charge`] for an import error: a storage failure is ours, and nobody pays.
+/// [`charge`] for an import error: a storage failure is ours, and a block not stored by storage
+/// policy (an unrequested low-work side-chain block) is no fault; nobody pays for either.
 pub fn charge_import<P: Copy + Eq>(route: Route<P>, error: &ImportError, hash: &Hash, local: P) -> Option<Charge<P>> {
     match error {
         ImportError::Block(e) => charge(route, Found::of(e, hash), local),
-        ImportError::Store(_) => None,
+        // Storage policy on unrequested low-work side blocks: no verdict, nobody pays.
+        ImportError::Store(_) | ImportError::LowWorkSideBlock { .. } => None,
     }
 }
 
@@ -238,6 +240,11 @@ mod tests {
         assert_eq!(deep, Some((SENDER, PeerAction::LowTolerance, "deep_fork_block")));
         let disk = ImportError::Store(StoreError::Corrupt("injected".into()));
         assert_eq!(charge_import(gossip(), &disk, &Hash([9; 32]), US), None);
+        let low_work = ImportError::LowWorkSideBlock { branch_work: 10, tip_work: 100 };
+        let orphan = Route::Orphan { sender: Some(SENDER), author: Some(AUTHOR) };
+        for route in [gossip(), orphan] {
+            assert_eq!(charge_import(route, &low_work, &Hash([9; 32]), US), None, "{route:?}");
+        }
     }
 
     #[test]

@@ -1241,7 +1241,8 @@ impl Service {
                     Some((block, e)) => {
                         tracing::warn!(peer = %from, height = block.header.height, error = %e, "sync batch rejected");
                         let penalty = match &e {
-                            ImportError::Store(_) => None,
+                            // (Sync batches are requested: never refused as low-work side blocks.)
+                            ImportError::Store(_) | ImportError::LowWorkSideBlock { .. } => None,
                             ImportError::Block(BlockError::UnknownParent(_)) => Some(PeerAction::LowTolerance),
                             ImportError::Block(b) => b.peer_action(),
                         };

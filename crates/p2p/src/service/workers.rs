@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vision_primitives::errors::PeerAction;
 use vision_primitives::types::{Block, Hash, Transaction};
-use vision_state::{ImportError, ImportOutcome};
+use vision_state::{Arrival, ImportError, ImportOutcome};
 
 use super::charge::Route;
 use crate::NetworkError;
@@ -169,14 +169,19 @@ fn run_job(core: &dyn ChainAccess, job: Job) -> Vec<Done> {
     match job {
         Job::Block { block, route } => {
             let hash = block.hash();
-            let result = core.import_block(&block);
+            // Gossip and released orphans were not asked for; a block fetched by hash was.
+            let arrival = match route {
+                Route::Gossip { .. } | Route::Orphan { .. } => Arrival::Unrequested,
+                Route::ByHash { .. } | Route::ByRange { .. } => Arrival::Requested,
+            };
+            let result = core.import_block(&block, arrival);
             vec![Done::Block { hash, block, route, result }]
         }
         Job::Fetched { blocks, from } => blocks
             .into_iter()
             .map(|b| {
                 let hash = b.hash();
-                let result = core.import_block(&b);
+                let result = core.import_block(&b, Arrival::Requested);
                 Done::Block { hash, block: Box::new(b), route: Route::ByHash { server: from }, result }
             })
             .collect(),
