@@ -70,8 +70,9 @@ pub fn child_rules<R: BlockMetaReader>(
 /// (Bitcoin Core likewise processes an unrequested block only if it has more work than the tip).
 /// Gossip validation applies it before relaying, and the import itself before storing
 /// (`import::Arrival::Unrequested`, refused as `ImportError::LowWorkSideBlock`: nobody charged,
-/// nothing marked invalid). Blocks asked for by sync (by range or by hash) and our own are stored
-/// whatever this rule says.
+/// nothing marked invalid), also to an orphan's ancestors fetched by hash (else a cheap orphan
+/// gets its whole low-work branch stored through its parents). Blocks asked for by range sync
+/// (headers first: their work was proven) and our own are stored whatever this rule says.
 pub const SIDE_BRANCH_MARGIN_BLOCKS: u128 = 6;
 
 /// True if a block of `difficulty` whose branch totals `branch_work` is within

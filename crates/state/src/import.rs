@@ -16,8 +16,8 @@
 //! orphan released once its parent arrived) that would be a side-chain block is stored only if
 //! its branch is within [`SIDE_BRANCH_MARGIN_BLOCKS`] blocks' work of the tip
 //! ([`within_side_branch_margin`]); otherwise it is refused with
-//! [`ImportError::LowWorkSideBlock`], which charges nobody and marks nothing invalid. Blocks sync
-//! asked for are stored whatever their work. Stale side branches (forking below the reorg window)
+//! [`ImportError::LowWorkSideBlock`], which charges nobody and marks nothing invalid. Blocks range
+//! sync asked for are stored whatever their work. Stale side branches (forking below the reorg window)
 //! are pruned a batch per import, inside the import's transaction ([`crate::prune`]).
 //!
 //! A reorganisation streams: the new branch is walked by headers, each block's body is read from
@@ -142,10 +142,12 @@ pub enum ImportOutcome {
 /// How a block reached the import, for the storage policy on side-chain blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
-    /// Asked for (sync by range or by hash), or our own (miner, API): stored whatever its work.
+    /// Asked for by range sync (whose headers proved their work first), or our own (miner, API):
+    /// stored whatever its work.
     Requested,
-    /// Nobody asked for it (gossip, an orphan released once its parent arrived): stored as a
-    /// side-chain block only within [`SIDE_BRANCH_MARGIN_BLOCKS`] of the tip's work.
+    /// Nobody asked for it (gossip, an orphan released once its parent arrived, an orphan's
+    /// ancestor fetched by hash): stored as a side-chain block only within
+    /// [`SIDE_BRANCH_MARGIN_BLOCKS`] of the tip's work.
     Unrequested,
 }
 

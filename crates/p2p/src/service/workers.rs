@@ -169,10 +169,12 @@ fn run_job(core: &dyn ChainAccess, job: Job) -> Vec<Done> {
     match job {
         Job::Block { block, route } => {
             let hash = block.hash();
-            // Gossip and released orphans were not asked for; a block fetched by hash was.
+            // Only range sync asks for blocks whose work was proven first (headers first); gossip,
+            // released orphans and an orphan's ancestors fetched by hash (asked for because of a
+            // block nobody proved anything about) are held to the side-branch margin.
             let arrival = match route {
-                Route::Gossip { .. } | Route::Orphan { .. } => Arrival::Unrequested,
-                Route::ByHash { .. } | Route::ByRange { .. } => Arrival::Requested,
+                Route::ByRange { .. } => Arrival::Requested,
+                Route::Gossip { .. } | Route::Orphan { .. } | Route::ByHash { .. } => Arrival::Unrequested,
             };
             let result = core.import_block(&block, arrival);
             vec![Done::Block { hash, block, route, result }]
@@ -181,7 +183,9 @@ fn run_job(core: &dyn ChainAccess, job: Job) -> Vec<Done> {
             .into_iter()
             .map(|b| {
                 let hash = b.hash();
-                let result = core.import_block(&b, Arrival::Requested);
+                // An orphan's ancestor: unrequested in the margin rule's sense (see above), else
+                // a cheap orphan would get a whole low-work side branch stored through its parents.
+                let result = core.import_block(&b, Arrival::Unrequested);
                 Done::Block { hash, block: Box::new(b), route: Route::ByHash { server: from }, result }
             })
             .collect(),
