@@ -38,6 +38,9 @@ pub const DEEP_FORK_COOLDOWN: Duration = Duration::from_secs(600);
 pub const KEPT_COOLDOWN: Duration = Duration::from_secs(24 * 3600);
 /// Peers remembered as on the other side of a deep fork (the oldest is forgotten first).
 pub const MAX_DEEP_FORKS: usize = 256;
+/// The registry of deep-fork peers, in the resource registry (cap: [`MAX_DEEP_FORKS`]).
+pub const DEEP_FORKS: vision_primitives::bounds::Resource =
+    vision_primitives::bounds::Resource::new("deep_forks", "p2p::service::deep_fork::MAX_DEEP_FORKS", MAX_DEEP_FORKS);
 
 /// One peer on the other side of a deep fork, as `GET /v1/status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +141,16 @@ impl Registry {
         self.metrics.found.inc();
         self.update(&entries);
         true
+    }
+
+    /// Peers remembered (reported or kept), at most [`MAX_DEEP_FORKS`].
+    pub fn len(&self) -> usize {
+        self.entries.lock().len()
+    }
+
+    /// True if no peer is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.lock().is_empty()
     }
 
     /// Whether `peer` is refused now (found on the other side of a deep fork, cooldown running).

@@ -674,6 +674,7 @@ impl Service {
         b.record(SYNC_UNSENT_BYTES, self.serve.unsent_bytes());
         b.record(SYNC_INFLIGHT, self.pending.values().filter(|p| matches!(p, Pending::Range { .. })).count());
         b.record(SYNC_HEADERS, self.sync.headers_held());
+        b.record(deep_fork::DEEP_FORKS, self.info.deep_forks.len());
         b.record(peer_manager::PEERS, self.peers.connected_count());
         b.record(peer_manager::BANS, self.peers.ban_count());
         b.record(peer_manager::RETAINED_SCORES, self.peers.retained_count());
