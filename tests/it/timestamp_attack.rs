@@ -20,10 +20,10 @@
 //!   more work); and `a` stores at most one side-chain block per block the attacker mined at that
 //!   difficulty: each side-chain block stored cost at least [`clock_floor`] of a block's honest
 //!   work (measured: 36 blocks, 5,940 bytes encoded, 64 D of work).
-//! - **The same branch kept more than `SIDE_BRANCH_MARGIN_BLOCKS` behind the tip** should store
-//!   nothing. It does not yet (an ignored test, a known gap): each block is ignored by gossip
-//!   validation, but its child arrives as an orphan and `a` fetches it by hash, which the margin
-//!   rule exempts (see [`a_side_branch_behind_the_margin_is_not_stored`]).
+//! - **The same branch kept more than `SIDE_BRANCH_MARGIN_BLOCKS` behind the tip** stores
+//!   nothing: each block is ignored by gossip validation, and its parent, fetched by hash when
+//!   its child arrives as an orphan, is held to the same margin
+//!   ([`a_side_branch_behind_the_margin_is_not_stored`]).
 //! - **A minority miner stamping at the future limit on the main chain.** One block in four of the
 //!   main chain is stamped F ahead of its time. The chain runs on a virtual clock (its timestamps
 //!   are long past, so the node's own clock never refuses them) that advances by the expected
@@ -222,15 +222,13 @@ fn a_side_branch_stamped_at_the_clock_limits_keeps_its_difficulty_and_stores_onl
     assert_eq!(a.status().tip_hash, s.local.chain().tip().hash, "a is on the honest chain");
 }
 
-/// Known gap (found by this test): gossip validation ignores each block of a branch more than
-/// [`SIDE_BRANCH_MARGIN_BLOCKS`] behind, but the next block of the branch arrives as an orphan,
-/// `a` fetches its parent from the sender by hash, and a block fetched by hash is imported as
-/// requested (`Arrival::Requested` in `p2p/service/workers.rs`), which the margin rule exempts:
-/// every block but the last is stored (11 of 12). Each still carries the retarget's difficulty,
-/// so the bytes stay bounded by the attacker's work, not by the margin. Fix: import an orphan's
-/// ancestors fetched by hash as `Arrival::Unrequested`. Run with `--ignored` once fixed.
+/// Found by this test: gossip validation ignores each block of a branch more than
+/// [`SIDE_BRANCH_MARGIN_BLOCKS`] behind, but the next block of the branch arrives as an orphan and
+/// `a` fetches its parent from the sender by hash. Blocks fetched by hash used to be imported as
+/// requested, which the margin rule exempts (11-12 of 12 stored); an orphan's ancestors are now
+/// imported as `Arrival::Unrequested` (`p2p/service/workers.rs`), so nothing of the branch is
+/// stored.
 #[test]
-#[ignore = "known gap: an orphan's parent fetched by hash bypasses the side-branch margin"]
 fn a_side_branch_behind_the_margin_is_not_stored() {
     let (s, a, _b, h, evil) = side_branch_setting();
     let side = fork_at(&s, HONEST_BLOCKS - 2);
