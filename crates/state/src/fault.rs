@@ -26,10 +26,10 @@
 //! - `invalid.before_commit`: an invalid branch is being recorded as such.
 //!
 //! Besides aborting points, *I/O error points* ([`io_error`]) make an operation fail with a
-//! [`StoreError`] instead, as a disk error would, to prove that a storage failure is never taken
+//! [`StoreError`](crate::StoreError) instead, as a disk error would, to prove that a storage failure is never taken
 //! for a consensus failure (issue #14, item 7). They are armed by the environment variable
 //! `VISION_FAULT_IO` (`name:count,...`: the first `count` hits of `name` fail) or, in-process, by
-//! [`arm_io_error`]. Points:
+//! `arm_io_error` (feature `fault-injection`). Points:
 //! - `connect.before_state_root`: a block was executed against the tip state, its state root not
 //!   yet compared (a read of the accounts table failing).
 

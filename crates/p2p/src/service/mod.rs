@@ -2,7 +2,7 @@
 //! to components that each do one thing:
 //!
 //! - [`validate`]: gossip validation of a block, headers first (relay, orphan or drop);
-//! - [`charge`]: who pays for a bad block (the charge table of ADR 012);
+//! - [`charge`](mod@charge): who pays for a bad block (the charge table of ADR 012);
 //! - [`deep_fork`]: peers on the other side of a fork deeper than the reorg window (reported,
 //!   disconnected and refused for a while, never charged);
 //! - [`sync_client`]: which peer to sync from and which ranges to ask for (a pure state machine);
@@ -35,7 +35,7 @@
 //! on the worker. Relaying before the body is checked keeps propagation fast, and a relayed block
 //! has cost its maker a real block's work. A block whose parent is unknown is not relayed: it waits
 //! in the orphan pool with its sender and author while its parent is fetched from the sender. Who
-//! pays for a bad block is the charge table's business ([`charge`], ADR 012): the sender for what
+//! pays for a bad block is the charge table's business ([`charge`](mod@charge), ADR 012): the sender for what
 //! the header and its parent show, the block's *author* (the peer that signed the gossip message,
 //! StrictSign) for what only import finds; an author we are not connected to is banned all the
 //! same, so it is refused when it dials. A transaction batch is judged after
