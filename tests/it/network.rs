@@ -29,7 +29,12 @@ fn three_nodes_discover_gossip_and_mine_each_others_transactions() {
     }
     let peers: Vec<vision_node::p2p::PeerInfo> = b.client().get("/v1/peers").unwrap();
     assert!(peers.iter().any(|p| p.peer_id == c.peer_id()), "b knows c: {peers:?}");
-    assert!(peers.iter().all(|p| p.client.as_deref().is_some_and(|c| c.starts_with("vision-node/"))));
+    // A peer's agent string arrives with identify, after the connection counts as a peer: wait for
+    // it (asserting at once failed under load, when identify had not finished yet).
+    wait_for("every peer's agent string", Duration::from_secs(30), || {
+        let peers: Vec<vision_node::p2p::PeerInfo> = b.client().get("/v1/peers").unwrap();
+        peers.iter().all(|p| p.client.as_deref().is_some_and(|c| c.starts_with("vision-node/"))).then_some(())
+    });
     // Blocks mined by a reach b and c.
     a.wait_height(5, Duration::from_secs(60));
     converge(&[&a, &b, &c], Duration::from_secs(30));
