@@ -631,16 +631,20 @@ impl Runner {
         self.shared.agree.lock().iter().find(|(t, ok)| *t >= at && *ok).map(|(t, _)| t - at)
     }
 
-    /// The canonical hash at every height, per live node (up to the lowest tip).
-    pub fn chains(&self) -> Result<Vec<(usize, Vec<Hash>)>, String> {
-        let live: Vec<(usize, Arc<Core>)> = self
-            .shared
+    /// The cores of the nodes running now, with their numbers.
+    fn live_cores(&self) -> Vec<(usize, Arc<Core>)> {
+        self.shared
             .live
             .lock()
             .iter()
             .enumerate()
             .filter_map(|(i, l)| l.as_ref().map(|(c, _)| (i, c.clone())))
-            .collect();
+            .collect()
+    }
+
+    /// The canonical hash at every height, per live node (up to the lowest tip).
+    pub fn chains(&self) -> Result<Vec<(usize, Vec<Hash>)>, String> {
+        let live = self.live_cores();
         let min = live.iter().map(|(_, c)| c.chain().tip().header.height).min().unwrap_or(0);
         live.into_iter()
             .map(|(i, c)| {
@@ -666,14 +670,7 @@ impl Runner {
 
     /// Which of `hashes` each live honest node stored (any status): (node, stored count, bytes).
     pub fn stored_by_nodes(&self, blocks: &[SentBlock]) -> Result<Vec<(usize, usize, usize)>, String> {
-        let live: Vec<(usize, Arc<Core>)> = self
-            .shared
-            .live
-            .lock()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, l)| l.as_ref().map(|(c, _)| (i, c.clone())))
-            .collect();
+        let live = self.live_cores();
         live.into_iter()
             .map(|(i, c)| {
                 let r = c.chain().read().map_err(|e| e.to_string())?;
@@ -693,14 +690,7 @@ impl Runner {
     /// The lowest difficulty on any live honest node's canonical chain above height 2 (heights 1
     /// and 2 get the genesis difficulty), with the node.
     pub fn lowest_canonical_difficulty(&self) -> Result<Option<(u64, usize)>, String> {
-        let live: Vec<(usize, Arc<Core>)> = self
-            .shared
-            .live
-            .lock()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, l)| l.as_ref().map(|(c, _)| (i, c.clone())))
-            .collect();
+        let live = self.live_cores();
         let mut lowest: Option<(u64, usize)> = None;
         for (i, c) in live {
             let r = c.chain().read().map_err(|e| e.to_string())?;

@@ -385,3 +385,18 @@ pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// An in-process node core on `genesis` with the default pool limits: on disk in `dir` (in memory
+/// without one), following reorganisations up to `max_reorg_depth` (the node's default without
+/// one).
+pub fn test_core(genesis: &Genesis, dir: Option<&Path>, max_reorg_depth: Option<u64>) -> vision_node::node::Core {
+    let defaults = vision_node::node::NodeConfig::devnet();
+    let config = vision_node::node::NodeConfig {
+        data_dir: dir.map(Path::to_path_buf),
+        genesis: genesis.clone(),
+        max_reorg_depth: max_reorg_depth.unwrap_or(defaults.max_reorg_depth),
+        mempool: vision_node::mempool::Limits::default(),
+        ..defaults
+    };
+    vision_node::node::Node::open_core(&config).unwrap()
+}

@@ -12,27 +12,15 @@
 
 use std::time::Duration;
 
-use vision_node::chain::genesis::Genesis;
 use vision_node::chain::types::{Address, Block};
 use vision_node::chain::{ImportError, ImportOutcome};
-use vision_node::mempool::Limits;
-use vision_node::node::{BlockSource, Core, Node, NodeConfig};
+use vision_node::node::{BlockSource, Core};
 use vision_node::state::BlockStatus;
 use vision_node::testkit::{TEST_CHAIN_ID, genesis_with_accounts, next_block, test_key, transfer};
 
-use crate::common::{NodeProcess, wait_for};
+use crate::common::{NodeProcess, test_core, wait_for};
 
 const POINT: &str = "connect.before_state_root";
-
-fn core(genesis: &Genesis, dir: &std::path::Path) -> Core {
-    let config = NodeConfig {
-        data_dir: Some(dir.to_path_buf()),
-        genesis: genesis.clone(),
-        mempool: Limits::default(),
-        ..NodeConfig::devnet()
-    };
-    Node::open_core(&config).unwrap()
-}
 
 fn status(core: &Core, b: &Block) -> Option<BlockStatus> {
     core.chain().read().unwrap().block_meta(&b.hash()).unwrap().map(|m| m.status)
@@ -42,8 +30,8 @@ fn status(core: &Core, b: &Block) -> Option<BlockStatus> {
 fn crash_store_error_in_connect_leaves_the_block_importable() {
     let (genesis, keys) = genesis_with_accounts(2, 1_000_000_000);
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let x = core(&genesis, dirs[0].path());
-    let y = core(&genesis, dirs[1].path());
+    let x = test_core(&genesis, Some(dirs[0].path()), None);
+    let y = test_core(&genesis, Some(dirs[1].path()), None);
 
     // Plain extension: the error fails the import and leaves no trace of the block.
     let b1 =

@@ -11,24 +11,14 @@
 //!   `vision-node admin reconsider`, on a real node fed by peers on real transports.
 
 use vision_node::chain::consensus::BlockError;
-use vision_node::chain::genesis::Genesis;
 use vision_node::chain::types::{Address, Block, BlockHeader, Transaction, tx_root};
 use vision_node::chain::{ImportError, ImportOutcome};
-use vision_node::mempool::Limits;
-use vision_node::node::{BlockSource, Core, Node, NodeConfig};
+use vision_node::node::{BlockSource, Core};
 use vision_node::state::BlockStatus;
 use vision_node::testkit::{TEST_CHAIN_ID, genesis_with_accounts, next_block, transfer};
 use vision_node::wallet::Keypair;
 
-fn core(genesis: &Genesis, dir: &std::path::Path) -> Core {
-    let config = NodeConfig {
-        data_dir: Some(dir.to_path_buf()),
-        genesis: genesis.clone(),
-        mempool: Limits::default(),
-        ..NodeConfig::devnet()
-    };
-    Node::open_core(&config).unwrap()
-}
+use crate::common::test_core;
 
 /// A child of `parent` (PoW at difficulty 1 holds for any nonce) carrying `txs`.
 fn child_of(parent: &BlockHeader, txs: Vec<Transaction>, salt: u64) -> Block {
@@ -68,7 +58,7 @@ fn children_of_an_invalid_block_are_remembered_as_hashes_not_stored() {
     const TXS: u64 = 1_000;
     let (genesis, keys) = genesis_with_accounts(2, 1_000_000_000_000);
     let dir = tempfile::tempdir().unwrap();
-    let z = core(&genesis, dir.path());
+    let z = test_core(&genesis, Some(dir.path()), None);
     let (_, bad) = with_invalid_block(&z);
     {
         let r = z.chain().read().unwrap();
@@ -102,7 +92,7 @@ fn children_of_an_invalid_block_are_remembered_as_hashes_not_stored() {
 fn reconsider_forgets_an_invalid_block_and_its_descendants() {
     let (genesis, _) = genesis_with_accounts(2, 1_000_000_000_000);
     let dir = tempfile::tempdir().unwrap();
-    let z = core(&genesis, dir.path());
+    let z = test_core(&genesis, Some(dir.path()), None);
     let (good, bad) = with_invalid_block(&z);
     let child = child_of(&bad.header, Vec::new(), 0);
     assert!(matches!(

@@ -9,21 +9,11 @@ use vision_node::chain::genesis::Genesis;
 use vision_node::chain::types::{Address, Block};
 use vision_node::chain::{ImportError, ImportOutcome};
 use vision_node::errors::PeerAction;
-use vision_node::mempool::Limits;
-use vision_node::node::{BlockSource, Core, Node, NodeConfig};
+use vision_node::node::{BlockSource, Core};
 use vision_node::testkit::{TEST_CHAIN_ID, genesis_with_accounts, next_block, transfer};
 use vision_node::wallet::Keypair;
 
-fn core(genesis: &Genesis, dir: Option<&std::path::Path>, max_reorg_depth: u64) -> Core {
-    let config = NodeConfig {
-        data_dir: dir.map(|d| d.to_path_buf()),
-        genesis: genesis.clone(),
-        max_reorg_depth,
-        mempool: Limits::default(),
-        ..NodeConfig::devnet()
-    };
-    Node::open_core(&config).unwrap()
-}
+use crate::common::test_core;
 
 /// Mines `n` blocks on `core`, block i carrying `txs(i)`, importing each; returns them.
 fn extend(
@@ -57,8 +47,8 @@ struct Setup {
 /// (keys 1 and 2 pay; key 2's transfer is the same transaction on both branches).
 fn setup(b_len: usize) -> Setup {
     let (genesis, keys) = genesis_with_accounts(4, 1_000_000_000);
-    let a = core(&genesis, None, 100);
-    let b = core(&genesis, None, 100);
+    let a = test_core(&genesis, None, Some(100));
+    let b = test_core(&genesis, None, Some(100));
     let prefix = extend(&a, 2, Address([0xaa; 32]), |i| {
         vec![transfer(&keys[3], Address([3; 32]), 10, 5, i as u64, TEST_CHAIN_ID)]
     });
@@ -85,7 +75,7 @@ fn setup(b_len: usize) -> Setup {
 fn heavier_branch_wins_and_losers_return_to_the_mempool() {
     let s = setup(5);
     let dir = tempfile::tempdir().unwrap();
-    let z = core(&s.genesis, Some(dir.path()), 100);
+    let z = test_core(&s.genesis, Some(dir.path()), Some(100));
     import_all(&z, &s.prefix);
     import_all(&z, &s.branch_a);
     assert_eq!(z.chain().tip().hash, s.branch_a[2].hash());
@@ -107,7 +97,7 @@ fn heavier_branch_wins_and_losers_return_to_the_mempool() {
     assert_eq!(z.chain().tip().hash, s.branch_b[4].hash());
 
     // Clean replay of prefix + B into a fresh store.
-    let w = core(&s.genesis, None, 100);
+    let w = test_core(&s.genesis, None, Some(100));
     import_all(&w, &s.prefix);
     import_all(&w, &s.branch_b);
     let (zr, wr) = (z.chain().read().unwrap(), w.chain().read().unwrap());
@@ -149,7 +139,7 @@ fn heavier_branch_wins_and_losers_return_to_the_mempool() {
 #[test]
 fn equal_work_keeps_the_first_seen() {
     let s = setup(3);
-    let z = core(&s.genesis, None, 100);
+    let z = test_core(&s.genesis, None, Some(100));
     import_all(&z, &s.prefix);
     import_all(&z, &s.branch_a);
     let outcomes = import_all(&z, &s.branch_b);
@@ -162,7 +152,7 @@ fn equal_work_keeps_the_first_seen() {
 #[test]
 fn invalid_block_in_heavier_branch_leaves_the_tip_untouched() {
     let mut s = setup(5);
-    let z = core(&s.genesis, None, 100);
+    let z = test_core(&s.genesis, None, Some(100));
     import_all(&z, &s.prefix);
     import_all(&z, &s.branch_a);
     let before = z.chain().read().unwrap().all_accounts().unwrap();
@@ -186,7 +176,7 @@ fn invalid_block_in_heavier_branch_leaves_the_tip_untouched() {
 #[test]
 fn reorg_depth_is_limited() {
     let s = setup(5);
-    let z = core(&s.genesis, None, 2);
+    let z = test_core(&s.genesis, None, Some(2));
     import_all(&z, &s.prefix);
     // A branch that started while it was within the limit grows heavier after the tip moved on:
     // the switch would revert more than 2 blocks, so it is refused.
@@ -209,7 +199,7 @@ fn side_chain_blocks_below_the_reorg_window_are_refused_unstored() {
     // A flood of cheap blocks forking off deep history costs nothing to make at old difficulties;
     // none of them is verified or stored, and the sender is charged.
     let s = setup(5);
-    let z = core(&s.genesis, None, 2);
+    let z = test_core(&s.genesis, None, Some(2));
     import_all(&z, &s.prefix);
     import_all(&z, &s.branch_a);
     let stored_before = z.chain().read().unwrap().all_accounts().unwrap();
@@ -230,7 +220,7 @@ fn side_chain_blocks_below_the_reorg_window_are_refused_unstored() {
 #[test]
 fn orphans_and_bad_headers_are_refused() {
     let s = setup(3);
-    let z = core(&s.genesis, None, 100);
+    let z = test_core(&s.genesis, None, Some(100));
     let err = z.import_block(&s.branch_a[0], BlockSource::Network).unwrap_err();
     assert!(matches!(err, ImportError::Block(BlockError::UnknownParent(_))));
     assert_eq!(err.peer_action(), None, "an orphan is not misbehaviour");

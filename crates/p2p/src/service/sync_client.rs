@@ -1114,6 +1114,24 @@ mod tests {
         (c, theirs)
     }
 
+    /// Three rounds of header requests answered from `theirs` (enough to reach the fork point of
+    /// [`deep_fork_setup`]); returns the outputs of the last answer and of the drive after it.
+    fn headers_until_fork(
+        s: &mut SyncClient<u32>,
+        theirs: &[Block],
+        ours: &Status,
+        now: Instant,
+        k: &Known,
+    ) -> (Vec<Output<u32>>, Vec<Output<u32>>) {
+        let mut out = s.drive(ours, 0, now, |_| false);
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got = answer_headers(s, &out, theirs, ours, now, k);
+            out = s.drive(ours, 0, now, |_| false);
+        }
+        (got, out)
+    }
+
     #[test]
     fn a_heavier_chain_forking_below_the_window_is_a_deep_fork_not_a_lie() {
         let (c, theirs) = deep_fork_setup();
@@ -1123,12 +1141,7 @@ mod tests {
         let k = known(&c, 100);
         let now = Instant::now();
         s.on_status(1, status_of(&theirs, 200));
-        let mut out = s.drive(&ours, 0, now, |_| false);
-        let mut got = Vec::new();
-        for _ in 0..3 {
-            got = answer_headers(&mut s, &out, &theirs, &ours, now, &k);
-            out = s.drive(&ours, 0, now, |_| false);
-        }
+        let (got, out) = headers_until_fork(&mut s, &theirs, &ours, now, &k);
         assert!(penalties(&got).is_empty(), "not a liar: {got:?}");
         assert_eq!(
             got,
@@ -1142,11 +1155,7 @@ mod tests {
         let mut s = SyncClient::<u32>::new();
         s.set_reorg_window(80);
         s.on_status(1, status_of(&theirs, 200));
-        let mut out = s.drive(&ours, 0, now, |_| false);
-        for _ in 0..3 {
-            answer_headers(&mut s, &out, &theirs, &ours, now, &k);
-            out = s.drive(&ours, 0, now, |_| false);
-        }
+        headers_until_fork(&mut s, &theirs, &ours, now, &k);
         assert!(s.is_downloading_bodies());
     }
 
@@ -1159,11 +1168,7 @@ mod tests {
         let k = known(&c, 100);
         let now = Instant::now();
         s.on_status(1, status_of(&theirs, 200));
-        let mut out = s.drive(&ours, 0, now, |_| false);
-        for _ in 0..3 {
-            answer_headers(&mut s, &out, &theirs, &ours, now, &k);
-            out = s.drive(&ours, 0, now, |_| false);
-        }
+        headers_until_fork(&mut s, &theirs, &ours, now, &k);
         assert!(s.is_downloading_bodies());
         // Our tip moved on meanwhile: the import refuses the reorganisation.
         let out = s.on_batch_done(1, 21, BatchOutcome::DeepFork { depth: 81 }, now);
