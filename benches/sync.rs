@@ -14,13 +14,13 @@
 //!   millisecond). In between everything is the node's own code: dial, identify, the status exchange,
 //!   `BlocksByRange` requests pipelined by B's sync driver (`MAX_INFLIGHT`, cut to the response byte
 //!   cap), A serving them from its store, and B's block worker importing each batch through
-//!   `Core::import_batch` (full verification, execution, one commit per block, fsync'd at the end of
+//!   `Core::import_sync_batch` (full verification, execution, one commit per block, fsync'd at the end of
 //!   the batch). After the clock stops both nodes shut down and their databases close (not timed).
 //! - `sync/import_200x1000`: the block-import figure: the same blocks, in order, through
 //!   `Core::import_block` into a fresh redb file (`Node::open_core` on a new temp dir, outside the timed
 //!   part): one block at a time, every signature verified in its block, one fsync'd commit per block,
 //!   as `import.rs` times `Chain::import`.
-//! - `sync/import_batch_200x1000`: the same blocks through `Core::import_batch`, the function B's block
+//! - `sync/import_batch_200x1000`: the same blocks through `Core::import_sync_batch`, the function B's block
 //!   worker calls on each sync batch (all signatures of the batch verified first as one parallel batch,
 //!   commits deferred but the batch's last), in the batches sync imports them: requests of
 //!   `MAX_BLOCKS_PER_REQUEST` blocks, each answer cut to the response byte cap as `serve_blocks` cuts
@@ -227,7 +227,7 @@ impl Fixture {
         (elapsed, ImportSums::from_metrics(&vision_node::metrics::encode(&registry)), each)
     }
 
-    /// Imports sync's batches into a fresh redb file through `Core::import_batch`; opening and
+    /// Imports sync's batches into a fresh redb file through `Core::import_sync_batch`; opening and
     /// cloning the batches are not timed.
     fn import_batch_once(&self) -> (Duration, ImportSums) {
         let dir = temp_dir("vision-sync-bench-batch");
@@ -237,8 +237,8 @@ impl Fixture {
         let start = Instant::now();
         for batch in batches {
             let n = batch.len();
-            let (imported, failure) = core.import_batch(std::hint::black_box(batch), BlockSource::Network);
-            assert!(imported == n && failure.is_none(), "batch import failed");
+            let tried = core.import_sync_batch(std::hint::black_box(batch), BlockSource::Network);
+            assert!(tried.len() == n && tried.iter().all(|(_, r)| r.is_ok()), "batch import failed");
         }
         let elapsed = start.elapsed();
         assert_eq!(core.chain().tip().hash, self.tip);
@@ -349,7 +349,7 @@ fn summary(f: &Fixture, cpu: &CpuMeter) {
     for (name, bench, rr) in [
         ("sync: start A + fresh B until tips equal", format!("tcp_{BLOCKS}x{TXS_PER_BLOCK}"), median(&totals)),
         ("block import: Core::import_block", format!("import_{BLOCKS}x{TXS_PER_BLOCK}"), median(&import_secs)),
-        ("batch import: Core::import_batch", format!("import_batch_{BLOCKS}x{TXS_PER_BLOCK}"), median(&batch_secs)),
+        ("batch import: Core::import_sync_batch", format!("import_batch_{BLOCKS}x{TXS_PER_BLOCK}"), median(&batch_secs)),
         ("raw loopback TCP of the same bytes", format!("raw_tcp_{BLOCKS}x{TXS_PER_BLOCK}"), median(&raws)),
     ] {
         let c = criterion_median("sync", &bench).unwrap_or(f64::NAN);

@@ -2,14 +2,20 @@
 //! that owns the database, miner and API server, and graceful shutdown.
 //!
 //! Build a node in-process with [`Node::builder`] (tests, simulations) or from the CLI (`run`).
-//! Shutdown order: stop accepting API requests, stop the miner (an import in flight completes),
-//! then drop the chain, which closes the database. Every committed block survives; nothing is
-//! half-applied because each import is one redb transaction.
+//! Blocks enter through [`Core::import_block`] (miner, API) or the import thread that takes the
+//! network's blocks (`importer.rs`). Shutdown order: stop accepting API requests and end the
+//! network task, stop the miner (an import in flight completes), then the import thread (the
+//! import in hand completes, queued peer blocks are dropped), then drop the chain, which closes the
+//! database. Every committed block survives; nothing is half-applied because each import is one
+//! redb transaction.
+
+mod importer;
+
+pub use importer::{IMPORT_JOBS, IMPORT_QUEUE_CAP, Importer};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -46,7 +52,7 @@ pub fn all_resources() -> Vec<crate::bounds::Resource> {
     use crate::p2p::{peer_manager as pm, service as svc};
     let mut rs = crate::mempool::RESOURCES.to_vec();
     rs.extend([crate::verify::SIG_CACHE, CORE_EVENTS, crate::state::INVALID_DESCENDANTS]);
-    rs.extend([svc::BLOCK_JOBS, svc::TX_JOBS, svc::RESULTS, svc::ORPHANS, svc::ORPHAN_BYTES, svc::TX_OUTBOX]);
+    rs.extend([IMPORT_JOBS, svc::TX_JOBS, svc::RESULTS, svc::ORPHANS, svc::ORPHAN_BYTES, svc::TX_OUTBOX]);
     rs.extend([svc::SYNC_SERVING, svc::SYNC_UNSENT_BYTES, svc::SYNC_INFLIGHT, svc::SYNC_HEADERS, crate::p2p::COMMANDS]);
     rs.push(svc::deep_fork::DEEP_FORKS);
     rs.extend([pm::PEERS, pm::BANS, pm::RETAINED_SCORES, crate::state::STORED_PEERS, crate::api::ws::WS_CLIENTS]);
@@ -73,6 +79,8 @@ pub struct Core {
     /// Transactions not queued for gossip because the outbox was full, not yet counted by the
     /// network task ([`Core::take_gossip_outbox_dropped`]).
     gossip_outbox_dropped: AtomicU64,
+    /// The import queue, open while the node's [`Importer`] runs (`importer.rs`).
+    importer: importer::Queue,
 }
 
 impl std::fmt::Debug for Core {
@@ -125,6 +133,7 @@ impl Core {
             events,
             gossip_outbox: parking_lot::Mutex::new(None),
             gossip_outbox_dropped: AtomicU64::new(0),
+            importer: importer::Queue::default(),
             metrics: Default::default(),
         }
     }
@@ -170,164 +179,13 @@ impl Core {
         self.bounds.record_with_peak(crate::mempool::MEMPOOL_BYTES, stats.bytes, stats.peak_bytes);
         self.bounds.record(crate::verify::SIG_CACHE, self.chain.sig_cache_len());
         self.bounds.record(CORE_EVENTS, self.events.len());
+        self.bounds.record(IMPORT_JOBS, self.importer.len());
         self.bounds.record(crate::state::INVALID_DESCENDANTS, self.chain.invalid_descendants_len());
     }
 
     /// Subscribes to events.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
-    }
-
-    /// Imports a block; on a new tip updates the pool (in tip order) and announces it.
-    /// The block counts as requested: stored even on a low-work side branch (our own blocks, the
-    /// API, sync). Gossip goes through [`Core::import_block_with`] with `Arrival::Unrequested`.
-    pub fn import_block(&self, block: &Block, source: BlockSource) -> Result<ImportOutcome, ImportError> {
-        self.import_block_with(
-            block,
-            source,
-            crate::chain::import::Durability::Immediate,
-            crate::chain::import::Arrival::Requested,
-        )
-    }
-
-    /// Imports consecutive blocks fetched by sync: their signatures are verified first as one
-    /// parallel batch ([`Chain::preverify`]), then each block is imported in order with its commit
-    /// deferred, and the last one (or the last good one, if a block fails) is made durable. A
-    /// crash in the middle loses only this batch's blocks, which sync fetches again. Stops at the
-    /// first failure; returns how many were imported and that failure.
-    pub fn import_batch(&self, blocks: Vec<Block>, source: BlockSource) -> (usize, Option<(Box<Block>, ImportError)>) {
-        use crate::chain::import::Durability;
-        self.chain.preverify(&blocks);
-        let n = blocks.len();
-        let mut imported = 0;
-        let mut failure = None;
-        // Whether the batch ended on a durable commit of its own.
-        let mut durable = false;
-        for (i, b) in blocks.into_iter().enumerate() {
-            let durability = if i + 1 == n { Durability::Immediate } else { Durability::Deferred };
-            match self.import_block_with(&b, source, durability, crate::chain::import::Arrival::Requested) {
-                Ok(outcome) => {
-                    imported += 1;
-                    durable = i + 1 == n && !matches!(outcome, ImportOutcome::AlreadyKnown);
-                }
-                Err(e) => {
-                    failure = Some((Box::new(b), e));
-                    break;
-                }
-            }
-        }
-        // A failure, or a last block already known (nothing committed), leaves the deferred
-        // commits before it to the next durable commit: make them durable now.
-        if !durable && let Err(e) = self.chain.store().persist() {
-            tracing::error!(error = %e, "cannot make the imported blocks durable");
-        }
-        (imported, failure)
-    }
-
-    /// [`Core::import_block`] with the commit's durability and the block's arrival (which decides
-    /// whether a low-work side-chain block is stored: `chain::import::Arrival`) chosen by the caller.
-    pub fn import_block_with(
-        &self,
-        block: &Block,
-        source: BlockSource,
-        durability: crate::chain::import::Durability,
-        arrival: crate::chain::import::Arrival,
-    ) -> Result<ImportOutcome, ImportError> {
-        use crate::chain::metrics::{ImportLabels, OutcomeLabel, PathLabel, PathLabels, SourceLabel};
-        let _span =
-            tracing::debug_span!("import", height = block.header.height, hash = %block.hash().short()).entered();
-        let start = Instant::now();
-        let mut pool_err = None;
-        let mut returned = Vec::new();
-        let mut event_blocks = Vec::new();
-        let result = self.chain.import_with(block, durability, arrival, |outcome| {
-            if let ImportOutcome::NewTip { reverted, applied } = outcome {
-                // One snapshot of the new tip for the whole pool update: it reads the account of
-                // every sender and recipient the blocks touched that still has pooled
-                // transactions (up to 20,000 for a full block), and a read transaction each cost
-                // ~0.3 s per full block once the pool is large (`docs/performance.md`, end to end).
-                let update = self.chain.read().and_then(|view| {
-                    let accounts = view.accounts()?;
-                    let read = |a: &Address| crate::state::AccountReader::account(&accounts, a);
-                    self.follow_tip(&view, block, reverted, applied, &read)
-                });
-                match update {
-                    Ok((txs, blocks)) => {
-                        returned = txs;
-                        event_blocks = blocks;
-                    }
-                    Err(e) => pool_err = Some(e),
-                }
-            }
-        });
-        let m = &self.metrics;
-        let source_label = match source {
-            BlockSource::Miner => SourceLabel::Miner,
-            BlockSource::Api => SourceLabel::Api,
-            BlockSource::Network => SourceLabel::Network,
-        };
-        let outcome_label = match &result {
-            Ok((ImportOutcome::NewTip { .. }, _)) => OutcomeLabel::NewTip,
-            Ok((ImportOutcome::SideChain, _)) => OutcomeLabel::SideChain,
-            Ok((ImportOutcome::AlreadyKnown, _)) => OutcomeLabel::Known,
-            Err(ImportError::Block(crate::chain::consensus::BlockError::UnknownParent(_))) => OutcomeLabel::Orphan,
-            Err(ImportError::Block(crate::chain::consensus::BlockError::TimestampInFuture { .. })) => {
-                OutcomeLabel::Future
-            }
-            Err(ImportError::Block(_)) => OutcomeLabel::Invalid,
-            Err(ImportError::LowWorkSideBlock { .. }) => OutcomeLabel::NotStored,
-            Err(ImportError::Store(_)) => OutcomeLabel::Error,
-        };
-        m.blocks_imported.get_or_create(&ImportLabels { source: source_label, outcome: outcome_label }).inc();
-        let (outcome, timings) = result?;
-        if let Some(e) = pool_err {
-            tracing::error!(error = %e, "mempool could not follow the new tip");
-        }
-        if let Some(path) = timings.verify_path {
-            let path = match path {
-                crate::verify::Path::Sequential => PathLabel::Sequential,
-                crate::verify::Path::Parallel => PathLabel::Parallel,
-                crate::verify::Path::Cached => PathLabel::Cached,
-            };
-            m.verify_duration.get_or_create(&PathLabels { path }).observe(timings.verify.as_secs_f64());
-        }
-        if !matches!(outcome, ImportOutcome::AlreadyKnown) {
-            m.import_duration.observe(start.elapsed().as_secs_f64());
-            m.apply_duration.observe(timings.apply.as_secs_f64());
-            m.db_commit_duration.observe(timings.commit.as_secs_f64());
-        }
-        if let ImportOutcome::NewTip { reverted, applied } = &outcome {
-            if !reverted.is_empty() {
-                m.reorgs.inc();
-                m.reorg_depth.observe(reverted.len() as f64);
-            }
-            m.transactions_imported.inc_by(applied.iter().map(|b| b.tx_count as u64).sum());
-            let h = block.header;
-            tracing::info!(
-                height = h.height,
-                hash = %block.hash().short(),
-                txs = block.transactions.len(),
-                ?source,
-                reverted = reverted.len(),
-                verify_us = timings.verify.as_micros() as u64,
-                apply_us = timings.apply.as_micros() as u64,
-                commit_us = timings.commit.as_micros() as u64,
-                total_us = start.elapsed().as_micros() as u64,
-                "imported block"
-            );
-            let _ = self.events.send(Event::NewHead {
-                hash: block.hash(),
-                height: h.height,
-                reverted: reverted.len(),
-                applied: Arc::new(std::mem::take(&mut event_blocks)),
-                source,
-            });
-            for tx in &returned {
-                let _ = self.events.send(Event::TxPooled { tx: *tx, source: TxSource::Reorg });
-            }
-            self.queue_for_gossip(returned);
-        }
-        Ok(outcome)
     }
 
     /// Brings the pool to a new tip and returns (transactions returned to the pool, applied blocks
@@ -680,6 +538,8 @@ pub struct Node {
     core: Arc<Core>,
     miner: Option<Miner>,
     network: Option<crate::p2p::NetworkHandle>,
+    /// The import thread of a networked node (peer blocks), stopped after the network.
+    importer: Option<Importer>,
     registry: Arc<prometheus_client::registry::Registry>,
     api_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
@@ -718,6 +578,13 @@ impl Node {
         let shutdown = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
         let mut registry = crate::metrics::registry(&core);
+        let importer = match config.network {
+            Some(_) => Some(
+                Importer::start(core.clone(), shutdown.clone())
+                    .map_err(|source| NodeError::Io { context: "cannot start the import thread".into(), source })?,
+            ),
+            None => None,
+        };
         let network = match config.network {
             Some(net) => Some(crate::p2p::Service::spawn(
                 net,
@@ -764,7 +631,7 @@ impl Node {
             }
             None => None,
         };
-        Ok(Node { core, miner, network, registry, api_addr, admin_addr, metrics_addr, shutdown, tasks })
+        Ok(Node { core, miner, network, importer, registry, api_addr, admin_addr, metrics_addr, shutdown, tasks })
     }
 
     /// The shared core.
@@ -808,13 +675,18 @@ impl Node {
         if let Some(mut m) = self.miner.take() {
             tokio::task::block_in_place(|| m.stop());
         }
+        // After the network task has ended: nothing queues blocks any more.
+        if let Some(importer) = self.importer.take() {
+            tokio::task::block_in_place(|| importer.stop());
+        }
         let tip = self.core.chain.tip();
         tracing::info!(height = tip.header.height, tip = %tip.hash, "node stopped");
     }
 }
 
-/// The network's door into the node: every peer block and transaction goes through the same
-/// [`Core`] methods as the miner's and the API's, tagged as coming from the network.
+/// The network's door into the node: every peer transaction goes through the same [`Core`]
+/// methods as the API's, tagged as coming from the network; peer blocks go to the import queue
+/// (its half of the door, `crate::p2p::ImportQueue`, is implemented in `importer.rs`).
 impl crate::p2p::ChainAccess for Core {
     fn genesis_hash(&self) -> Hash {
         self.chain.params().genesis_hash
@@ -834,18 +706,6 @@ impl crate::p2p::ChainAccess for Core {
 
     fn store(&self) -> &crate::state::Store {
         self.chain.store()
-    }
-
-    fn import_block(
-        &self,
-        block: &Block,
-        arrival: crate::chain::import::Arrival,
-    ) -> Result<ImportOutcome, ImportError> {
-        Core::import_block_with(self, block, BlockSource::Network, crate::chain::import::Durability::Immediate, arrival)
-    }
-
-    fn import_batch(&self, blocks: Vec<Block>) -> (usize, Option<(Box<Block>, ImportError)>) {
-        Core::import_batch(self, blocks, BlockSource::Network)
     }
 
     fn submit_transactions(&self, txs: &[Transaction]) -> Vec<Result<Hash, SubmitError>> {

@@ -36,7 +36,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use vision_primitives::keys::{KeyError, Zeroizing, read_provided_secret_file, write_secret_file};
 
-pub use chain_access::ChainAccess;
+pub use chain_access::{ChainAccess, ImportMode, ImportQueue, ImportReply, ImportWork, Imported};
 /// The address and identity types the rest of the node uses to talk about peers; nothing outside
 /// this crate names libp2p (`scripts/check-layers.py`).
 pub use libp2p::identity::Keypair as NodeKey;

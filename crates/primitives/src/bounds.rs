@@ -2,7 +2,7 @@
 //! with its cap and how much of it is in use now and at peak.
 //!
 //! The registry knows no layer. Each layer declares its own [`Resource`]s next to the constants that
-//! cap them (`vision_mempool::MEMPOOL_TXS`, `p2p::service::BLOCK_JOBS`, ...) and registers them
+//! cap them (`vision_mempool::MEMPOOL_TXS`, `p2p::service::TX_JOBS`, ...) and registers them
 //! with [`Bounds::register`] when it is built; the code that owns a resource enforces the cap (a
 //! bounded channel, an LRU, an explicit check) and records its occupancy with [`Bounds::record`] at
 //! the points where it grows, so the peak is the high-water mark seen at those points.

@@ -8,15 +8,17 @@
 //! - [`sync_client`]: which peer to sync from and which ranges to ask for (a pure state machine);
 //! - [`serve`]: the sync server's store reads and budgets;
 //! - [`orphans`]: blocks waiting for their parent;
-//! - [`workers`]: the import threads, owned and joined by the loop;
+//! - [`workers`]: the transaction worker thread, owned and joined by the loop, and the replies
+//!   that bring the node importer's results back;
 //! - the peer manager (`crate::peer_manager`) for scores, bans and rate limits.
 //!
 //! ```text
-//!  commands (admin/API) ─┐                      ┌─> block worker ─┐  (import_block, one at a time)
-//!  tx outbox (API and   ─┤                      │                 │
-//!   reorg txs to gossip) ├─> event loop ────────┤                 ├─> results back to the loop:
-//!  core events (mined)  ─┤   (owns Swarm,       └─> tx worker ────┘   gossip verdicts, penalties,
-//!  swarm events ─────────┘    PeerManager, Sync)                       sync progress, orphans
+//!  commands (admin/API) ─┐                      ┌─> validate ─> node importer ─┐ (ChainAccess::queue_import:
+//!  tx outbox (API and   ─┤                      │   (gossip)    (its thread)   │  gossip, orphans, fetched
+//!   reorg txs to gossip) ├─> event loop ────────┤                              │  blocks, sync batches)
+//!  core events (mined)  ─┤   (owns Swarm,       └─> tx worker ─────────────────┴─> results back to the loop:
+//!  swarm events ─────────┘    PeerManager, Sync)                                  gossip verdicts, penalties,
+//!                                                                                 sync progress, orphans
 //! ```
 //!
 //! Own transactions reach the loop through a bounded channel of their own ([`TX_OUTBOX_CAP`]), not
@@ -24,15 +26,16 @@
 //! and a transaction lost there would never be gossiped. A lost block event only delays the block:
 //! the loop then publishes the tip again.
 //!
-//! Nothing here blocks the loop: chain work runs on the two worker threads (bounded queues, a full
-//! queue drops the work and counts it), store reads for serving sync requests and the peer book's
-//! writes on the blocking pool. All of it is owned by the loop: when it stops it joins the workers
-//! and waits for the blocking tasks, so a node that has shut down runs nothing of the network.
+//! Nothing here blocks the loop: block imports run on the node's import thread and transaction
+//! batches on the tx worker (bounded queues, a full queue drops the work and counts it), store
+//! reads for serving sync requests and the peer book's writes on the blocking pool. The tx worker
+//! and the blocking tasks are owned by the loop: when it stops it joins the worker and waits for
+//! the tasks; the node stops its importer after the loop has ended.
 //!
 //! Gossip validation (headers first, [`validate`]): a block is relayed (Accept) once it decodes,
 //! passes the header's stateless checks and its header checks out against a stored, valid parent
 //! (difficulty, median time, proof of work against the required difficulty); full import follows
-//! on the worker. Relaying before the body is checked keeps propagation fast, and a relayed block
+//! on the node's import thread. Relaying before the body is checked keeps propagation fast, and a relayed block
 //! has cost its maker a real block's work. A block whose parent is unknown is not relayed: it waits
 //! in the orphan pool with its sender and author while its parent is fetched from the sender. Who
 //! pays for a bad block is the charge table's business ([`charge`](mod@charge), ADR 012): the sender for what
@@ -82,7 +85,7 @@ use super::metrics::{GossipLabels, ResultLabel, TopicLabel, TopicLabels};
 use super::peer_manager::{self, Direction, Effect, PeerManager, RateClass};
 use super::sync::{ErrorCode, Refused, Request, Response, Status};
 use super::{BanInfo, COMMAND_CHANNEL_CAP, Command, NetInfo, NetworkConfig, NetworkError, NetworkHandle, PeerInfo};
-use crate::chain_access::ChainAccess;
+use crate::chain_access::{ChainAccess, ImportMode, ImportWork};
 use vision_mempool::events::{BlockSource, Event};
 use vision_primitives::consensus::{BlockError, now_ms};
 use vision_primitives::errors::PeerAction;
@@ -99,9 +102,9 @@ pub use serve::{
 };
 pub use sync_client::{BATCH, HEADER_BATCH, MAX_INFLIGHT, MAX_SYNC_HEADERS};
 use sync_client::{BatchOutcome, Output, SyncClient};
-use validate::{Judgement, judge_block};
-pub use workers::{BLOCK_QUEUE_CAP, RESULT_QUEUE_CAP, TX_QUEUE_CAP};
-use workers::{Done, Job, Workers};
+use validate::{Judgement, admit_block};
+use workers::{Done, Job, Workers, batch_reply, block_reply};
+pub use workers::{RESULT_QUEUE_CAP, TX_QUEUE_CAP};
 
 /// How often statuses are refreshed.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(5);
@@ -117,9 +120,6 @@ pub const ORPHAN_FETCH_GAP: u64 = 8;
 /// is full, the newest are not queued (`dropped{queue="tx_outbox"}`); they stay in the pool.
 pub const TX_OUTBOX_CAP: usize = 16 * MAX_TX_BATCH;
 
-/// Blocks queued for the block worker, in the resource registry.
-pub const BLOCK_JOBS: vision_primitives::bounds::Resource =
-    vision_primitives::bounds::Resource::new("block_jobs", "p2p::service::BLOCK_QUEUE_CAP", BLOCK_QUEUE_CAP);
 /// Transaction batches queued for the tx worker, in the resource registry.
 pub const TX_JOBS: vision_primitives::bounds::Resource =
     vision_primitives::bounds::Resource::new("tx_jobs", "p2p::service::TX_QUEUE_CAP", TX_QUEUE_CAP);
@@ -194,7 +194,6 @@ pub struct Service {
     info: Arc<NetInfo>,
     commands: mpsc::Receiver<Command>,
     events: broadcast::Receiver<Event>,
-    block_jobs: mpsc::Sender<Job>,
     tx_jobs: mpsc::Sender<Job>,
     results: mpsc::Receiver<Done>,
     results_tx: mpsc::Sender<Done>,
@@ -307,10 +306,9 @@ impl Service {
         info.deep_forks.metrics().register(registry);
         let window = core.max_reorg_depth();
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CHANNEL_CAP);
-        let (block_tx, block_rx) = mpsc::channel(BLOCK_QUEUE_CAP);
         let (tx_tx, tx_rx) = mpsc::channel(TX_QUEUE_CAP);
         let (res_tx, res_rx) = mpsc::channel(RESULT_QUEUE_CAP);
-        let workers = Workers::spawn(&core, block_rx, tx_rx, &res_tx, &shutdown)?;
+        let workers = Workers::spawn(&core, tx_rx, &res_tx, &shutdown)?;
         // The channel and the batch being filled hold at most TX_OUTBOX_CAP together.
         let outbox = core.attach_gossip_outbox(TX_OUTBOX_CAP - MAX_TX_BATCH);
         let service = Service {
@@ -321,7 +319,6 @@ impl Service {
             topics,
             info: info.clone(),
             commands: cmd_rx,
-            block_jobs: block_tx,
             tx_jobs: tx_tx,
             results: res_rx,
             results_tx: res_tx,
@@ -384,9 +381,7 @@ impl Service {
     /// dropped (a worker finishes the job in hand, then sees its queue closed), the results queue
     /// is drained meanwhile so that no worker waits on it.
     async fn stop_workers(&mut self) {
-        let (closed_blocks, _) = mpsc::channel(1);
         let (closed_txs, _) = mpsc::channel(1);
-        drop(std::mem::replace(&mut self.block_jobs, closed_blocks));
         drop(std::mem::replace(&mut self.tx_jobs, closed_txs));
         let (closed_results, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut self.results_tx, closed_results));
@@ -664,7 +659,6 @@ impl Service {
     /// and after each push onto a worker queue.
     fn record_bounds(&self) {
         let b = self.core.bounds();
-        record_channel(b, BLOCK_JOBS, &self.block_jobs);
         record_channel(b, TX_JOBS, &self.tx_jobs);
         record_channel(b, RESULTS, &self.results_tx);
         b.record(super::COMMANDS, self.commands.len());
@@ -882,15 +876,11 @@ impl Service {
         }
         if message.topic == self.topics.blocks.hash() {
             let route = Route::Gossip { sender: source, author: message.source };
-            match judge_block(self.core.as_ref(), &message.data, now_ms()) {
-                Judgement::Relay(block) => {
-                    if self.block_jobs.try_send(Job::Block { block, route }).is_err() {
-                        gs(self, MessageAcceptance::Ignore);
-                        self.drop_count("block_jobs");
-                    } else {
-                        record_channel(self.core.bounds(), BLOCK_JOBS, &self.block_jobs);
-                        gs(self, MessageAcceptance::Accept);
-                    }
+            match admit_block(self.core.as_ref(), &message.data, now_ms(), route, &self.results_tx) {
+                Judgement::Queued => gs(self, MessageAcceptance::Accept),
+                Judgement::QueueFull => {
+                    gs(self, MessageAcceptance::Ignore);
+                    self.drop_count("block_jobs");
                 }
                 Judgement::Orphan(block) => {
                     gs(self, MessageAcceptance::Ignore);
@@ -930,8 +920,11 @@ impl Service {
         }
     }
 
-    fn queue_block(&mut self, block: Block, route: Route<PeerId>) {
-        if self.block_jobs.try_send(Job::Block { block: Box::new(block), route }).is_err() {
+    /// Hands blocks to the node's importer, each on its own (held to the side-branch margin);
+    /// their results come back as [`Done::Block`] with `route`.
+    fn queue_blocks(&mut self, blocks: Vec<Block>, route: Route<PeerId>) {
+        let work = ImportWork { blocks, mode: ImportMode::Unrequested };
+        if self.core.queue_import(work, block_reply(route, self.results_tx.clone())).is_err() {
             self.drop_count("block_jobs");
         }
     }
@@ -1160,9 +1153,7 @@ impl Service {
                     self.report(peer, PeerAction::LowTolerance, "unrequested_blocks");
                     return;
                 }
-                if self.block_jobs.try_send(Job::Fetched { blocks, from: peer }).is_err() {
-                    self.drop_count("block_jobs");
-                }
+                self.queue_blocks(blocks, Route::ByHash { server: peer });
             }
             (Some(Pending::Headers { start }), Response::Headers(headers)) => {
                 let ours = self.our_status();
@@ -1343,7 +1334,7 @@ impl Service {
 
     fn release_orphans(&mut self, hash: Hash) {
         for o in self.orphans.release(&hash) {
-            self.queue_block(o.block, Route::Orphan { sender: o.from, author: o.author });
+            self.queue_blocks(vec![o.block], Route::Orphan { sender: o.from, author: o.author });
         }
         self.core.bounds().record(ORPHAN_BYTES, self.orphans.bytes());
     }
@@ -1382,7 +1373,8 @@ impl Service {
                     }
                 }
                 Output::Import { peer, start, blocks } => {
-                    if self.block_jobs.try_send(Job::Batch { blocks, from: peer, start }).is_err() {
+                    let work = ImportWork { blocks, mode: ImportMode::SyncBatch };
+                    if self.core.queue_import(work, batch_reply(peer, start, self.results_tx.clone())).is_err() {
                         self.drop_count("block_jobs");
                         self.sync.import_dropped();
                     }

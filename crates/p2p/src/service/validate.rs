@@ -15,24 +15,34 @@
 //!    charged (an honest node that lags relays such blocks too); more than a whole window below
 //!    the window, the sender is charged a little (no honest node relays that).
 //!
+//! A block that passes is handed to the node's importer here ([`admit_block`]), so that the loop
+//! only answers gossipsub: the path of a gossiped block is the loop, this file, the importer
+//! (`src/node/importer.rs`), the import (`state/import.rs`) and the commit (`state/lib.rs`).
+//!
 //! Whom each failure charges is the charge table's business (`charge.rs`). The sender's
 //! connection and rate limit are checked by the loop first, since they are the peer manager's
 //! state.
 
+use libp2p::PeerId;
 use libp2p::gossipsub::MessageAcceptance;
+use tokio::sync::mpsc;
 use vision_primitives::consensus::{BlockError, check_header_stateless};
 use vision_primitives::types::Block;
 use vision_state::BlockStatus;
 use vision_state::ancestry::{ContextError, check_header_in_context, within_side_branch_margin};
 
-use super::charge::Found;
-use crate::chain_access::ChainAccess;
+use super::charge::{Found, Route};
+use super::workers::{Done, block_reply};
+use crate::chain_access::{ChainAccess, ImportMode, ImportWork};
 
 /// The verdict on a gossiped block.
 #[derive(Debug)]
 pub enum Judgement {
-    /// Relay it (Accept) and import it.
-    Relay(Box<Block>),
+    /// Handed to the importer: relay it (Accept).
+    Queued,
+    /// It passed, but the importer's queue is full: do not relay it (Ignore), nobody charged;
+    /// counted as dropped.
+    QueueFull,
     /// Its parent is unknown: do not relay it (Ignore); keep it and fetch the parent from the
     /// peer that sent it.
     Orphan(Box<Block>),
@@ -49,12 +59,33 @@ pub enum Judgement {
     Undecodable,
 }
 
-/// Judges the gossiped block `data` against the chain at wall-clock time `now_ms`.
-pub fn judge_block(core: &dyn ChainAccess, data: &[u8], now_ms: u64) -> Judgement {
-    let Ok(block) = Block::decode(data) else { return Judgement::Undecodable };
+/// Judges the gossiped block `data` (reached us by `route`) against the chain at wall-clock time
+/// `now_ms` and, if it passes, hands it to the node's importer, whose result goes to `results`.
+pub fn admit_block(
+    core: &dyn ChainAccess,
+    data: &[u8],
+    now_ms: u64,
+    route: Route<PeerId>,
+    results: &mpsc::Sender<Done>,
+) -> Judgement {
+    let block = match judge_block(core, data, now_ms) {
+        Ok(block) => block,
+        Err(verdict) => return verdict,
+    };
+    let work = ImportWork { blocks: vec![*block], mode: ImportMode::Unrequested };
+    match core.queue_import(work, block_reply(route, results.clone())) {
+        Ok(()) => Judgement::Queued,
+        Err(_) => Judgement::QueueFull,
+    }
+}
+
+/// Judges the gossiped block `data`: `Ok` with the block when it is to be relayed and imported,
+/// else the verdict.
+fn judge_block(core: &dyn ChainAccess, data: &[u8], now_ms: u64) -> Result<Box<Block>, Judgement> {
+    let Ok(block) = Block::decode(data) else { return Err(Judgement::Undecodable) };
     let hash = block.hash();
     let reject =
-        |e: &BlockError| Judgement::Penalize { acceptance: MessageAcceptance::Reject, found: Found::of(e, &hash) };
+        |e: &BlockError| Err(Judgement::Penalize { acceptance: MessageAcceptance::Reject, found: Found::of(e, &hash) });
     match check_header_stateless(core.params(), &block.header, now_ms) {
         Ok(()) => {
             let delay_ms = now_ms.saturating_sub(block.header.timestamp_ms);
@@ -62,7 +93,7 @@ pub fn judge_block(core: &dyn ChainAccess, data: &[u8], now_ms: u64) -> Judgemen
         }
         Err(e @ BlockError::TimestampInFuture { .. }) => {
             tracing::debug!(error = %e, "block from the future ignored");
-            return Judgement::Ignore;
+            return Err(Judgement::Ignore);
         }
         Err(e) => {
             tracing::info!(error = %e, "invalid block header from gossip");
@@ -73,35 +104,35 @@ pub fn judge_block(core: &dyn ChainAccess, data: &[u8], now_ms: u64) -> Judgemen
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the store to judge a block");
-            return Judgement::Ignore;
+            return Err(Judgement::Ignore);
         }
     };
     match read.block_meta(&hash) {
         // Like a body found invalid at import: the signed author pays, not the relay, which may
         // have forwarded it honestly before anyone could know.
         Ok(Some(m)) if m.status == BlockStatus::Invalid => {
-            return Judgement::Penalize { acceptance: MessageAcceptance::Ignore, found: Found::KnownInvalid };
+            return Err(Judgement::Penalize { acceptance: MessageAcceptance::Ignore, found: Found::KnownInvalid });
         }
-        Ok(Some(_)) => return Judgement::Ignore,
+        Ok(Some(_)) => return Err(Judgement::Ignore),
         Ok(None) => {}
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the store to judge a block");
-            return Judgement::Ignore;
+            return Err(Judgement::Ignore);
         }
     }
     let total_work = match check_header_in_context(&read, core.params(), &block.header, now_ms) {
         Ok(check) => check.total_work,
-        Err(ContextError::ParentUnknown(_)) => return Judgement::Orphan(Box::new(block)),
+        Err(ContextError::ParentUnknown(_)) => return Err(Judgement::Orphan(Box::new(block))),
         Err(ContextError::ParentInvalid(parent)) => return reject(&BlockError::KnownInvalid(parent)),
         // The clock moved between the two checks: still not a fault.
-        Err(ContextError::Invalid(BlockError::TimestampInFuture { .. })) => return Judgement::Ignore,
+        Err(ContextError::Invalid(BlockError::TimestampInFuture { .. })) => return Err(Judgement::Ignore),
         Err(ContextError::Invalid(e)) => {
             tracing::info!(error = %e, "block header out of context from gossip");
             return reject(&e);
         }
         Err(ContextError::Store(e)) => {
             tracing::warn!(error = %e, "cannot read the store to judge a block");
-            return Judgement::Ignore;
+            return Err(Judgement::Ignore);
         }
     };
     drop(read);
@@ -113,14 +144,14 @@ pub fn judge_block(core: &dyn ChainAccess, data: &[u8], now_ms: u64) -> Judgemen
     let height = block.header.height;
     if height.saturating_add(window) <= tip.header.height {
         if height.saturating_add(window.saturating_mul(2)) <= tip.header.height {
-            return Judgement::Penalize { acceptance: MessageAcceptance::Ignore, found: Found::DeepFork };
+            return Err(Judgement::Penalize { acceptance: MessageAcceptance::Ignore, found: Found::DeepFork });
         }
-        return Judgement::Ignore;
+        return Err(Judgement::Ignore);
     }
     // A branch further behind than `SIDE_BRANCH_MARGIN_BLOCKS` is not a race that may win.
     if !within_side_branch_margin(total_work, block.header.difficulty, tip.total_work) {
         tracing::debug!(height = block.header.height, "side-chain block far behind the tip ignored");
-        return Judgement::Ignore;
+        return Err(Judgement::Ignore);
     }
-    Judgement::Relay(Box::new(block))
+    Ok(Box::new(block))
 }

@@ -1,7 +1,12 @@
-//! The import workers: two threads (`net-blocks`, `net-txs`) that take chain work off the network
-//! loop through bounded queues and send the results back. Owned by the loop: at shutdown they take
-//! no new job (the node's cancellation token), the loop closes their queues and joins them before
-//! it returns, so a node that has shut down runs no worker (`tests/it/shutdown.rs`).
+//! Chain work off the network loop, and its results back to it.
+//!
+//! - Transactions: the `net-txs` thread takes gossiped batches through a bounded queue and judges
+//!   them. Owned by the loop: at shutdown it takes no new job (the node's cancellation token), the
+//!   loop closes its queue and joins it before it returns, so a node that has shut down runs no
+//!   worker (`tests/it/shutdown.rs`).
+//! - Blocks: imported by the node's own import thread (`ChainAccess::queue_import`); the replies
+//!   built here carry each result back to the loop as a [`Done`], with how the block reached us
+//!   (who pays if it is bad: `charge.rs`).
 
 use std::thread::JoinHandle;
 
@@ -12,45 +17,20 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vision_primitives::errors::PeerAction;
 use vision_primitives::types::{Block, Hash, Transaction};
-use vision_state::{Arrival, ImportError, ImportOutcome};
+use vision_state::{ImportError, ImportOutcome};
 
 use super::charge::Route;
 use crate::NetworkError;
-use crate::chain_access::ChainAccess;
+use crate::chain_access::{ChainAccess, ImportReply, Imported};
 use crate::sync::Response;
 
-/// Blocks waiting in the block worker's queue.
-pub const BLOCK_QUEUE_CAP: usize = 1024;
 /// Transaction batches waiting in the tx worker's queue.
 pub const TX_QUEUE_CAP: usize = 256;
 /// Results waiting to be handled by the loop.
 pub const RESULT_QUEUE_CAP: usize = 2048;
 
-/// Chain work for a worker.
+/// Chain work for the transaction worker.
 pub enum Job {
-    /// One block from gossip, or an orphan whose parent arrived.
-    Block {
-        /// The block.
-        block: Box<Block>,
-        /// How it reached us: who pays if it is bad (`charge.rs`).
-        route: Route<PeerId>,
-    },
-    /// A sync batch, imported in order, stopping at the first failure.
-    Batch {
-        /// The blocks.
-        blocks: Vec<Block>,
-        /// The peer that served them.
-        from: PeerId,
-        /// Height of the first.
-        start: u64,
-    },
-    /// Blocks fetched by hash for orphans.
-    Fetched {
-        /// The blocks.
-        blocks: Vec<Block>,
-        /// The peer that served them.
-        from: PeerId,
-    },
     /// A gossiped transaction batch.
     Txs {
         /// The transactions.
@@ -110,30 +90,61 @@ pub enum Done {
     },
 }
 
-/// The running workers.
+/// The reply for blocks queued for import on their own: each result goes back to the loop with
+/// `route`.
+pub fn block_reply(route: Route<PeerId>, results: mpsc::Sender<Done>) -> ImportReply {
+    Box::new(move |imported: Imported| {
+        send_all(
+            &results,
+            imported.into_iter().map(|(block, result)| Done::Block { hash: block.hash(), block, route, result }),
+        );
+    })
+}
+
+/// The reply for a sync batch served by `from` starting at `start`.
+pub fn batch_reply(from: PeerId, start: u64, results: mpsc::Sender<Done>) -> ImportReply {
+    Box::new(move |imported: Imported| {
+        let mut failure = None;
+        let mut count = 0;
+        for (block, result) in imported {
+            match result {
+                Ok(_) => count += 1,
+                Err(e) => failure = Some((block, e)),
+            }
+        }
+        send_all(&results, std::iter::once(Done::Batch { from, start, imported: count, failure }));
+    })
+}
+
+/// Sends from the import thread; the loop gone (shutdown) is not an error.
+fn send_all(results: &mpsc::Sender<Done>, dones: impl IntoIterator<Item = Done>) {
+    for done in dones {
+        if results.blocking_send(done).is_err() {
+            return;
+        }
+    }
+}
+
+/// The running transaction worker.
 pub struct Workers {
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Workers {
-    /// Starts the block and the transaction worker. Once `stop` is cancelled they take no new
-    /// job: what is still queued is dropped.
+    /// Starts the transaction worker. Once `stop` is cancelled it takes no new job: what is still
+    /// queued is dropped.
     pub fn spawn(
         core: &std::sync::Arc<dyn ChainAccess>,
-        blocks: mpsc::Receiver<Job>,
         txs: mpsc::Receiver<Job>,
         results: &mpsc::Sender<Done>,
         stop: &CancellationToken,
     ) -> Result<Self, NetworkError> {
-        let threads = vec![
-            spawn_worker("net-blocks", core.clone(), blocks, results.clone(), stop.clone())?,
-            spawn_worker("net-txs", core.clone(), txs, results.clone(), stop.clone())?,
-        ];
+        let threads = vec![spawn_worker("net-txs", core.clone(), txs, results.clone(), stop.clone())?];
         Ok(Workers { threads })
     }
 
-    /// Waits for both workers to end: call after cancelling `stop` or dropping every sender of
-    /// their queues (a worker finishes the job in hand first).
+    /// Waits for the worker to end: call after cancelling `stop` or dropping every sender of its
+    /// queue (it finishes the job in hand first).
     pub fn join(self) {
         for t in self.threads {
             let _ = t.join();
@@ -167,33 +178,6 @@ fn spawn_worker(
 
 fn run_job(core: &dyn ChainAccess, job: Job) -> Vec<Done> {
     match job {
-        Job::Block { block, route } => {
-            let hash = block.hash();
-            // Only range sync asks for blocks whose work was proven first (headers first); gossip,
-            // released orphans and an orphan's ancestors fetched by hash (asked for because of a
-            // block nobody proved anything about) are held to the side-branch margin.
-            let arrival = match route {
-                Route::ByRange { .. } => Arrival::Requested,
-                Route::Gossip { .. } | Route::Orphan { .. } | Route::ByHash { .. } => Arrival::Unrequested,
-            };
-            let result = core.import_block(&block, arrival);
-            vec![Done::Block { hash, block, route, result }]
-        }
-        Job::Fetched { blocks, from } => blocks
-            .into_iter()
-            .map(|b| {
-                let hash = b.hash();
-                // An orphan's ancestor: unrequested in the margin rule's sense (see above), else
-                // a cheap orphan would get a whole low-work side branch stored through its parents.
-                let result = core.import_block(&b, Arrival::Unrequested);
-                Done::Block { hash, block: Box::new(b), route: Route::ByHash { server: from }, result }
-            })
-            .collect(),
-        Job::Batch { blocks, from, start } => {
-            let _span = tracing::info_span!("sync_batch", %from, start, blocks = blocks.len()).entered();
-            let (imported, failure) = core.import_batch(blocks);
-            vec![Done::Batch { from, start, imported, failure }]
-        }
         Job::Txs { txs, from, msg } => {
             let results = core.submit_transactions(&txs);
             let penalty =
