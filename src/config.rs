@@ -288,6 +288,12 @@ pub struct NetworkSettings {
     /// Maximum connected peers [default: 600].
     #[arg(long, env = "VISION_MAX_PEERS", value_name = "N")]
     pub max_peers: Option<usize>,
+    /// Inbound connections from one IP address; 127.0.0.1 and ::1 are not counted [default: 8].
+    #[arg(long, env = "VISION_MAX_INBOUND_PER_IP", value_name = "N")]
+    pub max_inbound_per_ip: Option<usize>,
+    /// Inbound connections from one network group (an IPv4 /16, an IPv6 /32) [default: 32].
+    #[arg(long, env = "VISION_MAX_INBOUND_PER_SUBNET", value_name = "N")]
+    pub max_inbound_per_subnet: Option<usize>,
     /// Length of score-triggered bans in seconds [default: 1800].
     #[arg(long, env = "VISION_BAN_DURATION_SECS", value_name = "SECS")]
     pub ban_duration_secs: Option<u64>,
@@ -338,6 +344,14 @@ impl NetworkSettings {
             return Err(ConfigError::Invalid(format!(
                 "max_peers ({}) must be at least 1 and at least target_peers ({})",
                 p.max_peers, p.target_peers
+            )));
+        }
+        p.inbound.per_ip = self.max_inbound_per_ip.unwrap_or(p.inbound.per_ip);
+        p.inbound.per_group = self.max_inbound_per_subnet.unwrap_or(p.inbound.per_group);
+        if p.inbound.per_ip == 0 || p.inbound.per_group < p.inbound.per_ip {
+            return Err(ConfigError::Invalid(format!(
+                "max_inbound_per_ip ({}) must be at least 1 and at most max_inbound_per_subnet ({})",
+                p.inbound.per_ip, p.inbound.per_group
             )));
         }
         if let Some(s) = self.ban_duration_secs {
@@ -633,6 +647,8 @@ mod tests {
             ("listen", DEFAULT_LISTEN.to_string()),
             ("target_peers", pm::DEFAULT_TARGET_PEERS.to_string()),
             ("max_peers", pm::DEFAULT_MAX_PEERS.to_string()),
+            ("max_inbound_per_ip", crate::p2p::ip_limits::DEFAULT_MAX_INBOUND_PER_IP.to_string()),
+            ("max_inbound_per_subnet", crate::p2p::ip_limits::DEFAULT_MAX_INBOUND_PER_GROUP.to_string()),
             ("ban_duration_secs", pm::DEFAULT_BAN_DURATION.as_secs().to_string()),
             ("score_half_life_secs", pm::DEFAULT_SCORE_HALF_LIFE.as_secs().to_string()),
             ("log_format", format!("{:?}", LogFormat::default()).to_lowercase()),
@@ -650,6 +666,7 @@ mod tests {
         };
         let peers = args.resolve().unwrap().node.network.unwrap().peers;
         assert_eq!((peers.target_peers, peers.max_peers), (pm::DEFAULT_TARGET_PEERS, pm::DEFAULT_MAX_PEERS));
+        assert_eq!(peers.inbound, crate::p2p::ip_limits::Limits::default());
         assert_eq!(
             (peers.ban_duration, peers.score_half_life),
             (pm::DEFAULT_BAN_DURATION, pm::DEFAULT_SCORE_HALF_LIFE)

@@ -11,6 +11,7 @@ mod crash;
 #[cfg(feature = "fault-injection")]
 mod crash_store_errors;
 mod flood;
+mod inbound_limits;
 mod inprocess;
 mod invalid_blocks;
 mod key_files;

@@ -152,6 +152,11 @@ impl Setting {
         RawPeer::spawn(&self.rt)
     }
 
+    /// The runtime of the in-process peers.
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
     /// Builds the next valid block, gossips it to `a` through `h` and waits until every node in
     /// `followers` has it.
     pub(crate) fn feed_block(&self, h: &StackPeer, followers: &[&NodeProcess]) -> Block {
@@ -289,10 +294,10 @@ pub(crate) fn assert_honest_service(a: &NodeProcess, b: &NodeProcess, h: &StackP
 /// What an in-process peer saw of its connection to the node.
 #[derive(Debug, Default)]
 pub(crate) struct Link {
-    connected: AtomicBool,
-    established: AtomicU64,
+    pub(crate) connected: AtomicBool,
+    pub(crate) established: AtomicU64,
     closed: AtomicU64,
-    dial_failures: AtomicU64,
+    pub(crate) dial_failures: AtomicU64,
     /// Responses received to raw requests.
     responses: AtomicU64,
     /// Raw requests that failed (stream reset, connection closed, timeout).
@@ -517,16 +522,30 @@ enum RawCommand {
     Send { peer: PeerId, frames: Vec<Vec<u8>> },
 }
 
-struct RawPeer {
+pub(crate) struct RawPeer {
     id: PeerId,
     commands: mpsc::Sender<RawCommand>,
-    link: Arc<Link>,
+    pub(crate) link: Arc<Link>,
 }
 
 impl RawPeer {
     fn spawn(rt: &Runtime) -> RawPeer {
-        let _enter = rt.enter();
         let keypair = identity::Keypair::generate_ed25519();
+        let transport = {
+            let _enter = rt.enter();
+            build_transport(TransportKind::Tcp, &keypair, None).unwrap()
+        };
+        Self::spawn_over(rt, keypair, transport)
+    }
+
+    /// A raw peer whose connections go over `transport` (for example TCP from a chosen source
+    /// address: `inbound_limits.rs`).
+    pub(crate) fn spawn_over(
+        rt: &Runtime,
+        keypair: identity::Keypair,
+        transport: libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
+    ) -> RawPeer {
+        let _enter = rt.enter();
         let id = keypair.public().to_peer_id();
         let behaviour = RawBehaviour {
             identify: identify::Behaviour::new(
@@ -540,7 +559,7 @@ impl RawPeer {
             ),
         };
         let swarm = Swarm::new(
-            build_transport(TransportKind::Tcp, &keypair, None).unwrap(),
+            transport,
             behaviour,
             id,
             libp2p::swarm::Config::with_tokio_executor().with_idle_connection_timeout(Duration::from_secs(60)),
@@ -551,7 +570,7 @@ impl RawPeer {
         RawPeer { id, commands: tx, link }
     }
 
-    fn dial(&self, addr: Multiaddr) {
+    pub(crate) fn dial(&self, addr: Multiaddr) {
         self.commands.blocking_send(RawCommand::Dial(addr)).unwrap();
     }
 

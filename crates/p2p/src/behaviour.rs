@@ -44,6 +44,8 @@ pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Behaviour {
     /// Refuses and closes connections of banned peers.
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Caps on inbound connections per IP address and per network group (`ip_limits`).
+    pub ip_limits: super::ip_limits::Behaviour,
     /// Caps on pending and established connections (total, inbound, per peer).
     pub limits: connection_limits::Behaviour,
     /// Exchanges agent strings and listen addresses.
@@ -60,13 +62,14 @@ pub struct Behaviour {
 
 /// Builds the behaviour for `keypair`. `max_peers` caps established connections, of which
 /// `min_outbound` are kept free of inbound ones, so an inbound flood never leaves us unable to
-/// dial out.
+/// dial out; `inbound` caps inbound connections per IP address and network group.
 /// With `gossip_metrics`, gossipsub registers its own metrics there (mesh sizes, messages received
 /// with and without duplicates, scores).
 pub fn build_behaviour(
     keypair: &identity::Keypair,
     max_peers: u32,
     min_outbound: u32,
+    inbound: super::ip_limits::Limits,
     topics: &super::gossip::Topics,
     gossip_metrics: Option<&mut prometheus_client::registry::Registry>,
 ) -> Result<Behaviour, NetworkError> {
@@ -96,6 +99,7 @@ pub fn build_behaviour(
     kad.set_mode(Some(kad::Mode::Server));
     Ok(Behaviour {
         blocked: allow_block_list::Behaviour::default(),
+        ip_limits: super::ip_limits::Behaviour::new(inbound),
         limits: connection_limits::Behaviour::new(limits),
         identify: identify::Behaviour::new(
             identify::Config::new(PROTOCOL_VERSION.to_string(), keypair.public())
@@ -141,8 +145,9 @@ pub fn build_transport(
     })
 }
 
-/// Noise, then yamux, with a 20 s timeout on the whole upgrade, on any raw transport.
-fn secure<T>(transport: T, noise: noise::Config) -> Boxed<(PeerId, StreamMuxerBox)>
+/// Noise, then yamux, with a 20 s timeout on the whole upgrade, on any raw transport (public for
+/// tests that bring their own, e.g. TCP from a chosen source address).
+pub fn secure<T>(transport: T, noise: noise::Config) -> Boxed<(PeerId, StreamMuxerBox)>
 where
     T: libp2p::Transport + Send + Unpin + 'static,
     T::Output: futures::AsyncRead + futures::AsyncWrite + Unpin + Send + 'static,
@@ -171,7 +176,7 @@ pub fn build_swarm(
     let transport = build_transport(kind, keypair, links)?;
     let max_peers = u32::try_from(peers.max_peers).unwrap_or(u32::MAX);
     let min_outbound = u32::try_from(peers.min_outbound_peers).unwrap_or(u32::MAX);
-    let behaviour = build_behaviour(keypair, max_peers, min_outbound, topics, gossip_metrics)?;
+    let behaviour = build_behaviour(keypair, max_peers, min_outbound, peers.inbound, topics, gossip_metrics)?;
     Ok(Swarm::new(
         transport,
         behaviour,

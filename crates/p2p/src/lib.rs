@@ -17,6 +17,7 @@
 pub mod behaviour;
 pub mod chain_access;
 pub mod gossip;
+pub mod ip_limits;
 pub mod link;
 pub mod metrics;
 pub mod peer_manager;

@@ -195,6 +195,8 @@ pub struct Metrics {
     pub sync_target_height: Gauge,
     /// Orphan blocks held.
     pub orphans: Gauge,
+    /// Inbound connections refused by the per-address and per-group caps (`ip_limits`), by reason.
+    pub inbound_refused: Family<ReasonLabels, Counter>,
     /// libp2p's own metrics.
     pub libp2p: Option<std::sync::Arc<libp2p::metrics::Metrics>>,
 }
@@ -235,6 +237,11 @@ impl Metrics {
         r.register("syncing", "1 while catching up with a peer that has more work", m.syncing.clone());
         r.register("sync_target_height", "Height of the peer being synced from", m.sync_target_height.clone());
         r.register("orphan_blocks", "Blocks held until their parent arrives", m.orphans.clone());
+        r.register(
+            "inbound_refused",
+            "Inbound connections refused by the per-address (per_ip) and per-network-group (per_group) caps",
+            m.inbound_refused.clone(),
+        );
         m
     }
 }

@@ -180,6 +180,8 @@ pub struct Config {
     pub max_peers: usize,
     /// Slots of `max_peers` that inbound connections may not take.
     pub min_outbound_peers: usize,
+    /// Caps on inbound connections per IP address and per network group (`crate::ip_limits`).
+    pub inbound: crate::ip_limits::Limits,
     /// Token buckets per peer.
     pub rate_limits: RateLimits,
 }
@@ -194,6 +196,7 @@ impl Default for Config {
             target_peers: DEFAULT_TARGET_PEERS,
             max_peers: DEFAULT_MAX_PEERS,
             min_outbound_peers: DEFAULT_MIN_OUTBOUND_PEERS,
+            inbound: crate::ip_limits::Limits::default(),
             rate_limits: RateLimits::default(),
         }
     }

@@ -81,7 +81,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::gossip::{MAX_TX_BATCH, Topics, decode_tx_batch, encode_tx_batch};
-use super::metrics::{GossipLabels, ResultLabel, TopicLabel, TopicLabels};
+use super::metrics::{GossipLabels, ReasonLabels, ResultLabel, TopicLabel, TopicLabels};
 use super::peer_manager::{self, Direction, Effect, PeerManager, RateClass};
 use super::sync::{ErrorCode, Refused, Request, Response, Status};
 use super::{BanInfo, COMMAND_CHANNEL_CAP, Command, NetInfo, NetworkConfig, NetworkError, NetworkHandle, PeerInfo};
@@ -448,7 +448,7 @@ impl Service {
                 }
                 Effect::Ban { peer, until_unix_ms, reason } => {
                     tracing::warn!(%peer, reason, until_unix_ms, "peer banned");
-                    self.metrics.bans.get_or_create(&super::metrics::ReasonLabels { reason: reason.to_string() }).inc();
+                    self.metrics.bans.get_or_create(&ReasonLabels { reason: reason.to_string() }).inc();
                     self.swarm.behaviour_mut().blocked.block_peer(peer);
                     self.swarm.behaviour_mut().kad.remove_peer(&peer);
                     self.sync.on_peer_gone(&peer);
@@ -836,6 +836,15 @@ impl Service {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
             }
             SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
+                let refused = match &error {
+                    libp2p::swarm::ListenError::Denied { cause } => {
+                        cause.downcast_ref::<crate::ip_limits::InboundRefused>().map(|r| r.reason())
+                    }
+                    _ => None,
+                };
+                if let Some(reason) = refused {
+                    self.metrics.inbound_refused.get_or_create(&ReasonLabels { reason: reason.to_string() }).inc();
+                }
                 tracing::debug!(%send_back_addr, %error, "inbound connection failed");
             }
             _ => {}
