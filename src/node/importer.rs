@@ -46,7 +46,7 @@ type Job = (ImportWork, ImportReply);
 pub(super) struct Queue {
     jobs: parking_lot::Mutex<Option<SyncSender<Job>>>,
     /// Jobs queued and not yet taken by the thread.
-    len: Arc<AtomicUsize>,
+    len: AtomicUsize,
 }
 
 impl Queue {

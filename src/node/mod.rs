@@ -538,14 +538,16 @@ pub struct Node {
     core: Arc<Core>,
     miner: Option<Miner>,
     network: Option<crate::p2p::NetworkHandle>,
-    /// The import thread of a networked node (peer blocks), stopped after the network.
-    importer: Option<Importer>,
     registry: Arc<prometheus_client::registry::Registry>,
     api_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
+    /// The import thread of a networked node (peer blocks), stopped after the network. Last, so
+    /// that a node dropped without [`Node::shutdown`] aborts the network task (which reads the
+    /// import results) before the thread is joined.
+    importer: Option<Importer>,
 }
 
 impl Node {
