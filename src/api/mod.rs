@@ -139,6 +139,8 @@ impl From<SubmitError> for ApiError {
                 (S::CONFLICT, "replacement_underpriced")
             }
             SubmitError::Mempool(MempoolError::Full { .. }) => (S::SERVICE_UNAVAILABLE, "mempool_full"),
+            SubmitError::Mempool(MempoolError::SenderFull { .. }) => (S::TOO_MANY_REQUESTS, "sender_full"),
+            SubmitError::Unverified(_) => (S::UNPROCESSABLE_ENTITY, "not_verified"),
             SubmitError::Mempool(MempoolError::Store(_)) => (S::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, msg)

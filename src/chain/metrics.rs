@@ -95,6 +95,13 @@ pub struct TxLabels {
     pub result: TxResultLabel,
 }
 
+/// Labels of `transaction_signature_checks_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TxSourceLabels {
+    /// Source.
+    pub source: TxSourceLabel,
+}
+
 fn seconds_buckets() -> impl Iterator<Item = f64> {
     // 100 µs .. ~13 s.
     exponential_buckets(0.0001, 2.0, 18)
@@ -121,6 +128,8 @@ pub struct Metrics {
     pub transactions_imported: Counter,
     /// Transactions offered to the pool, by source and result.
     pub transactions_submitted: Family<TxLabels, Counter>,
+    /// Signatures handed to the verifier at admission, by source.
+    pub transaction_signature_checks: Family<TxSourceLabels, Counter>,
     /// Block propagation delay: local receipt time minus the block's timestamp.
     pub block_propagation_delay: Histogram,
 }
@@ -137,6 +146,7 @@ impl Default for Metrics {
             reorg_depth: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             transactions_imported: Counter::default(),
             transactions_submitted: Family::default(),
+            transaction_signature_checks: Family::default(),
             // 10 ms .. ~80 s.
             block_propagation_delay: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
         }
@@ -182,6 +192,11 @@ impl Metrics {
             "transactions_submitted",
             "Transactions offered to the mempool, by source and result",
             self.transactions_submitted.clone(),
+        );
+        r.register(
+            "transaction_signature_checks",
+            "Transaction signatures handed to the verifier at mempool admission, by source",
+            self.transaction_signature_checks.clone(),
         );
         r.register_with_unit(
             "block_propagation_delay",

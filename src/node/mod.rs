@@ -28,7 +28,7 @@ use crate::chain::genesis::Genesis;
 use crate::chain::import::DEFAULT_MAX_REORG_DEPTH;
 use crate::chain::types::{Address, Block, Hash, Transaction};
 use crate::chain::{Chain, ImportError, ImportOutcome};
-use crate::mempool::{Limits, Mempool, MempoolError};
+use crate::mempool::{Limits, MAX_BAD_SIGNATURES_PER_BATCH, Mempool, MempoolError};
 use crate::miner::{DEFAULT_MAX_BLOCK_TXS, Miner, MinerConfig, TemplateCache};
 use crate::state::{Store, StoreError};
 use crate::verify::{InvalidSignature, Verifier};
@@ -125,6 +125,7 @@ impl Core {
         bounds.register_all(&all_resources());
         bounds.set_cap(crate::mempool::MEMPOOL_TXS, limits.max_txs);
         bounds.set_cap(crate::mempool::MEMPOOL_BYTES, limits.max_bytes);
+        bounds.set_cap(crate::mempool::MEMPOOL_SENDER_TXS, limits.max_per_sender);
         Core {
             chain,
             mempool,
@@ -177,6 +178,7 @@ impl Core {
         let stats = self.mempool.stats();
         self.bounds.record_with_peak(crate::mempool::MEMPOOL_TXS, stats.len, stats.peak_len);
         self.bounds.record_with_peak(crate::mempool::MEMPOOL_BYTES, stats.bytes, stats.peak_bytes);
+        self.bounds.record_with_peak(crate::mempool::MEMPOOL_SENDER_TXS, stats.longest_run, stats.peak_run);
         self.bounds.record(crate::verify::SIG_CACHE, self.chain.sig_cache_len());
         self.bounds.record(CORE_EVENTS, self.events.len());
         self.bounds.record(IMPORT_JOBS, self.importer.len());
@@ -275,21 +277,9 @@ impl Core {
             txs.iter().map(|t| check_tx_stateless(params, t).map(|_| t.id()).map_err(SubmitError::from)).collect();
         self.precheck_pool(txs, &mut results);
         let to_verify: Vec<usize> = (0..txs.len()).filter(|i| results[*i].is_ok()).collect();
-        let mut batch: Vec<Transaction> = to_verify.iter().map(|i| txs[*i]).collect();
-        let mut offset = 0;
-        // Verify; on a failure mark the culprit and re-verify the rest after it.
-        while offset < batch.len() {
-            match self.chain.verify_transactions(&batch[offset..]) {
-                Ok(_) => break,
-                Err(bad) => {
-                    let i = to_verify[offset + bad.index];
-                    results[i] = Err(SubmitError::Signature(InvalidSignature { index: i, error: bad.error }));
-                    offset += bad.index + 1;
-                }
-            }
-        }
-        // Reused for the pooled transactions to gossip.
-        batch.clear();
+        let checks = self.verify_signatures(txs, &to_verify, &mut results);
+        // The pooled transactions to gossip.
+        let mut batch = Vec::new();
         let mut snapshot = None;
         for (i, tx) in txs.iter().enumerate() {
             if results[i].is_err() {
@@ -311,6 +301,8 @@ impl Core {
             TxSource::Reorg => TxSourceLabel::Reorg,
         };
         let accepted = results.iter().filter(|r| r.is_ok()).count() as u64;
+        let labels = crate::chain::metrics::TxSourceLabels { source };
+        self.metrics.transaction_signature_checks.get_or_create(&labels).inc_by(checks);
         let fam = &self.metrics.transactions_submitted;
         fam.get_or_create(&TxLabels { source, result: TxResultLabel::Accepted }).inc_by(accepted);
         fam.get_or_create(&TxLabels { source, result: TxResultLabel::Rejected })
@@ -318,29 +310,61 @@ impl Core {
         results
     }
 
+    /// Checks the signatures of `txs[i]` for every `i` in `todo`, marking the bad ones in
+    /// `results`; returns the number of signatures handed to the verifier. All at once first (one
+    /// parallel batch: the honest case). If that fails, everything before the culprit verified
+    /// (the verifier names the lowest failing index) and the rest is checked one by one until
+    /// [`MAX_BAD_SIGNATURES_PER_BATCH`] bad ones are found; what is left is not checked
+    /// (`SubmitError::Unverified`). So a batch of n costs at most n + 16 signature checks, where
+    /// re-verifying the rest after each culprit cost n²/2 for a batch of junk.
+    fn verify_signatures(&self, txs: &[Transaction], todo: &[usize], results: &mut [Result<Hash, SubmitError>]) -> u64 {
+        if todo.is_empty() {
+            return 0;
+        }
+        let all: Vec<Transaction> = todo.iter().map(|i| txs[*i]).collect();
+        let mut checks = all.len() as u64;
+        let Err(first) = self.chain.verify_transactions(&all) else { return checks };
+        let culprit = todo[first.index];
+        results[culprit] = Err(SubmitError::Signature(InvalidSignature { index: culprit, error: first.error }));
+        let mut bad = 1;
+        for &i in &todo[first.index + 1..] {
+            if bad >= MAX_BAD_SIGNATURES_PER_BATCH {
+                results[i] = Err(SubmitError::Unverified(bad));
+                continue;
+            }
+            checks += 1;
+            if let Err(e) = self.chain.verify_transactions(std::slice::from_ref(&txs[i])) {
+                results[i] = Err(SubmitError::Signature(InvalidSignature { index: i, error: e.error }));
+                bad += 1;
+            }
+        }
+        checks
+    }
+
     /// Refuses, before their signatures are checked, the transactions the pool would certainly
     /// refuse ([`Mempool::precheck`]): a flood of hopeless transactions (nonce gaps after an
-    /// eviction, fees below a full pool's entry fee) then costs no signature verification. Gap
-    /// refusals are dropped (left to `pool_insert`) if a block moved the tip meanwhile.
+    /// eviction, senders that cannot pay, fees below a full pool's entry fee, senders at their
+    /// cap) then costs no signature verification. Gap and balance refusals are dropped (left to
+    /// `pool_insert`) if a block moved the tip meanwhile.
     fn precheck_pool(&self, txs: &[Transaction], results: &mut [Result<Hash, SubmitError>]) {
         let tip = self.chain.tip().hash;
         let Ok(read) = self.chain.read() else { return };
-        let mut ahead: std::collections::HashMap<Address, u64> = std::collections::HashMap::new();
+        let mut ahead: std::collections::HashMap<Address, crate::mempool::Ahead> = std::collections::HashMap::new();
         let mut refused = Vec::new();
         for (i, tx) in txs.iter().enumerate() {
             if results[i].is_err() {
                 continue;
             }
             let Ok(account) = read.account(&tx.from) else { return };
-            let n = ahead.entry(tx.from).or_default();
-            match self.mempool.precheck(tx, account, *n) {
-                Ok(()) => *n += 1,
-                Err(e) => refused.push((i, e)),
+            if let Err(e) = self.mempool.precheck(tx, account, ahead.entry(tx.from).or_default()) {
+                refused.push((i, e));
             }
         }
         let moved = self.chain.tip().hash != tip;
         for (i, e) in refused {
-            if moved && matches!(e, MempoolError::Invalid(TxError::NonceGap { .. })) {
+            let stale =
+                matches!(e, MempoolError::Invalid(TxError::NonceGap { .. } | TxError::InsufficientBalance { .. }));
+            if moved && stale {
                 continue;
             }
             results[i] = Err(SubmitError::Mempool(e));

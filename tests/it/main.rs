@@ -29,5 +29,6 @@ mod shutdown;
 mod slow_readers;
 mod sync_attack;
 mod timestamp_attack;
+mod tx_junk;
 mod vector_file;
 mod vectors;

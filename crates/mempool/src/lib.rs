@@ -13,8 +13,17 @@
 //! transaction can be replaced by one with the same sender and nonce paying at least
 //! [`REPLACEMENT_BUMP_PERCENT`] more.
 //!
+//! A sender holds at most [`Limits::max_per_sender`] transactions ([`DEFAULT_MAX_PER_SENDER`]):
+//! one sender cannot take the whole pool, and the work one eviction (a transaction with its later
+//! nonces) or one sender's revalidation at a new tip can cost is bounded by it.
+//!
+//! Admission costs O(log n) per transaction, whatever the length of the sender's run: each sender's
+//! run keeps the sum of its costs, so the balance rule reads one number instead of walking the run
+//! (`benches/admission.rs`: flat from depth 0 to 10,000; `docs/performance.md`).
+//!
 //! The pool does not check signatures or stateless rules: callers pass only transactions that
-//! passed those (see `node::Core::submit_transactions`).
+//! passed those (see `node::Core::submit_transactions`). [`Mempool::precheck`] gives, before the
+//! signature is checked, the refusals `insert` would certainly give.
 
 #![forbid(unsafe_code)]
 
@@ -42,8 +51,15 @@ pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 pub const MEMPOOL_TXS: Resource = Resource::new("mempool_txs", "mempool::DEFAULT_MAX_TXS", DEFAULT_MAX_TXS);
 /// Pooled bytes, in the resource registry (cap: [`DEFAULT_MAX_BYTES`], `--mempool-max-bytes`).
 pub const MEMPOOL_BYTES: Resource = Resource::new("mempool_bytes", "mempool::DEFAULT_MAX_BYTES", DEFAULT_MAX_BYTES);
+/// Default cap on one sender's pooled transactions: 4% of the default pool and 40% of a full block
+/// (`miner::DEFAULT_MAX_BLOCK_TXS`, 10,000), more than one sender gets mined per block under fee
+/// competition; it bounds an eviction cascade and a sender's revalidation to 4,096 entries.
+pub const DEFAULT_MAX_PER_SENDER: usize = 4_096;
+/// The longest sender run in the pool, in the resource registry (cap: [`DEFAULT_MAX_PER_SENDER`]).
+pub const MEMPOOL_SENDER_TXS: Resource =
+    Resource::new("mempool_sender_txs", "mempool::DEFAULT_MAX_PER_SENDER", DEFAULT_MAX_PER_SENDER);
 /// The resources of this layer.
-pub const RESOURCES: [Resource; 2] = [MEMPOOL_TXS, MEMPOOL_BYTES];
+pub const RESOURCES: [Resource; 3] = [MEMPOOL_TXS, MEMPOOL_BYTES, MEMPOOL_SENDER_TXS];
 /// A replacement must pay this much more than the transaction it replaces, in percent.
 pub const REPLACEMENT_BUMP_PERCENT: u128 = 10;
 /// Transactions older than this are dropped at the next new tip.
@@ -63,6 +79,13 @@ pub enum MempoolError {
     Full {
         /// Smallest fee that would enter now.
         min_fee: u128,
+    },
+    /// The sender already has [`Limits::max_per_sender`] transactions pooled (a replacement is
+    /// still possible).
+    #[error("the sender already has {cap} transactions in the mempool (the per-sender cap); wait until some are mined")]
+    SenderFull {
+        /// The cap.
+        cap: usize,
     },
     /// Same sender and nonce as a pooled transaction, without a high enough fee.
     #[error("replacement fee {got} too low; at least {min} needed to replace the pooled transaction")]
@@ -90,28 +113,70 @@ pub struct Limits {
     pub max_txs: usize,
     /// Most bytes.
     pub max_bytes: usize,
+    /// Most transactions of one sender.
+    pub max_per_sender: usize,
     /// Age after which a transaction is dropped.
     pub ttl: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_txs: DEFAULT_MAX_TXS, max_bytes: DEFAULT_MAX_BYTES, ttl: DEFAULT_TX_TTL }
+        Limits {
+            max_txs: DEFAULT_MAX_TXS,
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_per_sender: DEFAULT_MAX_PER_SENDER,
+            ttl: DEFAULT_TX_TTL,
+        }
     }
 }
 
 struct Entry {
     tx: Transaction,
+    /// `tx.total_cost()`, which fits (checked on insertion).
+    cost: u128,
     seq: u64,
     size: usize,
     added: Instant,
 }
 
+/// One sender's pooled run.
+#[derive(Default)]
+struct Queue {
+    /// Nonce to id.
+    txs: BTreeMap<u64, Hash>,
+    /// Amount plus fee summed over `txs`: exact, since the run's total never exceeds the balance
+    /// it was admitted against (a `u128`).
+    spent: u128,
+}
+
+impl Queue {
+    /// The nonce after the run's last.
+    fn next(&self) -> Option<u64> {
+        self.txs.keys().next_back().map(|n| n + 1)
+    }
+}
+
+/// What a caller's batch holds ahead of a transaction from the same sender, for
+/// [`Mempool::precheck`]: keep one per sender and pass it to each of that sender's transactions in
+/// batch order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ahead {
+    /// Earlier transactions that passed and extend the run.
+    count: u64,
+    /// Their amount plus fee.
+    cost: u128,
+    /// An earlier transaction that passed replaces a pooled one or an earlier one of the batch:
+    /// the run's total is then unknown until insertion, and the balance is left to `insert`.
+    replaces: bool,
+}
+
 #[derive(Default)]
 struct Inner {
     by_id: HashMap<Hash, Entry>,
-    /// Sender to nonce to id.
-    by_sender: HashMap<Address, BTreeMap<u64, Hash>>,
+    /// Sender to its run.
+    by_sender: HashMap<Address, Queue>,
+    /// Run length to the number of senders with a run that long (the longest, for the registry).
+    run_lengths: BTreeMap<usize, usize>,
     /// (fee, newest first, id): the first element is the eviction candidate.
     by_fee: BTreeSet<(u128, Reverse<u64>, Hash)>,
     /// Insertion order, for expiry.
@@ -123,6 +188,11 @@ struct Inner {
     /// High-water marks of `by_id.len()` and `bytes`, taken after every insertion.
     peak_len: usize,
     peak_bytes: usize,
+    /// High-water mark of the longest run.
+    peak_run: usize,
+    /// Pooled entries and runs read or written (a work count for the admission test: it must not
+    /// grow with the length of a sender's run).
+    touched: u64,
 }
 
 /// Counters and gauges for metrics and the API.
@@ -140,6 +210,10 @@ pub struct Stats {
     pub peak_len: usize,
     /// Most bytes pooled at once since start.
     pub peak_bytes: usize,
+    /// Transactions of the sender with the most pooled.
+    pub longest_run: usize,
+    /// Most transactions one sender had pooled at once since start.
+    pub peak_run: usize,
 }
 
 /// The pool.
@@ -156,15 +230,36 @@ impl std::fmt::Debug for Mempool {
 }
 
 impl Inner {
+    /// A run's length changed from `old` to `new` (0: no run).
+    fn run_length(&mut self, old: usize, new: usize) {
+        if old > 0
+            && let Some(n) = self.run_lengths.get_mut(&old)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.run_lengths.remove(&old);
+            }
+        }
+        if new > 0 {
+            *self.run_lengths.entry(new).or_default() += 1;
+            self.peak_run = self.peak_run.max(new);
+        }
+    }
+
     fn remove(&mut self, id: &Hash) -> Option<Entry> {
         let e = self.by_id.remove(id)?;
+        self.touched += 1;
         self.by_fee.remove(&(e.tx.fee, Reverse(e.seq), *id));
         self.by_seq.remove(&e.seq);
-        if let Some(q) = self.by_sender.get_mut(&e.tx.from) {
-            q.remove(&e.tx.nonce);
-            if q.is_empty() {
+        if let Some(q) = self.by_sender.get_mut(&e.tx.from)
+            && q.txs.remove(&e.tx.nonce).is_some()
+        {
+            q.spent -= e.cost;
+            let len = q.txs.len();
+            if len == 0 {
                 self.by_sender.remove(&e.tx.from);
             }
+            self.run_length(len + 1, len);
         }
         self.bytes -= e.size;
         self.version += 1;
@@ -176,18 +271,24 @@ impl Inner {
         let Some(e) = self.by_id.get(id) else { return 0 };
         let (from, nonce) = (e.tx.from, e.tx.nonce);
         let ids: Vec<Hash> =
-            self.by_sender.get(&from).map(|q| q.range(nonce..).map(|(_, id)| *id).collect()).unwrap_or_default();
+            self.by_sender.get(&from).map(|q| q.txs.range(nonce..).map(|(_, id)| *id).collect()).unwrap_or_default();
         ids.iter().filter(|id| self.remove(id).is_some()).count()
     }
 
-    fn add(&mut self, tx: Transaction) -> Hash {
+    /// Pools `tx`, whose cost is `cost` and which the caller checked against the run.
+    fn add(&mut self, tx: Transaction, cost: u128) -> Hash {
         let id = tx.id();
+        self.touched += 1;
         self.seq += 1;
         let size = tx.encoded_len();
         self.by_fee.insert((tx.fee, Reverse(self.seq), id));
         self.by_seq.insert(self.seq, id);
-        self.by_sender.entry(tx.from).or_default().insert(tx.nonce, id);
-        self.by_id.insert(id, Entry { tx, seq: self.seq, size, added: Instant::now() });
+        let q = self.by_sender.entry(tx.from).or_default();
+        q.txs.insert(tx.nonce, id);
+        q.spent += cost;
+        let len = q.txs.len();
+        self.run_length(len - 1, len);
+        self.by_id.insert(id, Entry { tx, cost, seq: self.seq, size, added: Instant::now() });
         self.bytes += size;
         self.version += 1;
         self.peak_len = self.peak_len.max(self.by_id.len());
@@ -195,24 +296,11 @@ impl Inner {
         id
     }
 
-    /// Sum of amount + fee over a sender's pooled run, optionally leaving one nonce out.
-    fn spent(&self, from: &Address, except_nonce: Option<u64>) -> u128 {
-        self.by_sender
-            .get(from)
-            .map(|q| {
-                q.iter()
-                    .filter(|(n, _)| Some(**n) != except_nonce)
-                    .map(|(_, id)| self.by_id[id].tx.total_cost().unwrap_or(u128::MAX))
-                    .fold(0u128, |a, c| a.saturating_add(c))
-            })
-            .unwrap_or(0)
-    }
-
     /// Drops what no longer fits the sender's tip state: used nonces, then anything after a gap
     /// or beyond the balance.
     fn revalidate_sender(&mut self, from: &Address, account: Account) {
         let Some(q) = self.by_sender.get(from) else { return };
-        let entries: Vec<(u64, Hash)> = q.iter().map(|(n, id)| (*n, *id)).collect();
+        let entries: Vec<(u64, Hash)> = q.txs.iter().map(|(n, id)| (*n, *id)).collect();
         let mut expected = account.nonce;
         let mut spent: u128 = 0;
         let mut drop_rest = false;
@@ -222,8 +310,7 @@ impl Inner {
                 continue;
             }
             if !drop_rest {
-                let cost = self.by_id[&id].tx.total_cost().unwrap_or(u128::MAX);
-                spent = spent.saturating_add(cost);
+                spent = spent.saturating_add(self.by_id[&id].cost);
                 if nonce != expected || spent > account.balance {
                     drop_rest = true;
                 }
@@ -254,26 +341,38 @@ impl Mempool {
         let size = tx.encoded_len();
         let cost = tx.total_cost().ok_or(TxError::CostOverflow)?;
         let mut inner = self.inner.lock();
+        inner.touched += 1;
         if inner.by_id.contains_key(&id) {
             return Err(MempoolError::AlreadyKnown(id));
         }
         if tx.nonce < account.nonce {
             return Err(TxError::NonceTooLow { expected: account.nonce, got: tx.nonce }.into());
         }
+        inner.touched += 1;
         let queue = inner.by_sender.get(&tx.from);
-        let next = queue.and_then(|q| q.keys().next_back()).map(|n| n + 1).unwrap_or(account.nonce);
-        let replaced = queue.and_then(|q| q.get(&tx.nonce)).copied();
+        let next = queue.and_then(Queue::next).unwrap_or(account.nonce);
+        let replaced = queue.and_then(|q| q.txs.get(&tx.nonce)).copied();
+        let (run, spent) = queue.map_or((0, 0), |q| (q.txs.len(), q.spent));
         if tx.nonce > next {
             return Err(TxError::NonceGap { expected: next, got: tx.nonce }.into());
         }
+        let mut spent_by_others = spent;
         if let Some(old_id) = replaced {
-            let old_fee = inner.by_id[&old_id].tx.fee;
+            inner.touched += 1;
+            let old = &inner.by_id[&old_id];
+            let old_fee = old.tx.fee;
+            spent_by_others -= old.cost;
             let min = old_fee.saturating_add((old_fee * REPLACEMENT_BUMP_PERCENT).div_ceil(100).max(1));
             if tx.fee < min {
                 return Err(MempoolError::ReplacementUnderpriced { min, got: tx.fee });
             }
+        } else if run >= self.limits.max_per_sender {
+            return Err(MempoolError::SenderFull { cap: self.limits.max_per_sender });
         }
-        let need = inner.spent(&tx.from, replaced.map(|_| tx.nonce)).saturating_add(cost);
+        // Checked, not saturated: the run's total must stay exact (`Queue::spent`).
+        let Some(need) = spent_by_others.checked_add(cost) else {
+            return Err(TxError::InsufficientBalance { need: u128::MAX, have: account.balance }.into());
+        };
         if need > account.balance {
             return Err(TxError::InsufficientBalance { need, have: account.balance }.into());
         }
@@ -285,6 +384,7 @@ impl Mempool {
             let Some(&(low_fee, _, low_id)) = inner.by_fee.iter().next() else {
                 return Err(MempoolError::Full { min_fee: self.min_fee });
             };
+            inner.touched += 1;
             let low_tx = inner.by_id[&low_id].tx;
             let own_predecessor = low_tx.from == tx.from && low_tx.nonce < tx.nonce;
             if tx.fee <= low_fee || own_predecessor {
@@ -293,14 +393,17 @@ impl Mempool {
             let n = inner.remove_with_descendants(&low_id);
             inner.evicted += n as u64;
         }
-        Ok(inner.add(tx))
+        Ok(inner.add(tx, cost))
     }
 
     /// The refusals [`Mempool::insert`] would certainly give, checked without the signature (which
-    /// costs far more): already pooled, nonce below the account's, a nonce gap (allowing `ahead`
-    /// earlier transactions of the same sender in the caller's batch), or a full pool that the fee
-    /// does not enter. Passing says nothing: `insert` decides.
-    pub fn precheck(&self, tx: &Transaction, account: Account, ahead: u64) -> Result<(), MempoolError> {
+    /// costs far more): already pooled, nonce below the account's, a nonce gap, a sender at its cap,
+    /// a balance that cannot pay the run, or a full pool that the fee does not enter. `ahead` is what
+    /// the caller's batch holds before `tx` from the same sender (start each sender at
+    /// `Ahead::default()`); it is updated when `tx` passes. Passing says nothing: `insert` decides.
+    /// O(log n), like `insert`.
+    pub fn precheck(&self, tx: &Transaction, account: Account, ahead: &mut Ahead) -> Result<(), MempoolError> {
+        let cost = tx.total_cost().ok_or(TxError::CostOverflow)?;
         let inner = self.inner.lock();
         let id = tx.id();
         if inner.by_id.contains_key(&id) {
@@ -309,18 +412,40 @@ impl Mempool {
         if tx.nonce < account.nonce {
             return Err(TxError::NonceTooLow { expected: account.nonce, got: tx.nonce }.into());
         }
-        let next =
-            inner.by_sender.get(&tx.from).and_then(|q| q.keys().next_back()).map(|n| n + 1).unwrap_or(account.nonce);
-        if tx.nonce > next.saturating_add(ahead) {
-            return Err(TxError::NonceGap { expected: next, got: tx.nonce }.into());
+        let queue = inner.by_sender.get(&tx.from);
+        let pooled_next = queue.and_then(Queue::next).unwrap_or(account.nonce);
+        let next = pooled_next.saturating_add(ahead.count);
+        if tx.nonce > next {
+            return Err(TxError::NonceGap { expected: pooled_next, got: tx.nonce }.into());
+        }
+        // Below `next`: it replaces a pooled transaction or an earlier one of the batch.
+        let replaces = tx.nonce < next;
+        let (run, spent) = queue.map_or((0, 0), |q| (q.txs.len(), q.spent));
+        if !replaces {
+            let cap = self.limits.max_per_sender;
+            if (run as u64).saturating_add(ahead.count) >= cap as u64 {
+                return Err(MempoolError::SenderFull { cap });
+            }
+            if !ahead.replaces {
+                let need = spent.checked_add(ahead.cost).and_then(|s| s.checked_add(cost)).unwrap_or(u128::MAX);
+                if need > account.balance {
+                    return Err(TxError::InsufficientBalance { need, have: account.balance }.into());
+                }
+            }
         }
         let full = inner.by_id.len() >= self.limits.max_txs || inner.bytes + tx.encoded_len() > self.limits.max_bytes;
         if full
-            && tx.nonce >= next
+            && tx.nonce >= pooled_next
             && let Some(&(low_fee, _, _)) = inner.by_fee.iter().next()
             && tx.fee <= low_fee
         {
             return Err(MempoolError::Full { min_fee: low_fee.saturating_add(1) });
+        }
+        if replaces {
+            ahead.replaces = true;
+        } else {
+            ahead.count += 1;
+            ahead.cost = ahead.cost.saturating_add(cost);
         }
         Ok(())
     }
@@ -394,7 +519,7 @@ impl Mempool {
     fn take_sender_from(&self, from: &Address, nonce: u64) -> Vec<Transaction> {
         let mut inner = self.inner.lock();
         let ids: Vec<Hash> =
-            inner.by_sender.get(from).map(|q| q.range(nonce..).map(|(_, id)| *id).collect()).unwrap_or_default();
+            inner.by_sender.get(from).map(|q| q.txs.range(nonce..).map(|(_, id)| *id).collect()).unwrap_or_default();
         ids.iter().filter_map(|id| inner.remove(id)).map(|e| e.tx).collect()
     }
 
@@ -406,7 +531,7 @@ impl Mempool {
         let mut heap: BinaryHeap<(u128, Reverse<u64>, Hash)> = inner
             .by_sender
             .values()
-            .filter_map(|q| q.values().next())
+            .filter_map(|q| q.txs.values().next())
             .map(|id| {
                 let e = &inner.by_id[id];
                 (e.tx.fee, Reverse(e.seq), *id)
@@ -424,7 +549,7 @@ impl Mempool {
             }
             bytes += e.size;
             out.push(e.tx);
-            if let Some((_, next)) = inner.by_sender[&e.tx.from].range(e.tx.nonce + 1..).next() {
+            if let Some((_, next)) = inner.by_sender[&e.tx.from].txs.range(e.tx.nonce + 1..).next() {
                 let n = &inner.by_id[next];
                 heap.push((n.tx.fee, Reverse(n.seq), *next));
             }
@@ -449,7 +574,7 @@ impl Mempool {
 
     /// The next nonce the sender should use, counting pooled transactions.
     pub fn pending_nonce(&self, from: &Address, state_nonce: u64) -> u64 {
-        self.inner.lock().by_sender.get(from).and_then(|q| q.keys().next_back()).map(|n| n + 1).unwrap_or(state_nonce)
+        self.inner.lock().by_sender.get(from).and_then(Queue::next).unwrap_or(state_nonce)
     }
 
     /// Changes on every insert and removal (the miner's template cache key).
@@ -483,9 +608,23 @@ impl Mempool {
             min_fee_to_enter,
             peak_len: inner.peak_len,
             peak_bytes: inner.peak_bytes,
+            longest_run: inner.run_lengths.keys().next_back().copied().unwrap_or(0),
+            peak_run: inner.peak_run,
         }
     }
+
+    /// Pooled entries and runs read or written since start (the admission test's work count).
+    #[cfg(test)]
+    fn touched(&self) -> u64 {
+        self.inner.lock().touched
+    }
 }
+
+/// Bad signatures after which the rest of a submitted batch is not checked
+/// ([`SubmitError::Unverified`]): each costs a signature check one by one, and 16 `MidTolerance`
+/// charges (−80) ban a gossip sender from any score up to +30, so one batch is all a sender of
+/// junk signatures gets. A batch costs at most its length plus this many signature checks.
+pub const MAX_BAD_SIGNATURES_PER_BATCH: usize = 16;
 
 /// Why a submitted transaction was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -499,6 +638,12 @@ pub enum SubmitError {
     /// The pool refused it.
     #[error(transparent)]
     Mempool(#[from] MempoolError),
+    /// Its signature was not checked: the batch it came in already held
+    /// [`MAX_BAD_SIGNATURES_PER_BATCH`] bad signatures.
+    #[error(
+        "signature not checked: its batch already held {0} bad signatures; submit the transaction again without them"
+    )]
+    Unverified(usize),
 }
 
 impl SubmitError {
@@ -508,7 +653,9 @@ impl SubmitError {
             SubmitError::Rule(e) => e.peer_action(),
             SubmitError::Signature(_) => Some(PeerAction::MidTolerance),
             SubmitError::Mempool(MempoolError::Invalid(e)) => e.peer_action(),
-            SubmitError::Mempool(_) => None,
+            // Pool state (sender cap, full pool, known) is ours: a relay cannot know it. An
+            // unverified transaction may be valid; its batch's bad signatures were charged.
+            SubmitError::Mempool(_) | SubmitError::Unverified(_) => None,
         }
     }
 }
@@ -620,20 +767,151 @@ mod tests {
         let a = Keypair::from_seed(&[1; 32]);
         let b = Keypair::from_seed(&[2; 32]);
         let first = tx(&a, 0, 10, 1);
-        pool.precheck(&first, rich(), 0).unwrap();
+        pool.precheck(&first, rich(), &mut Ahead::default()).unwrap();
         pool.insert(first, rich()).unwrap();
-        assert!(matches!(pool.precheck(&first, rich(), 0), Err(MempoolError::AlreadyKnown(_))));
+        let fresh = || Ahead::default();
+        assert!(matches!(pool.precheck(&first, rich(), &mut fresh()), Err(MempoolError::AlreadyKnown(_))));
         // Nonce 2 is a gap after nonce 0, unless the batch carries nonce 1 ahead of it.
         let gap = tx(&a, 2, 10, 1);
-        assert!(matches!(pool.precheck(&gap, rich(), 0), Err(MempoolError::Invalid(TxError::NonceGap { .. }))));
-        pool.precheck(&gap, rich(), 1).unwrap();
+        let is_gap = |r| matches!(r, Err(MempoolError::Invalid(TxError::NonceGap { .. })));
+        assert!(is_gap(pool.precheck(&gap, rich(), &mut fresh())));
+        let mut ahead = fresh();
+        pool.precheck(&tx(&a, 1, 10, 1), rich(), &mut ahead).unwrap();
+        pool.precheck(&gap, rich(), &mut ahead).unwrap();
         let low = Account { nonce: 3, ..rich() };
-        assert!(matches!(pool.precheck(&tx(&b, 1, 10, 1), low, 0), Err(MempoolError::Invalid(_))));
+        assert!(matches!(pool.precheck(&tx(&b, 1, 10, 1), low, &mut fresh()), Err(MempoolError::Invalid(_))));
         // Full: a fee at or below the lowest pooled fee does not enter; above it, insert decides.
         pool.insert(tx(&a, 1, 20, 1), rich()).unwrap();
-        assert!(matches!(pool.precheck(&tx(&b, 0, 10, 1), rich(), 0), Err(MempoolError::Full { min_fee: 11 })));
+        let full = pool.precheck(&tx(&b, 0, 10, 1), rich(), &mut fresh());
+        assert!(matches!(full, Err(MempoolError::Full { min_fee: 11 })));
         assert_eq!(pool.insert(tx(&b, 0, 10, 1), rich()), Err(MempoolError::Full { min_fee: 11 }));
-        pool.precheck(&tx(&b, 0, 11, 1), rich(), 0).unwrap();
+        pool.precheck(&tx(&b, 0, 11, 1), rich(), &mut fresh()).unwrap();
+    }
+
+    #[test]
+    fn precheck_refuses_what_the_balance_cannot_pay_counting_the_run_and_the_batch() {
+        let pool = Mempool::new(Limits::default(), 1);
+        let a = Keypair::from_seed(&[1; 32]);
+        let acc = Account { balance: 300, nonce: 0 };
+        pool.insert(tx(&a, 0, 10, 90), acc).unwrap(); // 100 spent
+        // The batch: nonce 1 (100) passes, nonce 2 (100) passes, nonce 3 would need 400.
+        let mut ahead = Ahead::default();
+        pool.precheck(&tx(&a, 1, 10, 90), acc, &mut ahead).unwrap();
+        pool.precheck(&tx(&a, 2, 10, 90), acc, &mut ahead).unwrap();
+        assert_eq!(
+            pool.precheck(&tx(&a, 3, 10, 90), acc, &mut ahead),
+            Err(MempoolError::Invalid(TxError::InsufficientBalance { need: 400, have: 300 }))
+        );
+        // An unfunded sender is refused before anything else costs.
+        let poor = Keypair::from_seed(&[2; 32]);
+        let none = Account { balance: 0, nonce: 0 };
+        let refused = pool.precheck(&tx(&poor, 0, 1, 1), none, &mut Ahead::default());
+        assert_eq!(refused, Err(MempoolError::Invalid(TxError::InsufficientBalance { need: 2, have: 0 })));
+        // After a replacement in the batch the run's total is unknown: the balance is left to insert,
+        // which may accept what a plain sum would refuse.
+        let mut ahead = Ahead::default();
+        let cheaper = tx(&a, 0, 11, 9); // replaces nonce 0: the run costs 20 + 100 + 100 afterwards
+        pool.precheck(&cheaper, acc, &mut ahead).unwrap();
+        pool.precheck(&tx(&a, 1, 10, 90), acc, &mut ahead).unwrap();
+        pool.precheck(&tx(&a, 2, 10, 90), acc, &mut ahead).unwrap();
+        pool.precheck(&tx(&a, 3, 10, 70), acc, &mut ahead).unwrap();
+        pool.insert(cheaper, acc).unwrap();
+        pool.insert(tx(&a, 1, 10, 90), acc).unwrap();
+        pool.insert(tx(&a, 2, 10, 90), acc).unwrap();
+        pool.insert(tx(&a, 3, 10, 70), acc).unwrap();
+        assert_eq!(pool.len(), 4);
+    }
+
+    #[test]
+    fn a_sender_holds_at_most_its_cap_and_replacements_still_work() {
+        let pool = Mempool::new(Limits { max_per_sender: 3, ..Limits::default() }, 1);
+        let a = Keypair::from_seed(&[1; 32]);
+        for n in 0..3 {
+            pool.insert(tx(&a, n, 10, 1), rich()).unwrap();
+        }
+        assert_eq!(pool.insert(tx(&a, 3, 10, 1), rich()), Err(MempoolError::SenderFull { cap: 3 }));
+        assert!(
+            pool.insert(tx(&a, 3, 10, 1), rich()).unwrap_err().to_string().contains("per-sender cap"),
+            "the error names the cap"
+        );
+        let mut ahead = Ahead::default();
+        let refused = pool.precheck(&tx(&a, 3, 10, 1), rich(), &mut ahead);
+        assert_eq!(refused, Err(MempoolError::SenderFull { cap: 3 }));
+        // A replacement does not lengthen the run.
+        pool.insert(tx(&a, 1, 20, 1), rich()).unwrap();
+        // Others are not affected.
+        pool.insert(tx(&Keypair::from_seed(&[2; 32]), 0, 10, 1), rich()).unwrap();
+        let stats = pool.stats();
+        assert_eq!((stats.len, stats.longest_run, stats.peak_run), (4, 3, 3));
+        // The batch counts too: with one pooled, two more pass precheck and the third does not.
+        let b = Keypair::from_seed(&[3; 32]);
+        pool.insert(tx(&b, 0, 10, 1), rich()).unwrap();
+        let mut ahead = Ahead::default();
+        pool.precheck(&tx(&b, 1, 10, 1), rich(), &mut ahead).unwrap();
+        pool.precheck(&tx(&b, 2, 10, 1), rich(), &mut ahead).unwrap();
+        assert_eq!(pool.precheck(&tx(&b, 3, 10, 1), rich(), &mut ahead), Err(MempoolError::SenderFull { cap: 3 }));
+        // Removing shortens the run, and the longest run follows; the peak stays.
+        let a0 = pool.select(100, usize::MAX).into_iter().find(|t| t.from == a.address() && t.nonce == 0).unwrap();
+        assert_eq!(pool.remove_with_descendants(&a0.id()), 3);
+        assert_eq!(pool.pending_nonce(&a.address(), 0), 0);
+        let stats = pool.stats();
+        assert_eq!((stats.longest_run, stats.peak_run), (1, 3));
+    }
+
+    /// Admission work does not grow with the sender's run: inserting the next nonce touches the
+    /// same number of pooled entries at depth 0, 1,000 and 10,000 (the old balance rule walked the
+    /// whole run: 10,000 entries at depth 10,000). Timings: `benches/admission.rs`.
+    #[test]
+    fn admission_work_does_not_grow_with_the_senders_run() {
+        let limits = Limits { max_per_sender: 20_000, ..Limits::default() };
+        let a = Keypair::from_seed(&[1; 32]);
+        let txs: Vec<Transaction> = (0..10_001).map(|n| tx(&a, n, 10, 1)).collect();
+        let mut work = Vec::new();
+        for depth in [0usize, 1_000, 10_000] {
+            let pool = Mempool::new(limits, 1);
+            for t in &txs[..depth] {
+                pool.insert(*t, rich()).unwrap();
+            }
+            let before = pool.touched();
+            pool.insert(txs[depth], rich()).unwrap();
+            let mut ahead = Ahead::default();
+            pool.precheck(&txs[depth], rich(), &mut ahead).unwrap_err(); // known now
+            work.push(pool.touched() - before);
+        }
+        assert!(work[0] > 0);
+        assert_eq!(work, vec![work[0]; 3], "entries touched per insert at depth 0, 1,000, 10,000");
+    }
+
+    #[test]
+    fn the_running_total_stays_exact_through_replacement_eviction_and_new_tips() {
+        let pool = Mempool::new(Limits { max_txs: 4, ..Limits::default() }, 1);
+        let a = Keypair::from_seed(&[1; 32]);
+        let b = Keypair::from_seed(&[2; 32]);
+        let acc = Account { balance: 1_000, nonce: 0 };
+        pool.insert(tx(&a, 0, 10, 90), acc).unwrap();
+        pool.insert(tx(&a, 1, 10, 90), acc).unwrap();
+        pool.insert(tx(&a, 1, 20, 80), acc).unwrap(); // replacement: 100 + 100
+        pool.insert(tx(&a, 2, 30, 770), acc).unwrap(); // exactly the balance: 1,000
+        assert!(matches!(
+            pool.insert(tx(&a, 3, 30, 0), acc),
+            Err(MempoolError::Invalid(TxError::InsufficientBalance { need: 1_030, .. }))
+        ));
+        // b's dearer transaction evicts a's cheapest (nonce 0) and with it nonces 1 and 2.
+        pool.insert(tx(&b, 0, 40, 1), rich()).unwrap();
+        pool.insert(tx(&b, 1, 40, 1), rich()).unwrap();
+        pool.insert(tx(&b, 2, 40, 1), rich()).unwrap();
+        pool.insert(tx(&b, 3, 40, 1), rich()).unwrap();
+        assert_eq!(pool.pending_nonce(&a.address(), 0), 0);
+        // a's run is empty again: its whole balance is available (b's newest makes room).
+        pool.insert(tx(&a, 0, 50, 950), acc).unwrap();
+        assert_eq!(pool.stats().evicted, 4);
+        let pool = Mempool::new(Limits::default(), 1);
+        pool.insert(tx(&a, 0, 500, 500), acc).unwrap();
+        let g = vision_primitives::genesis::Genesis::devnet().block();
+        let mined = Block { header: g.header, transactions: vec![tx(&a, 0, 500, 500)] };
+        pool.on_new_tip(&[], &[mined], &|_| Ok(Account { balance: 0, nonce: 1 })).unwrap();
+        assert!(pool.is_empty());
+        pool.insert(tx(&a, 1, 10, 990), Account { balance: 1_000, nonce: 1 }).unwrap();
     }
 
     #[test]

@@ -19,7 +19,15 @@
 //! An orphan (a gossiped block whose parent arrived later) is charged to its author even for
 //! header faults: the relay may have had a different parent in mind when it relayed, and the issue
 //! this table answers (#14) asks that relays never pay for blocks they did not make.
+//!
+//! A gossiped **transaction batch** ([`judge_tx_batch`]) is judged transaction by transaction, and
+//! its sender pays for each one it could have known to be bad: an honest node relays a batch only
+//! when every transaction in it entered its pool, signature checked, so a bad signature, another
+//! chain id or an overflowing amount in a batch is the sender's fault, once per transaction. What
+//! depends on our pool or our tip (nonce, balance, fee against a full pool, the per-sender cap) is
+//! nobody's fault.
 
+use vision_mempool::{MempoolError, SubmitError};
 use vision_primitives::consensus::BlockError;
 use vision_primitives::errors::PeerAction;
 use vision_primitives::types::Hash;
@@ -168,8 +176,64 @@ pub fn charge_import<P: Copy + Eq>(route: Route<P>, error: &ImportError, hash: &
     }
 }
 
+/// Most charges one transaction batch earns its sender: past the 10 `MidTolerance` (or 5
+/// `LowTolerance`) that ban a peer at score 0, more reports only cost the loop time.
+pub const MAX_TX_CHARGES_PER_BATCH: usize = 32;
+
+/// What becomes of a gossiped transaction batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxVerdict {
+    /// Relay it as received: every transaction is in our pool, at least one is new.
+    Relay,
+    /// Not relayed, and gossipsub's score counts an invalid message: some transaction is the
+    /// sender's fault.
+    Reject,
+    /// Not relayed, no fault: nothing new, or some transaction refused for a reason of our own.
+    Ignore,
+}
+
+/// The judgement of a gossiped transaction batch (`protocols/gossip.md` §4.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxJudgement {
+    /// What becomes of the message.
+    pub verdict: TxVerdict,
+    /// What the sender pays: one report per faulty transaction, at most
+    /// [`MAX_TX_CHARGES_PER_BATCH`] in all, as (action, number of reports).
+    pub charges: Vec<(PeerAction, usize)>,
+    /// Indices of the transactions that entered our pool but travel on only if we publish them
+    /// ourselves (the message is not relayed): every new one, unless the verdict is `Relay`.
+    pub republish: Vec<usize>,
+}
+
+/// Judges a gossiped batch from the results of `submit_transactions`, one per transaction.
+pub fn judge_tx_batch(results: &[Result<Hash, SubmitError>]) -> TxJudgement {
+    let mut charges: Vec<(PeerAction, usize)> = Vec::new();
+    let faults = results.iter().filter_map(|r| r.as_ref().err().and_then(SubmitError::peer_action));
+    for action in faults.take(MAX_TX_CHARGES_PER_BATCH) {
+        match charges.iter_mut().find(|(a, _)| *a == action) {
+            Some((_, n)) => *n += 1,
+            None => charges.push((action, 1)),
+        }
+    }
+    let new: Vec<usize> = (0..results.len()).filter(|i| results[*i].is_ok()).collect();
+    let all_pooled =
+        results.iter().all(|r| matches!(r, Ok(_) | Err(SubmitError::Mempool(MempoolError::AlreadyKnown(_)))));
+    let verdict = if !charges.is_empty() {
+        TxVerdict::Reject
+    } else if all_pooled && !new.is_empty() {
+        TxVerdict::Relay
+    } else {
+        TxVerdict::Ignore
+    };
+    let republish = if verdict == TxVerdict::Relay { Vec::new() } else { new };
+    TxJudgement { verdict, charges, republish }
+}
+
 #[cfg(test)]
 mod tests {
+    use vision_mempool::MAX_BAD_SIGNATURES_PER_BATCH;
+    use vision_primitives::consensus::TxError;
+    use vision_primitives::verify::{InvalidSignature, SignatureError};
     use vision_state::StoreError;
 
     use super::*;
@@ -262,5 +326,57 @@ mod tests {
 
     fn sample_tx_error() -> vision_primitives::consensus::TxError {
         vision_primitives::consensus::TxError::WrongChainId { expected: 1, got: 2 }
+    }
+
+    fn ok(i: u8) -> Result<Hash, SubmitError> {
+        Ok(Hash([i; 32]))
+    }
+
+    fn bad_signature(index: usize) -> Result<Hash, SubmitError> {
+        Err(SubmitError::Signature(InvalidSignature { index, error: SignatureError::Mismatch }))
+    }
+
+    #[test]
+    fn a_batch_is_relayed_only_when_every_transaction_is_pooled() {
+        let known = Err(SubmitError::Mempool(MempoolError::AlreadyKnown(Hash([7; 32]))));
+        let relay = judge_tx_batch(&[ok(1), known.clone(), ok(2)]);
+        assert_eq!(relay, TxJudgement { verdict: TxVerdict::Relay, charges: vec![], republish: vec![] });
+        assert_eq!(judge_tx_batch(std::slice::from_ref(&known)).verdict, TxVerdict::Ignore);
+        assert_eq!(judge_tx_batch(&[]).verdict, TxVerdict::Ignore);
+        // Refusals that depend on our tip or our pool: not relayed, nobody charged, and the new ones
+        // travel on in our own batch.
+        for refusal in [
+            SubmitError::Mempool(MempoolError::Invalid(TxError::InsufficientBalance { need: 2, have: 0 })),
+            SubmitError::Mempool(MempoolError::Invalid(TxError::NonceGap { expected: 0, got: 5 })),
+            SubmitError::Mempool(MempoolError::SenderFull { cap: 4_096 }),
+            SubmitError::Mempool(MempoolError::Full { min_fee: 11 }),
+            SubmitError::Rule(TxError::FeeTooLow { min: 2, got: 1 }),
+        ] {
+            let j = judge_tx_batch(&[ok(1), Err(refusal.clone()), ok(2)]);
+            assert_eq!(
+                j,
+                TxJudgement { verdict: TxVerdict::Ignore, charges: vec![], republish: vec![0, 2] },
+                "{refusal}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_sender_pays_per_faulty_transaction() {
+        // One valid transfer carrying a thousand bad signatures: rejected, the valid one republished,
+        // the sender charged once per bad signature found (the rest were not checked).
+        let mut results = vec![ok(1)];
+        results.extend((1..=MAX_BAD_SIGNATURES_PER_BATCH).map(bad_signature));
+        results.extend((0..1_000 - MAX_BAD_SIGNATURES_PER_BATCH).map(|_| Err(SubmitError::Unverified(16))));
+        let j = judge_tx_batch(&results);
+        assert_eq!(j.verdict, TxVerdict::Reject);
+        assert_eq!(j.charges, vec![(PeerAction::MidTolerance, MAX_BAD_SIGNATURES_PER_BATCH)]);
+        assert_eq!(j.republish, vec![0]);
+        // Charges add up by action, and stop at the cap.
+        let wrong_chain = Err(SubmitError::Rule(TxError::WrongChainId { expected: 1, got: 2 }));
+        let j = judge_tx_batch(&[bad_signature(0), wrong_chain.clone(), bad_signature(2)]);
+        assert_eq!(j.charges, vec![(PeerAction::MidTolerance, 2), (PeerAction::LowTolerance, 1)]);
+        let many = vec![wrong_chain; 1_000];
+        assert_eq!(judge_tx_batch(&many).charges, vec![(PeerAction::LowTolerance, MAX_TX_CHARGES_PER_BATCH)]);
     }
 }

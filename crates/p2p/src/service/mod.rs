@@ -42,8 +42,10 @@
 //! the header and its parent show, the block's *author* (the peer that signed the gossip message,
 //! StrictSign) for what only import finds; an author we are not connected to is banned all the
 //! same, so it is refused when it dials. A transaction batch is judged after
-//! the worker checked every transaction: Reject (and penalty) if any carries a peer action,
-//! Accept if any was new, Ignore otherwise.
+//! the worker checked every transaction, each on its own (`charge::judge_tx_batch`): Reject if
+//! any is the sender's fault (one charge per faulty transaction), Accept if every one is in the
+//! pool and one is new, Ignore otherwise; new transactions of a batch that is not relayed go out
+//! in the node's own next batch.
 //!
 //! Sync, headers first ([`sync_client`]): every peer's [`Status`] is exchanged on connect and every
 //! [`STATUS_INTERVAL`]. A peer claiming more work than our tip is only a candidate: its canonical
@@ -1222,10 +1224,20 @@ impl Service {
                     self.response_gone(request_id);
                 }
             }
-            Done::Txs { from, msg, acceptance, penalty } => {
+            Done::Txs { from, msg, acceptance, charges, republish } => {
                 self.verdict(&msg, &from, TopicLabel::Txs, acceptance);
-                if let Some(action) = penalty {
-                    self.report(from, action, "invalid_transaction");
+                for (action, reports) in charges {
+                    for _ in 0..reports {
+                        self.report(from, action, "invalid_transaction");
+                    }
+                }
+                // Pooled but not relayed: into our own next batch (at most one batch's worth, so
+                // the outbox stays within `TX_OUTBOX_CAP`).
+                for tx in republish {
+                    if self.outbox_batch.len() >= MAX_TX_BATCH {
+                        self.flush_outbox();
+                    }
+                    self.outbox_batch.push(tx);
                 }
             }
             Done::Block { hash, block, route, result } => self.on_block_done(hash, *block, route, result),

@@ -19,7 +19,7 @@ use vision_primitives::errors::PeerAction;
 use vision_primitives::types::{Block, Hash, Transaction};
 use vision_state::{ImportError, ImportOutcome};
 
-use super::charge::Route;
+use super::charge::{Route, TxVerdict, judge_tx_batch};
 use crate::NetworkError;
 use crate::chain_access::{ChainAccess, ImportReply, Imported};
 use crate::sync::Response;
@@ -74,8 +74,11 @@ pub enum Done {
         msg: MessageId,
         /// The gossip verdict.
         acceptance: MessageAcceptance,
-        /// What the peer is charged.
-        penalty: Option<PeerAction>,
+        /// What the peer is charged: one report per faulty transaction, as (action, reports).
+        charges: Vec<(PeerAction, usize)>,
+        /// Transactions that entered the pool from a batch that is not relayed: published in a
+        /// batch of our own, so that junk next to them does not cost them their propagation.
+        republish: Vec<Transaction>,
     },
     /// A sync response was read from the store.
     Served {
@@ -179,22 +182,15 @@ fn spawn_worker(
 fn run_job(core: &dyn ChainAccess, job: Job) -> Vec<Done> {
     match job {
         Job::Txs { txs, from, msg } => {
-            let results = core.submit_transactions(&txs);
-            let penalty =
-                results.iter().filter_map(|r| r.as_ref().err().and_then(|e| e.peer_action())).min_by_key(|a| match a {
-                    PeerAction::Fatal => 0,
-                    PeerAction::LowTolerance => 1,
-                    PeerAction::MidTolerance => 2,
-                    PeerAction::HighTolerance => 3,
-                });
-            let acceptance = if penalty.is_some() {
-                MessageAcceptance::Reject
-            } else if results.iter().any(|r| r.is_ok()) {
-                MessageAcceptance::Accept
-            } else {
-                MessageAcceptance::Ignore
+            // Each transaction judged on its own (`charge::judge_tx_batch`).
+            let judged = judge_tx_batch(&core.submit_transactions(&txs));
+            let acceptance = match judged.verdict {
+                TxVerdict::Relay => MessageAcceptance::Accept,
+                TxVerdict::Reject => MessageAcceptance::Reject,
+                TxVerdict::Ignore => MessageAcceptance::Ignore,
             };
-            vec![Done::Txs { from, msg, acceptance, penalty }]
+            let republish = judged.republish.iter().map(|i| txs[*i]).collect();
+            vec![Done::Txs { from, msg, acceptance, charges: judged.charges, republish }]
         }
     }
 }
