@@ -50,9 +50,10 @@ COPY --from=binary /vision-node /vision-node
 # Every setting as a `VISION_*` variable (flags would win over them and could only be changed by
 # repeating the whole command): override any of them with `-e` / `environment:`.
 # The API listens on all interfaces (the container's network); the admin API (ban, unban, dial;
-# no authentication) and the metrics stay on the container's loopback unless told otherwise:
-# docker-compose.yml and deploy/swarm/stack.yml set VISION_METRICS_ADDR=0.0.0.0:9615 for their
-# Prometheus, and compose VISION_ADMIN_ADDR=0.0.0.0:7071 on its private network.
+# it needs the token of /data/admin.cookie) and the metrics stay on the container's loopback unless
+# told otherwise: docker-compose.yml and deploy/swarm/stack.yml set VISION_METRICS_ADDR=0.0.0.0:9615
+# for their Prometheus. Reach the admin API with `docker exec <container> /vision-node admin ...`,
+# which reads the cookie in VISION_DATA_DIR by itself.
 ENV VISION_DATA_DIR=/data \
     VISION_API_ADDR=0.0.0.0:7070 \
     VISION_ADMIN_ADDR=127.0.0.1:7071 \

@@ -205,6 +205,18 @@ pub struct ApiSettings {
     /// Prometheus metrics listen address, serving /metrics [default: 127.0.0.1:9615].
     #[arg(long, env = "VISION_METRICS_ADDR", value_name = "HOST:PORT")]
     pub metrics_addr: Option<SocketAddr>,
+    /// File holding the admin API's bearer token, at least 32 characters [default: the cookie
+    /// DATA_DIR/admin.cookie, 32 random bytes in hex created on first start].
+    #[arg(long, env = "VISION_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Host name the admin API also answers to, besides its own address and localhost, 127.0.0.1,
+    /// [::1] (repeatable; NAME for the admin port, NAME:PORT, or * to turn the Host check off).
+    #[arg(long, env = "VISION_ADMIN_ALLOWED_HOST", value_name = "HOST", value_delimiter = ',')]
+    pub admin_allowed_host: Option<Vec<String>>,
+    /// Web origin (https://host[:port]) whose browser requests the admin API accepts (repeatable;
+    /// none by default: requests carrying an Origin header are refused).
+    #[arg(long, env = "VISION_ADMIN_ALLOWED_ORIGIN", value_name = "ORIGIN", value_delimiter = ',')]
+    pub admin_allowed_origin: Option<Vec<String>>,
 }
 
 /// A built-in default value.
@@ -226,6 +238,16 @@ impl ApiSettings {
     /// The metrics address, or [`crate::metrics::DEFAULT_METRICS_ADDR`].
     pub fn metrics_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.metrics_addr.map_or_else(|| parse_default("metrics address", crate::metrics::DEFAULT_METRICS_ADDR), Ok)
+    }
+
+    /// The admin API's token source and the Hosts and Origins it accepts (checked when the node
+    /// starts the admin API: `crate::api::auth`).
+    pub fn admin_auth(&self) -> crate::api::auth::AdminAuthConfig {
+        crate::api::auth::AdminAuthConfig {
+            token_file: self.admin_token_file.clone(),
+            allowed_hosts: self.admin_allowed_host.clone().unwrap_or_default(),
+            allowed_origins: self.admin_allowed_origin.clone().unwrap_or_default(),
+        }
     }
 }
 
@@ -466,6 +488,7 @@ impl RunArgs {
         let node = NodeConfig {
             network,
             admin_addr: Some(s.api.admin_addr()?),
+            admin_auth: s.api.admin_auth(),
             metrics_addr: Some(s.api.metrics_addr()?),
             data_dir: Some(data_dir.clone()),
             genesis,
@@ -609,6 +632,8 @@ mod tests {
                 "HOST:PORT" => "10.1.2.3:4567".into(),
                 "FORMAT" => "json".into(),
                 "MULTIADDR" => format!("/ip4/10.1.2.3/tcp/7000/p2p/{peer}"),
+                "HOST" => "admin.internal".into(),
+                "ORIGIN" => "https://ops.example.com".into(),
                 other => panic!("give the value name {other} a sample in this test"),
             }
         };

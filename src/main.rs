@@ -131,9 +131,8 @@ enum AdminCmd {
     Reconsider {
         /// The block's hash.
         hash: vision_node::chain::types::Hash,
-        /// The node's admin API.
-        #[arg(long, env = "VISION_ADMIN_API", default_value = DEFAULT_ADMIN_URL)]
-        admin: String,
+        #[command(flatten)]
+        conn: AdminConn,
     },
     /// Forks deeper than the reorg window (a partition longer than `--max-reorg-depth`): list
     /// them, or keep our chain against them (docs/runbook.md, "A fork deeper than the reorg window").
@@ -156,10 +155,33 @@ enum DeepForkCmd {
         /// Only the deep fork of this peer (a peer id).
         #[arg(long)]
         peer: Option<String>,
-        /// The node's admin API.
-        #[arg(long, env = "VISION_ADMIN_API", default_value = DEFAULT_ADMIN_URL)]
-        admin: String,
+        #[command(flatten)]
+        conn: AdminConn,
     },
+}
+
+/// Where `vision-node admin` finds the admin API and its token: the token is read from the
+/// node's data directory (the cookie `admin.cookie` the node creates on start), or from the file
+/// given to the node with `--admin-token-file`.
+#[derive(clap::Args)]
+struct AdminConn {
+    /// The node's admin API.
+    #[arg(long, env = "VISION_ADMIN_API", default_value = DEFAULT_ADMIN_URL)]
+    admin: String,
+    /// The node's data directory, holding the admin token (admin.cookie) [default: $HOME/.vision-node/devnet].
+    #[arg(long, env = "VISION_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The admin token file, if the node runs with --admin-token-file.
+    #[arg(long, env = "VISION_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+}
+
+impl AdminConn {
+    /// A client of the admin API carrying the token.
+    fn client(&self) -> Result<Client, vision_node::wallet::ClientError> {
+        let data_dir = self.data_dir.clone().unwrap_or_else(default_data_dir);
+        Client::admin(&self.admin, self.admin_token_file.as_deref(), &data_dir)
+    }
 }
 
 #[derive(Subcommand)]
@@ -280,9 +302,9 @@ fn health(api: &str, timeout: Duration) -> CmdResult {
 
 fn admin(cmd: AdminCmd) -> CmdResult {
     match cmd {
-        AdminCmd::Reconsider { hash, admin } => {
+        AdminCmd::Reconsider { hash, conn } => {
             let r: vision_node::api::ReconsiderJson =
-                Client::new(&admin).post(&format!("/admin/blocks/{hash}/reconsider"), &serde_json::json!({}))?;
+                conn.client()?.post(&format!("/admin/blocks/{hash}/reconsider"), &serde_json::json!({}))?;
             println!(
                 "reconsidered {hash}: {} stored blocks and {} remembered descendants forgotten; they are judged again when peers deliver them",
                 r.forgotten, r.invalid_descendants_cleared
@@ -297,13 +319,13 @@ fn admin(cmd: AdminCmd) -> CmdResult {
                 println!("{}", deep_fork_line(f));
             }
         }
-        AdminCmd::DeepFork(DeepForkCmd::Keep { peer, admin }) => {
+        AdminCmd::DeepFork(DeepForkCmd::Keep { peer, conn }) => {
             let body = match &peer {
                 Some(p) => serde_json::json!({ "peer": p }),
                 None => serde_json::json!({}),
             };
             let r: vision_node::api::deep_fork::KeepJson =
-                Client::new(&admin).post("/admin/chain/deep-forks/keep", &body)?;
+                conn.client()?.post("/admin/chain/deep-forks/keep", &body)?;
             if r.kept.is_empty() {
                 println!("no deep fork reported; nothing to keep");
             }

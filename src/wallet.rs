@@ -27,6 +27,12 @@ pub enum ClientError {
         /// The node's message.
         message: String,
     },
+    /// The admin token cannot be read.
+    #[error("{message}")]
+    Token {
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// The answer was not what the API documents.
     #[error("unexpected answer from {url}: {message}")]
     Protocol {
@@ -37,10 +43,13 @@ pub enum ClientError {
     },
 }
 
-/// A blocking client of a node's HTTP API (used by the `wallet` commands and the tests).
+/// A blocking client of a node's HTTP API (used by the `wallet` commands and the tests), or of
+/// its admin API with [`Client::with_bearer`] (`vision-node admin`).
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// `Authorization` header value (`Bearer <token>`), for the admin API.
+    authorization: Option<vision_primitives::keys::Zeroizing<String>>,
 }
 
 impl Client {
@@ -52,7 +61,33 @@ impl Client {
     /// A client whose every call gives up after `timeout`.
     pub fn with_timeout(base: &str, timeout: std::time::Duration) -> Self {
         let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build();
-        Client { base: base.trim_end_matches('/').to_string(), agent: config.into() }
+        Client { base: base.trim_end_matches('/').to_string(), agent: config.into(), authorization: None }
+    }
+
+    /// This client, sending `Authorization: Bearer <token>` with every call (the admin API's key:
+    /// see [`crate::api::auth::read_client_token`]).
+    pub fn with_bearer(mut self, token: &str) -> Self {
+        self.authorization = Some(vision_primitives::keys::Zeroizing::new(format!("Bearer {}", token.trim())));
+        self
+    }
+
+    /// A client of the admin API at `base`, with the token of `token_file` if given, else of the
+    /// cookie in `data_dir` (the error names the file and how to give another).
+    pub fn admin(
+        base: &str,
+        token_file: Option<&std::path::Path>,
+        data_dir: &std::path::Path,
+    ) -> Result<Self, ClientError> {
+        let token = crate::api::auth::read_client_token(token_file, data_dir)
+            .map_err(|e| ClientError::Token { message: e.to_string() })?;
+        Ok(Self::new(base).with_bearer(&token))
+    }
+
+    fn authorize<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
+            Some(value) => req.header("Authorization", value.as_str()),
+            None => req,
+        }
     }
 
     fn finish<T: serde::de::DeserializeOwned>(
@@ -77,14 +112,21 @@ impl Client {
     /// GETs `path` and decodes the JSON answer.
     pub fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = format!("{}{}", self.base, path);
-        let res = self.agent.get(&url).call();
+        let res = self.authorize(self.agent.get(&url)).call();
+        Self::finish(url, res)
+    }
+
+    /// DELETEs `path` and decodes the JSON answer.
+    pub fn delete<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let res = self.authorize(self.agent.delete(&url)).call();
         Self::finish(url, res)
     }
 
     /// POSTs JSON to `path` and decodes the JSON answer.
     pub fn post<B: Serialize, T: serde::de::DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
         let url = format!("{}{}", self.base, path);
-        let res = self.agent.post(&url).send_json(body);
+        let res = self.authorize(self.agent.post(&url)).send_json(body);
         Self::finish(url, res)
     }
 

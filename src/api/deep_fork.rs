@@ -73,6 +73,7 @@ pub fn reported(state: &AppState) -> Vec<DeepForkJson> {
 #[serde(deny_unknown_fields)]
 pub struct KeepRequest {
     /// Keep our chain against this peer only (default: against every deep fork reported).
+    #[schema(pattern = r"^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$")]
     pub peer: Option<String>,
 }
 

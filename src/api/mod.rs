@@ -14,7 +14,9 @@
 //! | GET | `/v1/openapi.json` | the OpenAPI 3.1 document of this API and the admin API ([`openapi`]) |
 //!
 //! The admin API ([`admin_router`]) is served on its own address (`--admin-addr`, loopback by
-//! default) and never on the public one:
+//! default) and never on the public one. Every admin request needs `Authorization: Bearer <token>`
+//! (the token is the cookie file `DATA_DIR/admin.cookie`, or `--admin-token-file`), a Host naming
+//! the admin address, no foreign `Origin` and JSON bodies ([`auth`]):
 //!
 //! | method | path | what |
 //! |---|---|---|
@@ -32,6 +34,7 @@
 //! Every handler carries a `#[utoipa::path]` annotation; [`openapi::document`] collects them, and
 //! a test keeps `docs/openapi.json` equal to it.
 
+pub mod auth;
 pub mod deep_fork;
 pub mod openapi;
 pub mod ws;
@@ -324,7 +327,8 @@ pub struct AccountTxJson {
 /// `POST /v1/txs` body.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SubmitTx {
-    /// Hex of the canonical encoding.
+    /// Hex of the canonical encoding (`0x` prefix allowed).
+    #[schema(pattern = r"^(0x)?([0-9a-fA-F]{2})+$", min_length = 2, max_length = 32770)]
     pub tx: String,
 }
 
@@ -338,7 +342,8 @@ pub struct Submitted {
 /// `POST /v1/txs/batch` body.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SubmitTxBatch {
-    /// Hex of each transaction's canonical encoding, at most `MAX_BATCH_TXS` (1024).
+    /// Hex of each transaction's canonical encoding, 1 to `MAX_BATCH_TXS` (1024) of them.
+    #[schema(min_items = 1, max_items = 1024)]
     pub txs: Vec<String>,
 }
 
@@ -395,23 +400,37 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi::serve))
         .with_state(state)
         .merge(stream)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { ApiError::not_found("no such endpoint; see docs/api.md") })
         .layer(axum::middleware::map_response(json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// The admin API's routes (serve them on a private address only).
-pub fn admin_router(state: AppState) -> Router {
+/// The admin API's routes (serve them on a private address only), behind `guard`'s checks
+/// ([`auth::check`]: Host, Origin, bearer token, JSON content type), which run before routing, so
+/// that an unauthorised request learns nothing, not even which paths exist.
+pub fn admin_router(state: AppState, guard: auth::AdminGuard) -> Router {
     Router::new()
         .route("/admin/bans", get(admin_bans))
         .route("/admin/peers/{peer}/ban", post(admin_ban).delete(admin_unban))
         .route("/admin/peers", post(admin_dial))
         .route("/admin/chain/deep-forks/keep", post(deep_fork::keep))
         .route("/admin/blocks/{hash}/reconsider", post(admin_reconsider))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { ApiError::not_found("no such admin endpoint; see docs/api.md") })
         .layer(axum::middleware::map_response(json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(guard, auth::check))
         .with_state(state)
+}
+
+/// A path that exists, with a method it does not serve: 405 (axum adds the `Allow` header).
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this path; the Allow header lists the allowed ones",
+    )
 }
 
 /// Turns the error responses axum produces on its own (405 wrong method, 413 body too large, a
@@ -507,11 +526,32 @@ async fn admin_bans(State(state): State<AppState>) -> ApiResult<Vec<crate::p2p::
     Ok(Json(network(&state)?.bans().await.map_err(net_error)?))
 }
 
+/// Longest ban the admin API sets: ten years (a longer one is a typo, or an overflow waiting to
+/// happen in the ban's expiry time).
+pub const MAX_BAN_SECS: u64 = 10 * 365 * 24 * 3600;
+
 /// `POST /admin/peers/{peer}/ban` body.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BanRequest {
-    /// Ban length in seconds.
+    /// Ban length in seconds, 0 to ten years (315360000). A number with a zero fraction
+    /// (`3600.0`) counts as the integer it is, as in JSON Schema.
+    #[serde(deserialize_with = "integral_u64")]
+    #[schema(minimum = 0, maximum = 315360000)]
     pub duration_secs: u64,
+}
+
+/// A `u64` from a JSON integer, or from a number whose fraction is zero (JSON Schema's `integer`
+/// admits `3600.0`).
+fn integral_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(v) = n.as_u64() {
+        return Ok(v);
+    }
+    match n.as_f64() {
+        // 2^64: every whole f64 below it converts exactly.
+        Some(f) if f.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&f) => Ok(f as u64),
+        _ => Err(serde::de::Error::custom(format!("{n} is not a whole number of seconds from 0 up"))),
+    }
 }
 
 /// `POST /admin/peers` body.
@@ -533,11 +573,11 @@ pub struct Done {
     post,
     path = "/admin/peers/{peer}/ban",
     tag = "admin",
-    params(("peer" = String, Path, description = "Peer id (`12D3Koo...`).")),
+    params(("peer" = String, Path, description = "Peer id (`12D3KooW...`: base58 of an ed25519 key's identity multihash).", pattern = r"^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$")),
     request_body = BanRequest,
     responses(
         (status = 200, description = "Banned.", body = Done),
-        (status = 400, description = "`invalid_peer_id`, `invalid_json`.", body = ErrorBody),
+        (status = 400, description = "`invalid_peer_id`, `invalid_json`, `invalid_duration`: over ten years.", body = ErrorBody),
         (status = 503, description = "`no_network`, `network_stopped`.", body = ErrorBody),
     )
 )]
@@ -545,6 +585,12 @@ async fn admin_ban(State(state): State<AppState>, Path(peer): Path<String>, body
     let peer = parse_peer(&peer)?;
     let req: BanRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("body must be {{\"duration_secs\": N}}: {e}")))?;
+    if req.duration_secs > MAX_BAN_SECS {
+        return Err(ApiError::bad_request(
+            "invalid_duration",
+            format!("duration_secs {} is longer than ten years ({MAX_BAN_SECS} s)", req.duration_secs),
+        ));
+    }
     network(&state)?.ban(peer, std::time::Duration::from_secs(req.duration_secs)).await.map_err(net_error)?;
     Ok(Json(Done { ok: true }))
 }
@@ -554,7 +600,7 @@ async fn admin_ban(State(state): State<AppState>, Path(peer): Path<String>, body
     delete,
     path = "/admin/peers/{peer}/ban",
     tag = "admin",
-    params(("peer" = String, Path, description = "Peer id (`12D3Koo...`).")),
+    params(("peer" = String, Path, description = "Peer id (`12D3KooW...`: base58 of an ed25519 key's identity multihash).", pattern = r"^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$")),
     responses(
         (status = 200, description = "Ban lifted (or there was none).", body = Done),
         (status = 400, description = "`invalid_peer_id`.", body = ErrorBody),
@@ -607,7 +653,7 @@ pub struct ReconsiderJson {
     post,
     path = "/admin/blocks/{hash}/reconsider",
     tag = "admin",
-    params(("hash" = String, Path, description = "Block hash (64 hex digits).")),
+    params(("hash" = String, Path, description = "Block hash (64 hex digits, optional `0x`).", pattern = r"^(0x)?[0-9a-fA-F]{64}$")),
     responses(
         (status = 200, description = "Verdicts cleared.", body = ReconsiderJson),
         (status = 400, description = "`invalid_hash`.", body = ErrorBody),
@@ -693,7 +739,7 @@ fn block_json(core: &dyn NodeAccess, block: &Block) -> Result<BlockJson, ApiErro
     get,
     path = "/v1/blocks/{id}",
     tag = "chain",
-    params(("id" = String, Path, description = "A height (decimal) or a block hash (64 hex digits, optional `0x`).")),
+    params(("id" = String, Path, description = "A height (decimal, at most 19 digits) or a block hash (64 hex digits, optional `0x`).", pattern = r"^([0-9]{1,19}|(0x)?[0-9a-fA-F]{64})$")),
     responses(
         (status = 200, description = "The block.", body = BlockJson),
         (status = 400, description = "`invalid_block_id`: neither a height nor a hash; `invalid_hash`: a malformed hash.", body = ErrorBody),
@@ -744,10 +790,12 @@ async fn account(State(AppState { core, .. }): State<AppState>, Path(address): P
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TxsQuery {
-    /// Most entries to return (default 100, clamped to 1..=500).
+    /// Most entries to return: 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
     /// Cursor `HEIGHT:INDEX`: only entries strictly older than it (pass the last entry's height and
     /// index to get the next page).
+    #[param(pattern = r"^[0-9]{1,19}:[0-9]{1,9}$")]
     before: Option<String>,
 }
 
@@ -759,7 +807,7 @@ pub struct TxsQuery {
     params(("address" = Address, Path, description = "A `vis1...` address."), TxsQuery),
     responses(
         (status = 200, description = "Included transactions, newest first.", body = Vec<AccountTxJson>),
-        (status = 400, description = "`invalid_address`; `invalid_cursor`: `before` is not `HEIGHT:INDEX`; `invalid_query`: `limit` is not a number.", body = ErrorBody),
+        (status = 400, description = "`invalid_address`; `invalid_cursor`: `before` is not `HEIGHT:INDEX`; `invalid_query`: `limit` is not a number from 1 to 500.", body = ErrorBody),
     )
 )]
 async fn account_txs(
@@ -769,7 +817,10 @@ async fn account_txs(
 ) -> ApiResult<Vec<AccountTxJson>> {
     let address = parse_address(&address)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_TXS_PAGE);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_TXS_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", format!("limit={limit}: must be 1 to {MAX_TXS_PAGE}")));
+    }
     let before = match q.before {
         None => None,
         Some(s) => {

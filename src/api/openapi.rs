@@ -13,8 +13,9 @@
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::server::Server;
-use utoipa::openapi::{Content, RefOr, Response};
+use utoipa::openapi::{Content, RefOr, Required, Response, Schema, SchemaFormat};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::ws::{WsMessage, WsRequest, WsStream};
@@ -88,8 +89,14 @@ pub(super) async fn serve() -> Result<impl IntoResponse, super::ApiError> {
     Ok(([(header::CONTENT_TYPE, "application/json")], body))
 }
 
-/// Adds what the macros cannot say: the generic error responses of every operation, and the
-/// admin address as the server of the admin operations.
+/// Name of the admin API's security scheme (HTTP bearer: the token of `admin.cookie` or
+/// `--admin-token-file`, [`super::auth`]).
+pub const ADMIN_SECURITY: &str = "admin_token";
+
+/// Adds what the macros cannot say: the generic error responses of every operation, the admin
+/// address as the server of the admin operations, their bearer-token security and the answers of
+/// the admin gate, and the `vis-address` format of addresses (a pattern cannot state the bech32m
+/// checksum; the format names it for generators that know it).
 struct Finish;
 
 impl Modify for Finish {
@@ -104,8 +111,24 @@ impl Modify for Finish {
             .url(format!("http://{}", crate::config::DEFAULT_ADMIN_ADDR))
             .description(Some("The admin address (`--admin-addr`; the default is shown). Never the public address."))
             .build();
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            ADMIN_SECURITY,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The admin token: the content of `DATA_DIR/admin.cookie` (created on first start, mode 0600), or of the node's `--admin-token-file`.",
+                    ))
+                    .build(),
+            ),
+        );
+        if let Some(RefOr::T(Schema::Object(address))) = components.schemas.get_mut("Address") {
+            address.format = Some(SchemaFormat::Custom("vis-address".into()));
+        }
         for (path, item) in doc.paths.paths.iter_mut() {
-            if path.starts_with("/admin/") {
+            let admin = path.starts_with("/admin/");
+            if admin {
                 item.servers = Some(vec![admin_server.clone()]);
             }
             let ops = [
@@ -119,6 +142,33 @@ impl Modify for Finish {
                 &mut item.trace,
             ];
             for op in ops.into_iter().flatten() {
+                // `keep` takes an empty body as `{}`.
+                if path == "/admin/chain/deep-forks/keep"
+                    && let Some(RefOr::T(body)) = op.request_body.as_mut()
+                {
+                    body.required = Some(Required::False);
+                }
+                if admin {
+                    op.security = Some(vec![SecurityRequirement::new(ADMIN_SECURITY, Vec::<String>::new())]);
+                    let gate = [
+                        (
+                            "401",
+                            "`unauthorized`: no `Authorization: Bearer <token>`, or a wrong token (with `WWW-Authenticate: Bearer`).",
+                        ),
+                        (
+                            "403",
+                            "`forbidden_origin`: the request carries an `Origin` header (a web page) that is not allowed.",
+                        ),
+                        ("415", "`unsupported_media_type`: a body that is not `application/json`."),
+                        (
+                            "421",
+                            "`wrong_host`: the Host is not the admin address, localhost, 127.0.0.1 or [::1] with the admin port, nor an allowed host (DNS rebinding).",
+                        ),
+                    ];
+                    for (status, description) in gate {
+                        op.responses.responses.entry(status.into()).or_insert_with(|| error(description));
+                    }
+                }
                 let responses = &mut op.responses.responses;
                 responses.entry("4XX".into()).or_insert_with(|| {
                     error("Any other client error, e.g. `method_not_allowed` (405), `body_too_large` (413), `bad_request`.")

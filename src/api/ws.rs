@@ -208,6 +208,12 @@ pub(super) fn router(core: Arc<dyn NodeAccess>) -> axum::Router {
     path = "/v1/ws",
     tag = "stream",
     operation_id = "ws",
+    params(
+        ("Connection" = String, Header, description = "`Upgrade` (a list holding it, any case).", pattern = r"^(.*,\s*)?[Uu][Pp][Gg][Rr][Aa][Dd][Ee](\s*,.*)?$"),
+        ("Upgrade" = String, Header, description = "`websocket` (any case).", pattern = r"^[Ww][Ee][Bb][Ss][Oo][Cc][Kk][Ee][Tt]$"),
+        ("Sec-WebSocket-Version" = String, Header, description = "`13`.", pattern = r"^13$"),
+        ("Sec-WebSocket-Key" = String, Header, description = "16 random bytes in base64 (RFC 6455).", pattern = r"^[A-Za-z0-9+/]{22}==$"),
+    ),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol; then `WsRequest` messages in, `WsMessage` messages out."),
         (status = 400, description = "`websocket_required`: not a WebSocket upgrade request (missing or wrong `Connection`, `Upgrade`, `Sec-WebSocket-Key` or `Sec-WebSocket-Version` header).", body = ErrorBody),
@@ -217,11 +223,20 @@ pub(super) fn router(core: Arc<dyn NodeAccess>) -> axum::Router {
 )]
 async fn upgrade(
     State(state): State<WsState>,
+    headers: axum::http::HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade.map_err(|r| {
         ApiError::new(r.status(), "websocket_required", format!("{}; connect with a WebSocket client", r.body_text()))
     })?;
+    let key = headers.get("sec-websocket-key").map(|v| v.as_bytes()).unwrap_or_default();
+    if !is_websocket_key(key) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "websocket_required",
+            "Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455 section 4.1); connect with a WebSocket client",
+        ));
+    }
     let permit = state.clients.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -238,6 +253,14 @@ async fn upgrade(
         .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
         .max_frame_size(MAX_CLIENT_MESSAGE_BYTES)
         .on_upgrade(move |socket| serve(socket, events, permit)))
+}
+
+/// Whether `key` has the shape RFC 6455 gives `Sec-WebSocket-Key`: 16 bytes in base64, i.e. 22
+/// base64 digits and `==` (the pattern the OpenAPI document declares).
+fn is_websocket_key(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
 /// Why a connection ends.

@@ -437,6 +437,8 @@ pub struct NodeConfig {
     pub network: Option<crate::p2p::NetworkConfig>,
     /// Admin API listen address (ban, unban, add peer); `None`: no admin API.
     pub admin_addr: Option<SocketAddr>,
+    /// Admin API token source and the Hosts and Origins it accepts (`crate::api::auth`).
+    pub admin_auth: crate::api::auth::AdminAuthConfig,
     /// Prometheus `/metrics` listen address; `None`: no metrics endpoint.
     pub metrics_addr: Option<SocketAddr>,
 }
@@ -454,6 +456,7 @@ impl NodeConfig {
             verify_threshold: crate::verify::DEFAULT_PARALLEL_THRESHOLD,
             network: None,
             admin_addr: None,
+            admin_auth: Default::default(),
             metrics_addr: None,
         }
     }
@@ -641,10 +644,15 @@ impl Node {
             None => None,
         };
         let admin_addr = match config.admin_addr {
-            Some(addr) => Some(
-                serve(addr, "admin API", "--admin-addr", crate::api::admin_router(state), &shutdown, &mut tasks)
-                    .await?,
-            ),
+            Some(addr) => {
+                let auth = &config.admin_auth;
+                let guard = crate::api::auth::AdminGuard::start(auth, config.data_dir.as_deref(), addr)
+                    .map_err(|e| NodeError::Io { context: "admin API".into(), source: std::io::Error::other(e) })?;
+                let app = crate::api::admin_router(state, guard.clone());
+                let local = serve(addr, "admin API", "--admin-addr", app, &shutdown, &mut tasks).await?;
+                guard.bound(local);
+                Some(local)
+            }
             None => None,
         };
         let miner = match config.miner {

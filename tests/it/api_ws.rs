@@ -455,11 +455,26 @@ fn openapi_served_lists_every_route_with_its_errors() {
             "{base}{}",
             path.replace("{id}", "0").replace("{address}", &dev).replace("{peer}", "12D3KooWnotapeer")
         );
+        // The admin operations with the token of the node's cookie (they declare the bearer scheme).
+        let bearer = format!("Bearer {}", node.admin_token());
+        let admin = path.starts_with("/admin/");
+        assert_eq!(
+            item.as_object().unwrap().iter().all(|(k, op)| k == "servers" || op["security"].is_array()),
+            admin,
+            "{path}: security"
+        );
         for (method, _) in item.as_object().unwrap().iter().filter(|(k, _)| *k != "servers") {
+            fn auth<B>(r: ureq::RequestBuilder<B>, bearer: Option<&str>) -> ureq::RequestBuilder<B> {
+                match bearer {
+                    Some(b) => r.header("Authorization", b),
+                    None => r,
+                }
+            }
+            let bearer = admin.then_some(bearer.as_str());
             let res = match method.as_str() {
-                "get" => agent.get(&url).call(),
-                "post" => agent.post(&url).send_json(json!({})),
-                "delete" => agent.delete(&url).call(),
+                "get" => auth(agent.get(&url), bearer).call(),
+                "post" => auth(agent.post(&url), bearer).send_json(json!({})),
+                "delete" => auth(agent.delete(&url), bearer).call(),
                 other => panic!("unexpected method {other} on {path}"),
             }
             .unwrap();
@@ -467,6 +482,7 @@ fn openapi_served_lists_every_route_with_its_errors() {
             let body = res.into_body().read_to_string().unwrap();
             assert!(status != 404 || !body.contains("no such"), "{method} {url} hits the fallback: {body}");
             assert_ne!(status, 405, "{method} {url}: {body}");
+            assert_ne!(status, 401, "{method} {url}: {body}");
             if status >= 400 {
                 let v: Value =
                     serde_json::from_str(&body).unwrap_or_else(|_| panic!("{method} {url}: not JSON: {body}"));
@@ -475,7 +491,19 @@ fn openapi_served_lists_every_route_with_its_errors() {
         }
     }
 
-    // Errors axum raises itself use the same JSON.
+    // Errors axum raises itself use the same JSON; a method a path does not serve is 405 with
+    // `Allow`, on both listeners (schemathesis' unsupported_method check).
+    let bearer = format!("Bearer {}", node.admin_token());
+    for (url, allow) in [
+        (format!("{}/v1/ws", node.api), "GET,HEAD"),
+        (format!("{}/admin/peers", node.admin), "POST"),
+        (format!("{}/admin/peers/12D3KooWnotapeer/ban", node.admin), "POST,DELETE"),
+    ] {
+        let res = agent.put(&url).header("Authorization", &bearer).send_json(json!({})).unwrap();
+        assert_eq!(res.status().as_u16(), 405, "PUT {url}");
+        let got = res.headers().get("allow").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        assert_eq!(got.replace(' ', ""), allow, "PUT {url}: Allow");
+    }
     let res = agent.post(&format!("{}/v1/status", node.api)).send_json(json!({})).unwrap();
     assert_eq!(res.status().as_u16(), 405);
     let v: Value = serde_json::from_str(&res.into_body().read_to_string().unwrap()).unwrap();

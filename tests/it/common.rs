@@ -159,9 +159,21 @@ impl NodeProcess {
         self.client().status().unwrap()
     }
 
-    /// A client of this node's admin API.
+    /// A client of this node's admin API, with the token of the node's cookie file.
     pub fn admin_client(&self) -> vision_node::wallet::Client {
-        vision_node::wallet::Client::new(&self.admin)
+        vision_node::wallet::Client::new(&self.admin).with_bearer(&self.admin_token())
+    }
+
+    /// The admin API's token: the cookie file the node created in its data directory.
+    pub fn admin_token(&self) -> String {
+        let token = vision_node::api::auth::read_client_token(None, &self.data_dir)
+            .unwrap_or_else(|e| panic!("admin token of the node in {}: {e}", self.data_dir.display()));
+        token.to_string()
+    }
+
+    /// `--data-dir` for `vision-node admin`, which reads the token there.
+    pub fn admin_cli_args(&self) -> [String; 4] {
+        ["--admin".into(), self.admin.clone(), "--data-dir".into(), self.data_dir.display().to_string()]
     }
 
     /// The first log line with `message`, its field `field` as a string.
@@ -288,7 +300,7 @@ pub fn ban(on: &NodeProcess, peer: &str) {
 
 /// Lifts a ban of `peer` on `on` through the admin API.
 pub fn unban(on: &NodeProcess, peer: &str) {
-    http_delete(&on.admin, &format!("/admin/peers/{peer}/ban"));
+    let _: serde_json::Value = on.admin_client().delete(&format!("/admin/peers/{peer}/ban")).unwrap();
 }
 
 /// Makes `on` dial `addr` through the admin API.
@@ -296,12 +308,14 @@ pub fn dial(on: &NodeProcess, addr: &str) {
     let _: serde_json::Value = on.admin_client().post("/admin/peers", &serde_json::json!({"addr": addr})).unwrap();
 }
 
-/// DELETE over a raw socket (the test client has no DELETE helper).
-pub fn http_delete(base: &str, path: &str) {
+/// DELETE over a raw socket, with `token` as the bearer token if given (the admin API's).
+pub fn http_delete(base: &str, path: &str, token: Option<&str>) {
     use std::io::{Read, Write};
     let host = base.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(s, "DELETE {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "DELETE {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{auth}Content-Length: 0\r\n\r\n")
+        .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");

@@ -142,6 +142,7 @@ fn admin_reconsider_makes_a_real_node_judge_a_block_again() {
     };
     let hash = bad.hash().to_string();
     let admin = a.admin.clone();
+    let data_dir = a.data_dir.display().to_string();
     // A child of the bad block (difficulty 1: every nonce meets it; the header is valid in context).
     let child = |nonce: u64| {
         let header = BlockHeader {
@@ -174,15 +175,15 @@ fn admin_reconsider_makes_a_real_node_judge_a_block_again() {
     wait_for("the child refused", Duration::from_secs(60), || (metric(&a, parent_invalid) > before).then_some(()));
 
     // Errors: not known invalid; not a hash.
-    let out = cli(&["admin", "reconsider", &"ab".repeat(32), "--admin", &admin]);
+    let out = cli(&["admin", "reconsider", &"ab".repeat(32), "--admin", &admin, "--data-dir", &data_dir]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("not known invalid"), "{err}");
-    let out = cli(&["admin", "reconsider", "not-a-hash", "--admin", &admin]);
+    let out = cli(&["admin", "reconsider", "not-a-hash", "--admin", &admin, "--data-dir", &data_dir]);
     assert!(!out.status.success() && !out.stderr.is_empty());
 
-    let said = cli_ok(&["admin", "reconsider", &hash, "--admin", &admin]);
+    let said = cli_ok(&["admin", "reconsider", &hash, "--admin", &admin, "--data-dir", &data_dir]);
     assert!(said.contains("1 stored blocks"), "{said}");
-    let out = cli(&["admin", "reconsider", &hash, "--admin", &admin]);
+    let out = cli(&["admin", "reconsider", &hash, "--admin", &admin, "--data-dir", &data_dir]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not known invalid"), "the verdict is gone");
 
     // After: another child is an orphan; its parent, fetched from the peer that sent the child, is
@@ -194,7 +195,7 @@ fn admin_reconsider_makes_a_real_node_judge_a_block_again() {
     wait_for("the third sender connected", Duration::from_secs(60), || listed(&a, &third.id).then_some(()));
     publish(&third, &child(2));
     wait_for("the parent judged again", Duration::from_secs(60), || (metric(&a, invalid) > before).then_some(()));
-    let said = cli_ok(&["admin", "reconsider", &hash, "--admin", &admin]);
+    let said = cli_ok(&["admin", "reconsider", &hash, "--admin", &admin, "--data-dir", &data_dir]);
     assert!(said.contains("1 stored blocks"), "recorded invalid again: {said}");
     assert!(banned(&a, &third.id).is_none(), "a server by hash is not charged for execution");
 }

@@ -72,7 +72,8 @@ fn admin_post(n: &NodeProcess, path: &str, body: &str) -> (u16, serde_json::Valu
     let mut s = std::net::TcpStream::connect(host).unwrap();
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        n.admin_token(),
         body.len()
     )
     .unwrap();
@@ -166,7 +167,8 @@ fn a_partition_longer_than_the_reorg_window_ends_without_bans_and_with_an_operat
     // The CLI lists it; keeping our chain through it ends the report.
     let listed = cli_ok(&["admin", "deep-fork", "list", "--api", &lower.api]);
     assert!(listed.contains(&fork.peer) && listed.contains("forks at height 0"), "{listed}");
-    let kept = cli_ok(&["admin", "deep-fork", "keep", "--admin", &lower.admin]);
+    let data_dir = lower.data_dir.display().to_string();
+    let kept = cli_ok(&["admin", "deep-fork", "keep", "--admin", &lower.admin, "--data-dir", &data_dir]);
     assert!(kept.contains(&format!("keeping our chain against peer {}", fork.peer)), "{kept}");
     assert!(lower.status().deep_forks.is_empty());
     let (code, body) = admin_post(lower, "/admin/chain/deep-forks/keep", "{}");

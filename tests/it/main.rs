@@ -3,6 +3,7 @@
 //! on conditions with timeouts, never on fixed sleeps.
 
 mod acceptance;
+mod admin_auth;
 mod api_ws;
 mod bench_cli;
 mod common;
