@@ -2,7 +2,8 @@
 //! address, then 1,000 from one /16, get only the per-address and per-group caps of inbound
 //! connections (`crates/p2p/src/ip_limits.rs`, defaults 8 and 32), refused before any handshake
 //! and counted in `vision_p2p_inbound_refused_total{reason}`; the node keeps its honest outbound
-//! peer and still gets blocks through it.
+//! peer and still gets blocks through it. The identities that get in change the peer book in
+//! batches (`service/peer_book.rs`), not with one durable write each.
 //!
 //! The attackers are the raw peers of `misbehaving.rs` (identify, ping and `/vision/sync/1`, each a
 //! fresh ed25519 identity) over a TCP transport of this file that binds its socket to a chosen
@@ -24,6 +25,7 @@ use libp2p::{Multiaddr, PeerId, Transport, identity};
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 use vision_node::p2p::behaviour::secure;
 use vision_node::p2p::ip_limits::{DEFAULT_MAX_INBOUND_PER_GROUP, DEFAULT_MAX_INBOUND_PER_IP};
+use vision_node::p2p::service::peer_book::FLUSH_INTERVAL;
 
 use crate::common::wait_for;
 use crate::misbehaving::{RawPeer, Setting, listed, metric, multiaddr, peers};
@@ -106,6 +108,8 @@ fn a_thousand_identities_from_one_address_or_one_subnet_get_only_their_caps() {
     let feeder = s.stack_peer(&b, &[&a]);
     s.feed_block(&feeder, &[&b, &a]);
     let target = multiaddr(&a);
+    let writes_before = metric(&a, "vision_p2p_peer_book_writes_total");
+    let flood_start = std::time::Instant::now();
 
     // 1,000 identities from one address.
     let one_ip: IpAddr = "127.0.0.2".parse().unwrap();
@@ -136,6 +140,19 @@ fn a_thousand_identities_from_one_address_or_one_subnet_get_only_their_caps() {
         refused >= (FLOOD - DEFAULT_MAX_INBOUND_PER_GROUP) as f64 * 0.9,
         "only {refused} refused by the per-group cap"
     );
+
+    // Every identity that got in told a its addresses (identify): the peer book took them in
+    // batches, at most one durable write per `FLUSH_INTERVAL` (plus one that was due when the
+    // flood began), not one write each.
+    let told = listed_from(&a, |addr| addr.starts_with("/ip4/127.0.0.2/") || addr.starts_with("/ip4/127.9."));
+    let stored = |n: &crate::common::NodeProcess| metric(n, r#"vision_resource_used{resource="stored_peers"}"#);
+    wait_for("the flood peers to be written to the peer book", Duration::from_secs(60), || {
+        (stored(&a) >= told as f64).then_some(())
+    });
+    let writes = metric(&a, "vision_p2p_peer_book_writes_total") - writes_before;
+    let allowed = 1 + flood_start.elapsed().as_secs() / FLUSH_INTERVAL.as_secs() + 1;
+    eprintln!("{told} flood peers written to the peer book in {writes} writes (at most {allowed})");
+    assert!(writes <= allowed as f64, "{writes} peer-book writes for {told} peers, more than {allowed}");
 
     // The honest outbound peer is kept and still serves: the next block reaches a through b.
     let b_entry = peers(&a).into_iter().find(|p| p.peer_id == b_id.to_string());

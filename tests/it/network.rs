@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use vision_node::wallet::Keypair;
 
-use crate::common::{NodeProcess, balance, ban, converge, dial, genesis, included, unban, wait_for};
+use crate::common::{
+    NodeProcess, balance, ban, converge, dial, genesis, http_get, included, samples, sum, unban, wait_for,
+};
 
 #[test]
 fn three_nodes_discover_gossip_and_mine_each_others_transactions() {
@@ -165,6 +167,12 @@ fn killed_node_reconnects_to_known_peers_without_bootstrap() {
     wait_for("b connected", Duration::from_secs(30), || (b.status().peers >= 1).then_some(()));
     converge(&[&a, &b], Duration::from_secs(30));
     let peer_id = b.peer_id();
+    // The peer book is written in batches (`service/peer_book.rs`, at most `FLUSH_INTERVAL` after
+    // a change): kill b once it holds a.
+    wait_for("b's peer book to hold a", Duration::from_secs(30), || {
+        (sum(&samples(&http_get(&b.metrics, "/metrics")), r#"vision_resource_used{resource="stored_peers"}"#) >= 1.0)
+            .then_some(())
+    });
     b.kill9();
     a.wait_height(a.status().height + 3, Duration::from_secs(60));
     // No --bootstrap: b dials the peers it remembered in its database.

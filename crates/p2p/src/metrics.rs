@@ -195,6 +195,8 @@ pub struct Metrics {
     pub sync_target_height: Gauge,
     /// Orphan blocks held.
     pub orphans: Gauge,
+    /// Durable writes of the peer book and bans (each a batch: `service::peer_book`).
+    pub peer_book_writes: Counter,
     /// Inbound connections refused by the per-address and per-group caps (`ip_limits`), by reason.
     pub inbound_refused: Family<ReasonLabels, Counter>,
     /// libp2p's own metrics.
@@ -237,6 +239,11 @@ impl Metrics {
         r.register("syncing", "1 while catching up with a peer that has more work", m.syncing.clone());
         r.register("sync_target_height", "Height of the peer being synced from", m.sync_target_height.clone());
         r.register("orphan_blocks", "Blocks held until their parent arrives", m.orphans.clone());
+        r.register(
+            "peer_book_writes",
+            "Durable writes of the peer book and bans, each a batch of the changes of a few seconds",
+            m.peer_book_writes.clone(),
+        );
         r.register(
             "inbound_refused",
             "Inbound connections refused by the per-address (per_ip) and per-network-group (per_group) caps",

@@ -321,6 +321,46 @@ pub const STORED_PEERS: vision_primitives::bounds::Resource =
 /// Most addresses remembered per peer.
 pub const MAX_ADDRS_PER_PEER: usize = 8;
 
+/// One change to the peer book or the ban list, for [`Store::save_peer_book`] (raw peer id and
+/// multiaddr bytes: this layer knows no libp2p).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerBookChange {
+    /// A peer was seen with these addresses (at most [`MAX_ADDRS_PER_PEER`] are kept).
+    Seen {
+        /// The peer id's bytes.
+        peer: Vec<u8>,
+        /// Its addresses' bytes.
+        addrs: Vec<Vec<u8>>,
+        /// When (unix ms).
+        last_seen_ms: u64,
+    },
+    /// A peer is banned until `until_ms` (unix ms).
+    Ban {
+        /// The peer id's bytes.
+        peer: Vec<u8>,
+        /// The end of the ban.
+        until_ms: u64,
+    },
+    /// A peer's ban is lifted.
+    Unban {
+        /// The peer id's bytes.
+        peer: Vec<u8>,
+    },
+}
+
+/// `last_seen_ms u64 ‖ count u16 ‖ (len u16 ‖ bytes)*` of at most [`MAX_ADDRS_PER_PEER`] addresses.
+fn encode_peer(addrs: &[Vec<u8>], last_seen_ms: u64) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.u64(last_seen_ms);
+    let addrs: Vec<&Vec<u8>> = addrs.iter().filter(|a| a.len() <= u16::MAX as usize).take(MAX_ADDRS_PER_PEER).collect();
+    w.bytes(&(addrs.len() as u16).to_le_bytes());
+    for a in addrs {
+        w.bytes(&(a.len() as u16).to_le_bytes());
+        w.bytes(a);
+    }
+    w.finish()
+}
+
 fn decode_peer(v: &[u8]) -> Option<(u64, Vec<Vec<u8>>)> {
     let mut r = Reader::new(v);
     let seen = r.u64().ok()?;
@@ -450,38 +490,43 @@ impl Store {
         Ok(ReadView { txn: self.db.begin_read()? })
     }
 
-    /// Remembers a peer's addresses (raw peer id and multiaddr bytes: this layer knows no libp2p).
-    /// Keeps at most [`MAX_STORED_PEERS`] peers, forgetting the longest unseen. Returns how many
-    /// peers are stored.
-    pub fn save_peer(&self, peer: &[u8], addrs: &[Vec<u8>], last_seen_ms: u64) -> Result<u64, StoreError> {
-        let mut w = Writer::default();
-        w.u64(last_seen_ms);
-        let addrs: Vec<&Vec<u8>> =
-            addrs.iter().filter(|a| a.len() <= u16::MAX as usize).take(MAX_ADDRS_PER_PEER).collect();
-        w.bytes(&(addrs.len() as u16).to_le_bytes());
-        for a in addrs {
-            w.bytes(&(a.len() as u16).to_le_bytes());
-            w.bytes(a);
-        }
+    /// Applies peer-book and ban changes in order, in one write transaction (one fsync however
+    /// many: the network flushes what gathered over a few seconds, off the import path). Keeps at
+    /// most [`MAX_STORED_PEERS`] peers, forgetting the longest unseen. Returns how many peers are
+    /// stored.
+    pub fn save_peer_book(&self, changes: &[PeerBookChange]) -> Result<u64, StoreError> {
         let tx = self.write()?;
         let stored;
         {
-            let mut t = tx.txn.open_table(PEERS)?;
-            t.insert(peer, w.finish().as_slice())?;
-            if t.len()? > MAX_STORED_PEERS as u64 {
-                let mut oldest: Option<(Vec<u8>, u64)> = None;
-                for item in t.iter()? {
-                    let (k, v) = item?;
-                    let seen = decode_peer(v.value()).map(|(s, _)| s).unwrap_or(0);
-                    if oldest.as_ref().is_none_or(|(_, s)| seen < *s) {
-                        oldest = Some((k.value().to_vec(), seen));
+            let mut peers = tx.txn.open_table(PEERS)?;
+            let mut bans = tx.txn.open_table(BANS)?;
+            for change in changes {
+                match change {
+                    PeerBookChange::Seen { peer, addrs, last_seen_ms } => {
+                        peers.insert(peer.as_slice(), encode_peer(addrs, *last_seen_ms).as_slice())?;
+                        if peers.len()? > MAX_STORED_PEERS as u64 {
+                            let mut oldest: Option<(Vec<u8>, u64)> = None;
+                            for item in peers.iter()? {
+                                let (k, v) = item?;
+                                let seen = decode_peer(v.value()).map(|(s, _)| s).unwrap_or(0);
+                                if oldest.as_ref().is_none_or(|(_, s)| seen < *s) {
+                                    oldest = Some((k.value().to_vec(), seen));
+                                }
+                            }
+                            if let Some((k, _)) = oldest {
+                                peers.remove(k.as_slice())?;
+                            }
+                        }
+                    }
+                    PeerBookChange::Ban { peer, until_ms } => {
+                        bans.insert(peer.as_slice(), *until_ms)?;
+                    }
+                    PeerBookChange::Unban { peer } => {
+                        bans.remove(peer.as_slice())?;
                     }
                 }
-                if let Some((k, _)) = oldest {
-                    t.remove(k.as_slice())?;
-                }
             }
-            stored = t.len()?;
+            stored = peers.len()?;
         }
         tx.commit()?;
         Ok(stored)
@@ -500,20 +545,6 @@ impl Store {
         }
         out.sort_by_key(|p| std::cmp::Reverse(p.2));
         Ok(out)
-    }
-
-    /// Records a ban until `until_ms` (unix ms).
-    pub fn save_ban(&self, peer: &[u8], until_ms: u64) -> Result<(), StoreError> {
-        let w = self.write()?;
-        w.txn.open_table(BANS)?.insert(peer, until_ms)?;
-        w.commit()
-    }
-
-    /// Lifts a recorded ban.
-    pub fn remove_ban(&self, peer: &[u8]) -> Result<(), StoreError> {
-        let w = self.write()?;
-        w.txn.open_table(BANS)?.remove(peer)?;
-        w.commit()
     }
 
     /// Every recorded ban: (peer id, until ms).
@@ -1095,11 +1126,23 @@ mod tests {
         let g = Genesis::devnet();
         {
             let s = Store::open(dir.path(), &g).unwrap();
-            s.save_peer(b"peer-a", &[b"addr1".to_vec(), b"addr2".to_vec()], 10).unwrap();
-            s.save_peer(b"peer-b", &[], 20).unwrap();
-            s.save_ban(b"peer-c", 1234).unwrap();
-            s.save_ban(b"peer-d", 99).unwrap();
-            s.remove_ban(b"peer-d").unwrap();
+            let seen = |peer: &[u8], addrs: Vec<Vec<u8>>, last_seen_ms| PeerBookChange::Seen {
+                peer: peer.to_vec(),
+                addrs,
+                last_seen_ms,
+            };
+            let ban = |peer: &[u8], until_ms| PeerBookChange::Ban { peer: peer.to_vec(), until_ms };
+            // Applied in order, in one transaction: peer-d's ban is lifted after it is recorded.
+            let stored = s
+                .save_peer_book(&[
+                    seen(b"peer-a", vec![b"addr1".to_vec(), b"addr2".to_vec()], 10),
+                    ban(b"peer-c", 1234),
+                    ban(b"peer-d", 99),
+                    PeerBookChange::Unban { peer: b"peer-d".to_vec() },
+                ])
+                .unwrap();
+            assert_eq!(stored, 1);
+            assert_eq!(s.save_peer_book(&[seen(b"peer-b", vec![], 20)]).unwrap(), 2);
         }
         let s = Store::open(dir.path(), &g).unwrap();
         let peers = s.load_peers().unwrap();

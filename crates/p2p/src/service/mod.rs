@@ -63,6 +63,7 @@ pub mod chain_view;
 pub mod charge;
 pub mod deep_fork;
 pub mod orphans;
+pub mod peer_book;
 pub mod serve;
 pub mod sync_client;
 pub mod validate;
@@ -134,6 +135,12 @@ pub const ORPHANS: vision_primitives::bounds::Resource =
 /// Encoded bytes of the orphan blocks held, in the resource registry.
 pub const ORPHAN_BYTES: vision_primitives::bounds::Resource =
     vision_primitives::bounds::Resource::new("orphan_bytes", "p2p::service::ORPHAN_BYTES_CAP", ORPHAN_BYTES_CAP);
+/// Peers with a peer-book or ban change waiting to be written, in the resource registry.
+pub const PEER_BOOK_PENDING: vision_primitives::bounds::Resource = vision_primitives::bounds::Resource::new(
+    "peer_book_pending",
+    "p2p::service::peer_book::MAX_PENDING_CHANGES",
+    peer_book::MAX_PENDING_CHANGES,
+);
 /// Own transactions waiting to be gossiped, in the resource registry.
 pub const TX_OUTBOX: vision_primitives::bounds::Resource =
     vision_primitives::bounds::Resource::new("tx_outbox", "p2p::service::TX_OUTBOX_CAP", TX_OUTBOX_CAP);
@@ -215,6 +222,10 @@ pub struct Service {
     /// Store work on the blocking pool (sync reads, peer book and ban writes), awaited when the
     /// loop ends so that nothing of the network outlives it.
     blocking: tokio::task::JoinSet<()>,
+    /// Peer-book and ban changes waiting to be written ([`peer_book`]).
+    peer_book: peer_book::PeerBookWrites,
+    /// The peer-book write in progress, if any (one at a time, so writes land in order).
+    peer_book_flush: Option<tokio::task::JoinHandle<()>>,
     /// Peers whose score crossed the disconnect threshold, disconnected at the next tick.
     disconnect_at_tick: Vec<PeerId>,
     bootstrap: Vec<Multiaddr>,
@@ -337,6 +348,8 @@ impl Service {
             serve: ServeBudget::default(),
             workers: Some(workers),
             blocking: tokio::task::JoinSet::new(),
+            peer_book: peer_book::PeerBookWrites::default(),
+            peer_book_flush: None,
             disconnect_at_tick: Vec::new(),
             bootstrap: config.bootstrap,
             listeners,
@@ -382,6 +395,19 @@ impl Service {
     /// Ends the workers and the blocking tasks and waits for them: the job queues' senders are
     /// dropped (a worker finishes the job in hand, then sees its queue closed), the results queue
     /// is drained meanwhile so that no worker waits on it.
+    /// Writes the waiting peer-book and ban changes in one transaction on the blocking pool, if a
+    /// write is due and none is in progress.
+    fn flush_peer_book(&mut self, now: Instant) {
+        if self.peer_book_flush.as_ref().is_some_and(|h| !h.is_finished()) || !self.peer_book.due(now) {
+            return;
+        }
+        let changes = self.peer_book.take();
+        let core = self.core.clone();
+        let writes = self.metrics.peer_book_writes.clone();
+        self.peer_book_flush =
+            Some(tokio::task::spawn_blocking(move || write_peer_book(core.as_ref(), &changes, &writes)));
+    }
+
     async fn stop_workers(&mut self) {
         let (closed_txs, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut self.tx_jobs, closed_txs));
@@ -390,6 +416,16 @@ impl Service {
         self.results.close();
         while self.results.recv().await.is_some() {}
         while self.blocking.join_next().await.is_some() {}
+        // The peer book: the write in progress, then whatever is left (none lost at shutdown).
+        if let Some(h) = self.peer_book_flush.take() {
+            let _ = h.await;
+        }
+        if !self.peer_book.is_empty() {
+            let changes = self.peer_book.take();
+            let core = self.core.clone();
+            let writes = self.metrics.peer_book_writes.clone();
+            let _ = tokio::task::spawn_blocking(move || write_peer_book(core.as_ref(), &changes, &writes)).await;
+        }
         if let Some(workers) = self.workers.take() {
             let _ = tokio::task::spawn_blocking(move || workers.join()).await;
         }
@@ -454,22 +490,12 @@ impl Service {
                     self.swarm.behaviour_mut().blocked.block_peer(peer);
                     self.swarm.behaviour_mut().kad.remove_peer(&peer);
                     self.sync.on_peer_gone(&peer);
-                    let core = self.core.clone();
-                    self.blocking.spawn_blocking(move || {
-                        if let Err(e) = core.store().save_ban(&peer.to_bytes(), until_unix_ms) {
-                            tracing::error!(error = %e, "cannot persist ban");
-                        }
-                    });
+                    self.peer_book.ban(peer.to_bytes(), until_unix_ms, Instant::now());
                 }
                 Effect::Unban { peer } => {
                     tracing::info!(%peer, "ban lifted");
                     self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-                    let core = self.core.clone();
-                    self.blocking.spawn_blocking(move || {
-                        if let Err(e) = core.store().remove_ban(&peer.to_bytes()) {
-                            tracing::error!(error = %e, "cannot remove ban");
-                        }
-                    });
+                    self.peer_book.unban(peer.to_bytes(), Instant::now());
                 }
             }
         }
@@ -598,6 +624,7 @@ impl Service {
             let _ = self.swarm.disconnect_peer_id(p);
         }
         self.flush_outbox();
+        self.flush_peer_book(now);
         let dropped = self.core.take_gossip_outbox_dropped();
         if dropped > 0 {
             self.drop_many("tx_outbox", dropped);
@@ -665,6 +692,7 @@ impl Service {
         record_channel(b, RESULTS, &self.results_tx);
         b.record(super::COMMANDS, self.commands.len());
         b.record(ORPHANS, self.orphans.len());
+        b.record(PEER_BOOK_PENDING, self.peer_book.len());
         b.record(TX_OUTBOX, self.outbox.len() + self.outbox_batch.len());
         b.record(SYNC_SERVING, self.serve.serving());
         b.record(SYNC_UNSENT_BYTES, self.serve.unsent_bytes());
@@ -805,13 +833,9 @@ impl Service {
                 }
                 self.peers.on_identify(peer_id, info.agent_version.clone(), info.listen_addrs.clone());
                 let addrs: Vec<Vec<u8>> = info.listen_addrs.iter().map(|a| a.to_vec()).collect();
-                let core = self.core.clone();
-                self.blocking.spawn_blocking(move || {
-                    match core.store().save_peer(&peer_id.to_bytes(), &addrs, unix_ms()) {
-                        Ok(stored) => core.bounds().record(vision_state::STORED_PEERS, stored as usize),
-                        Err(e) => tracing::warn!(error = %e, "cannot remember peer"),
-                    }
-                });
+                if !self.peer_book.seen(peer_id.to_bytes(), addrs, unix_ms(), Instant::now()) {
+                    self.drop_count("peer_book");
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
@@ -1450,6 +1474,21 @@ impl Service {
             );
         }
         let _ = self.swarm.disconnect_peer_id(peer);
+    }
+}
+
+/// One durable write of peer-book changes; records the book's size.
+fn write_peer_book(
+    core: &dyn ChainAccess,
+    changes: &[vision_state::PeerBookChange],
+    writes: &prometheus_client::metrics::counter::Counter,
+) {
+    match core.store().save_peer_book(changes) {
+        Ok(stored) => {
+            writes.inc();
+            core.bounds().record(vision_state::STORED_PEERS, stored as usize);
+        }
+        Err(e) => tracing::error!(error = %e, changes = changes.len(), "cannot write the peer book and bans"),
     }
 }
 
