@@ -25,7 +25,7 @@
 //! when every transaction in it entered its pool, signature checked, so a bad signature, another
 //! chain id or an overflowing amount in a batch is the sender's fault, once per transaction. What
 //! depends on our pool or our tip (nonce, balance, fee against a full pool, the per-sender cap) is
-//! nobody's fault.
+//! nobody's fault (`docs/adr/014-charging-for-bad-transactions.md`).
 
 use vision_mempool::{MempoolError, SubmitError};
 use vision_primitives::consensus::BlockError;
