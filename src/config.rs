@@ -209,11 +209,11 @@ pub struct ApiSettings {
     /// DATA_DIR/admin.cookie, 32 random bytes in hex created on first start].
     #[arg(long, env = "VISION_ADMIN_TOKEN_FILE", value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
-    /// Host name the admin API also answers to, besides its own address and localhost, 127.0.0.1,
-    /// [::1] (repeatable; NAME for the admin port, NAME:PORT, or * to turn the Host check off).
+    /// Host name the admin API also answers to, besides its own address, localhost, 127.0.0.1 and
+    /// ::1 (repeatable; NAME for the admin port, NAME:PORT, or * to turn the Host check off).
     #[arg(long, env = "VISION_ADMIN_ALLOWED_HOST", value_name = "HOST", value_delimiter = ',')]
     pub admin_allowed_host: Option<Vec<String>>,
-    /// Web origin (https://host[:port]) whose browser requests the admin API accepts (repeatable;
+    /// Web origin (https://host or https://host:port) whose browser requests the admin API accepts (repeatable;
     /// none by default: requests carrying an Origin header are refused).
     #[arg(long, env = "VISION_ADMIN_ALLOWED_ORIGIN", value_name = "ORIGIN", value_delimiter = ',')]
     pub admin_allowed_origin: Option<Vec<String>>,

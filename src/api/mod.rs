@@ -973,3 +973,26 @@ async fn tx_status(State(AppState { core, .. }): State<AppState>, Path(id): Path
         tx: tx.into(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `duration_secs` takes what JSON Schema calls an integer, and nothing else.
+    #[test]
+    fn ban_durations() {
+        let secs = |body: &str| serde_json::from_str::<BanRequest>(body).map(|r| r.duration_secs).ok();
+        assert_eq!(secs(r#"{"duration_secs": 3600}"#), Some(3600));
+        assert_eq!(secs(r#"{"duration_secs": 3600.0}"#), Some(3600));
+        assert_eq!(secs(r#"{"duration_secs": 18446744073709551615}"#), Some(u64::MAX));
+        for bad in [
+            r#"{"duration_secs": 1.5}"#,
+            r#"{"duration_secs": -1}"#,
+            r#"{"duration_secs": 1e30}"#,
+            r#"{"duration_secs": "1"}"#,
+            "{}",
+        ] {
+            assert_eq!(secs(bad), None, "{bad}");
+        }
+    }
+}

@@ -568,6 +568,20 @@ mod tests {
     }
 
     #[test]
+    fn websocket_keys_have_the_declared_shape() {
+        assert!(is_websocket_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "RFC 6455's example key");
+        for bad in [
+            &b""[..],
+            b"dGhlIHNhbXBsZSBub25jZQ=",
+            b"dGhlIHNhbXBsZSBub25jZQ==x",
+            b"dGhlIHNhbXBsZSBub25j*Q==",
+            b"dGhlIHNhbXBsZSBub25jZQAA",
+        ] {
+            assert!(!is_websocket_key(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
     fn messages_are_tagged_by_type() {
         let m = WsMessage::Subscribed { streams: vec![WsStream::NewHeads, WsStream::PendingTxs] };
         let v = serde_json::to_value(&m).unwrap();
