@@ -138,6 +138,35 @@ enum AdminCmd {
     /// them, or keep our chain against them (docs/runbook.md, "A fork deeper than the reorg window").
     #[command(subcommand)]
     DeepFork(DeepForkCmd),
+    /// List the current bans (peer id and when each ends).
+    Bans {
+        #[command(flatten)]
+        conn: AdminConn,
+    },
+    /// Ban a peer (and disconnect it) for a while.
+    Ban {
+        /// The peer id.
+        peer: String,
+        /// Ban length in seconds.
+        #[arg(long, default_value_t = 3600)]
+        secs: u64,
+        #[command(flatten)]
+        conn: AdminConn,
+    },
+    /// Lift a ban.
+    Unban {
+        /// The peer id.
+        peer: String,
+        #[command(flatten)]
+        conn: AdminConn,
+    },
+    /// Dial a peer by multiaddr (`/ip4/10.0.0.2/tcp/7000/p2p/12D3KooW...`).
+    Dial {
+        /// The multiaddr.
+        addr: String,
+        #[command(flatten)]
+        conn: AdminConn,
+    },
 }
 
 #[derive(Subcommand)]
@@ -309,6 +338,29 @@ fn admin(cmd: AdminCmd) -> CmdResult {
                 "reconsidered {hash}: {} stored blocks and {} remembered descendants forgotten; they are judged again when peers deliver them",
                 r.forgotten, r.invalid_descendants_cleared
             );
+        }
+        AdminCmd::Bans { conn } => {
+            let bans: Vec<serde_json::Value> = conn.client()?.get("/admin/bans")?;
+            if bans.is_empty() {
+                println!("no bans");
+            }
+            for b in &bans {
+                println!("{} until unix ms {}", b["peer_id"].as_str().unwrap_or("?"), b["until_unix_ms"]);
+            }
+        }
+        AdminCmd::Ban { peer, secs, conn } => {
+            let _: serde_json::Value = conn
+                .client()?
+                .post(&format!("/admin/peers/{peer}/ban"), &serde_json::json!({ "duration_secs": secs }))?;
+            println!("banned {peer} for {secs} s");
+        }
+        AdminCmd::Unban { peer, conn } => {
+            let _: serde_json::Value = conn.client()?.delete(&format!("/admin/peers/{peer}/ban"))?;
+            println!("unbanned {peer}");
+        }
+        AdminCmd::Dial { addr, conn } => {
+            let _: serde_json::Value = conn.client()?.post("/admin/peers", &serde_json::json!({ "addr": addr }))?;
+            println!("dialling {addr}");
         }
         AdminCmd::DeepFork(DeepForkCmd::List { api }) => {
             let status: vision_node::api::Status = Client::new(&api).get("/v1/status")?;

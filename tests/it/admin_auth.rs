@@ -279,6 +279,14 @@ fn the_cookie_is_private_kept_and_read_by_the_cli() {
         .output()
         .unwrap();
     assert!(out.status.success(), "with VISION_DATA_DIR: {}", String::from_utf8_lossy(&out.stderr));
+    // Ban, list, unban through the CLI, with nothing but the data directory.
+    let conn = ["--admin", n.admin.as_str(), "--data-dir", data_s];
+    let said = cli_ok(&[&["admin", "ban", STRANGER, "--secs", "600"][..], &conn].concat());
+    assert!(said.contains(STRANGER), "{said}");
+    assert!(cli_ok(&[&["admin", "bans"][..], &conn].concat()).contains(STRANGER));
+    assert_eq!(bans(&n, &token), vec![STRANGER.to_string()]);
+    cli_ok(&[&["admin", "unban", STRANGER][..], &conn].concat());
+    assert_eq!(cli_ok(&[&["admin", "bans"][..], &conn].concat()), "no bans");
     // Without the cookie (another data dir) the CLI says where the token should have been.
     let empty = dir.path().join("elsewhere");
     std::fs::create_dir_all(&empty).unwrap();
