@@ -2,7 +2,7 @@
 //!
 //! The node implements [`ChainAccess`] for its core; the network task, its transaction worker and
 //! the sync server hold an `Arc<dyn ChainAccess>` and nothing else of the node. Every block that
-//! arrives from a peer is handed to the node's importer with [`ChainAccess::queue_import`] (one
+//! arrives from a peer is handed to the node's importer with [`ImportQueue::queue_import`] (one
 //! bounded queue and one thread, owned by the node: the network keeps no block worker of its
 //! own, so a gossiped block goes from gossip validation straight to the importer); every
 //! transaction enters through [`ChainAccess::submit_transactions`]. Blocks are served and the
