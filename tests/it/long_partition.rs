@@ -189,10 +189,22 @@ fn a_partition_longer_than_the_reorg_window_ends_without_bans_and_with_an_operat
     let target = upper.status();
     dial(&lower, &upper_addr);
     let followed = Instant::now();
-    wait_for("the restarted side on the other chain", WAIT, || {
+    let on_other_chain = || {
         let at: vision_node::api::BlockJson = lower.client().get(&format!("/v1/blocks/{}", target.height)).ok()?;
         (at.hash == target.tip_hash).then_some(())
-    });
+    };
+    let deadline = Instant::now() + WAIT;
+    while on_other_chain().is_none() {
+        if Instant::now() > deadline {
+            for (n, name) in [(&lower, lower_name), (&upper, upper_name)] {
+                let logs = n.logs.lock().unwrap();
+                let tail: Vec<String> = logs.iter().rev().take(80).rev().map(|l| l.to_string()).collect();
+                eprintln!("--- {name}'s last log lines:\n{}", tail.join("\n"));
+            }
+            panic!("timed out after {WAIT:?} waiting for the restarted side on the other chain");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     eprintln!(
         "long partition: {lower_name} follows {upper_name}'s chain (height {}) {:.2} s after its restart",
         target.height,
