@@ -7,7 +7,8 @@
 //! work than ours whose fork point is below the window, or when a batch of such a chain is refused
 //! as `ReorgTooDeep`. Nobody is charged; the peer is disconnected and refused for
 //! [`DEEP_FORK_COOLDOWN`] (so it is not redialled, and does not make us fetch its headers, in a
-//! loop), and the fork is reported: in this [`Registry`] (shown by `GET /v1/status` as
+//! loop) while its status claims more work than our chain has ([`Registry::refuses`], decided on
+//! the status exchange), and the fork is reported: in this [`Registry`] (shown by `GET /v1/status` as
 //! `deep_forks`), in the `vision_p2p_deep_fork_peers` gauge and `vision_p2p_deep_forks_total`
 //! counter, and in a WARN log line that says what the operator can do.
 //!
@@ -153,9 +154,23 @@ impl Registry {
         self.entries.lock().is_empty()
     }
 
-    /// Whether `peer` is refused now (found on the other side of a deep fork, cooldown running).
-    pub fn refuses(&self, peer: &PeerId, now: Instant) -> bool {
-        self.entries.lock().get(peer).is_some_and(|e| now < e.until)
+    /// Whether a connection of `peer` is refused as soon as it is established: the operator kept
+    /// our chain against it (`keep`) and its cooldown runs.
+    pub fn refuses_connection(&self, peer: &PeerId, now: Instant) -> bool {
+        self.entries.lock().get(peer).is_some_and(|e| e.kept && now < e.until)
+    }
+
+    /// Whether `peer`, whose status now claims `their_work` while our chain has `our_work`, is
+    /// refused (disconnected): found on the other side of a deep fork, its cooldown running, and
+    /// kept by the operator or still claiming more work than ours. The refusal is there so that a
+    /// heavier chain we cannot follow does not make us fetch its headers in a loop; a peer that
+    /// claims no more work than ours never becomes a sync candidate, so it is let in. It is decided
+    /// on the status, not on the connection: when a partition heals, both sides may find each other
+    /// while their work still races, and the side that ends up heavier must not keep refusing the
+    /// other, or that side could not follow it even after a restart with a deeper window (seen in
+    /// `long_partition.rs` under load: 3 of 10 loaded runs).
+    pub fn refuses(&self, peer: &PeerId, now: Instant, their_work: u128, our_work: u128) -> bool {
+        self.entries.lock().get(peer).is_some_and(|e| now < e.until && (e.kept || their_work > our_work))
     }
 
     /// Forgets entries whose cooldown ended (their peers may be tried again).
@@ -222,9 +237,10 @@ mod tests {
         let t0 = Instant::now();
         assert!(r.record(p, fork(&p), t0));
         assert!(!r.record(p, fork(&p), t0 + Duration::from_secs(1)), "already reported");
-        assert!(r.refuses(&p, t0 + DEEP_FORK_COOLDOWN - Duration::from_millis(1)));
-        assert!(!r.refuses(&p, t0 + DEEP_FORK_COOLDOWN));
-        assert!(!r.refuses(&q, t0));
+        assert!(r.refuses(&p, t0 + DEEP_FORK_COOLDOWN - Duration::from_millis(1), 40, 30));
+        assert!(!r.refuses(&p, t0 + DEEP_FORK_COOLDOWN, 40, 30));
+        assert!(!r.refuses(&q, t0, 40, 30));
+        assert!(!r.refuses_connection(&p, t0), "only a kept fork is refused on connection");
         assert!(r.record(q, fork(&q), t0));
         assert_eq!(r.reported().len(), 2);
         assert_eq!(r.metrics().peers.get(), 2);
@@ -233,13 +249,29 @@ mod tests {
         assert_eq!(r.keep(Some(&p), t0).len(), 1);
         assert_eq!(r.reported().iter().map(|f| f.peer.clone()).collect::<Vec<_>>(), vec![q.to_string()]);
         assert_eq!(r.metrics().peers.get(), 1);
-        assert!(r.refuses(&p, t0 + DEEP_FORK_COOLDOWN));
+        assert!(r.refuses(&p, t0 + DEEP_FORK_COOLDOWN, 40, 30));
+        assert!(r.refuses(&p, t0, 1, 1_000), "kept: refused whatever the work");
+        assert!(r.refuses_connection(&p, t0 + DEEP_FORK_COOLDOWN));
         assert!(!r.record(p, fork(&p), t0 + DEEP_FORK_COOLDOWN), "kept: not reported again");
         assert_eq!(r.keep(None, t0).len(), 1);
         assert!(r.reported().is_empty());
         r.expire(t0 + KEPT_COOLDOWN);
-        assert!(!r.refuses(&p, t0 + KEPT_COOLDOWN));
+        assert!(!r.refuses(&p, t0 + KEPT_COOLDOWN, 40, 30));
+        assert!(!r.refuses_connection(&p, t0 + KEPT_COOLDOWN));
         assert_eq!(r.metrics().peers.get(), 0);
+    }
+
+    #[test]
+    fn a_peer_that_no_longer_claims_more_work_is_not_refused() {
+        let r = Registry::default();
+        let p = PeerId::random();
+        let t0 = Instant::now();
+        assert!(r.record(p, fork(&p), t0));
+        assert!(r.refuses(&p, t0, 40, 39), "40 claimed against our 39");
+        assert!(!r.refuses(&p, t0, 40, 40), "not more than ours");
+        assert!(!r.refuses(&p, t0, 10, 41));
+        // Still reported: the operator decides about the fork.
+        assert_eq!(r.reported().len(), 1);
     }
 
     #[test]

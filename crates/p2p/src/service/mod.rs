@@ -796,8 +796,9 @@ impl Service {
                 } else {
                     (Direction::Inbound, endpoint.get_remote_address().clone())
                 };
-                if self.info.deep_forks.refuses(&peer_id, Instant::now()) {
-                    // On the other side of a deep fork: refused for a while (deep_fork.rs).
+                if self.info.deep_forks.refuses_connection(&peer_id, Instant::now()) {
+                    // On the other side of a deep fork the operator chose not to follow: refused
+                    // for a while (deep_fork.rs).
                     tracing::info!(peer = %peer_id, "peer on the other side of a deep fork refused");
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
@@ -1100,8 +1101,8 @@ impl Service {
                     let _ = self.swarm.disconnect_peer_id(peer);
                     return;
                 }
-                self.sync.on_status(peer, status);
                 self.respond(channel, Response::Status(ours));
+                self.on_peer_status(peer, status);
                 return;
             }
             Request::BlocksByRange { start, count } => Serve::Range(start, count),
@@ -1169,7 +1170,7 @@ impl Service {
                     let _ = self.swarm.disconnect_peer_id(peer);
                     return;
                 }
-                self.sync.on_status(peer, status);
+                self.on_peer_status(peer, status);
             }
             (Some(Pending::Range { start, count }), Response::Blocks(blocks)) => {
                 let outputs = self.sync.on_range(peer, start, count, blocks);
@@ -1438,6 +1439,19 @@ impl Service {
     /// `peer`'s chain has more work than ours but forks `depth` blocks below our tip, deeper than
     /// the reorg window: record and report it, and disconnect the peer without a penalty (it is
     /// refused for `deep_fork::DEEP_FORK_COOLDOWN`).
+    /// A peer's status (asked or told): the sync client takes it, unless the peer is on the other
+    /// side of a deep fork and still claims more work than ours, which disconnects it (refused
+    /// until its cooldown ends: `deep_fork.rs`).
+    fn on_peer_status(&mut self, peer: PeerId, status: Status) {
+        let ours = self.core.tip().total_work;
+        if self.info.deep_forks.refuses(&peer, Instant::now(), status.total_work, ours) {
+            tracing::info!(%peer, "peer on the other side of a deep fork refused");
+            let _ = self.swarm.disconnect_peer_id(peer);
+            return;
+        }
+        self.sync.on_status(peer, status);
+    }
+
     fn on_deep_fork(&mut self, peer: PeerId, fork_height: u64, depth: u64, their_height: u64, their_work: u128) {
         let ours = self.our_status();
         let window = self.core.max_reorg_depth();
