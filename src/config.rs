@@ -261,6 +261,9 @@ pub struct MempoolSettings {
     /// Mempool cap in bytes [default: 67108864].
     #[arg(long, env = "VISION_MEMPOOL_MAX_BYTES", value_name = "BYTES")]
     pub mempool_max_bytes: Option<usize>,
+    /// Transactions one sender may have pooled [default: 4096].
+    #[arg(long, env = "VISION_MEMPOOL_MAX_PER_SENDER", value_name = "N")]
+    pub mempool_max_per_sender: Option<usize>,
 }
 
 impl MempoolSettings {
@@ -268,12 +271,13 @@ impl MempoolSettings {
     pub fn resolve(&self) -> Result<Limits, ConfigError> {
         let max_txs = self.mempool_max_txs.unwrap_or(DEFAULT_MAX_TXS);
         let max_bytes = self.mempool_max_bytes.unwrap_or(DEFAULT_MAX_BYTES);
-        if max_txs == 0 || max_bytes < MAX_TX_LEN {
+        let max_per_sender = self.mempool_max_per_sender.unwrap_or(crate::mempool::DEFAULT_MAX_PER_SENDER);
+        if max_txs == 0 || max_bytes < MAX_TX_LEN || max_per_sender == 0 {
             return Err(ConfigError::Invalid(format!(
-                "mempool caps too small: mempool_max_txs must be >= 1 and mempool_max_bytes >= {MAX_TX_LEN}"
+                "mempool caps too small: mempool_max_txs and mempool_max_per_sender must be >= 1 and mempool_max_bytes >= {MAX_TX_LEN}"
             )));
         }
-        Ok(Limits { max_txs, max_bytes, ..Limits::default() })
+        Ok(Limits { max_txs, max_bytes, max_per_sender, ..Limits::default() })
     }
 }
 
@@ -668,6 +672,7 @@ mod tests {
             ("metrics_addr", crate::metrics::DEFAULT_METRICS_ADDR.to_string()),
             ("mempool_max_txs", DEFAULT_MAX_TXS.to_string()),
             ("mempool_max_bytes", DEFAULT_MAX_BYTES.to_string()),
+            ("mempool_max_per_sender", crate::mempool::DEFAULT_MAX_PER_SENDER.to_string()),
             ("network", DEFAULT_NETWORK.to_string()),
             ("listen", DEFAULT_LISTEN.to_string()),
             ("target_peers", pm::DEFAULT_TARGET_PEERS.to_string()),

@@ -87,6 +87,27 @@ fn no_cors(a: &Answer, what: &str) {
     assert!(cors.is_empty(), "{what}: CORS headers {cors:?}");
 }
 
+/// `vision-node run` on `data_dir` (no mining, no network, free loopback ports) plus `extra`,
+/// for a start that must fail: returns its output.
+fn run_once(data_dir: &str, extra: &[&str]) -> std::process::Output {
+    let base = [
+        "run",
+        "--data-dir",
+        data_dir,
+        "--mine",
+        "false",
+        "--network",
+        "false",
+        "--api-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ];
+    cli(&[&base[..], extra].concat())
+}
+
 fn node(dir: &Path, extra: &[&str]) -> NodeProcess {
     let mut args = vec!["--mine", "false"];
     args.extend_from_slice(extra);
@@ -302,21 +323,7 @@ fn the_cookie_is_private_kept_and_read_by_the_cli() {
     drop(n);
     // A group-readable cookie is refused at start with the chmod to run.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let out = cli(&[
-        "run",
-        "--data-dir",
-        data_s,
-        "--mine",
-        "false",
-        "--network",
-        "false",
-        "--api-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-    ]);
+    let out = run_once(data_s, &[]);
     assert!(!out.status.success(), "a loose cookie must stop the node");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("chmod 600"), "{err}");
@@ -342,23 +349,7 @@ fn an_operator_token_file_replaces_the_cookie() {
     drop(n);
     // A token too short to be a secret is refused at start, saying how to make one.
     std::fs::write(&file, "short\n").unwrap();
-    let out = cli(&[
-        "run",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--mine",
-        "false",
-        "--network",
-        "false",
-        "--api-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--admin-token-file",
-        file_s,
-    ]);
+    let out = run_once(data.to_str().unwrap(), &["--admin-token-file", file_s]);
     assert!(!out.status.success(), "a short token must stop the node");
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 32"), "{}", String::from_utf8_lossy(&out.stderr));
 }
