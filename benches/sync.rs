@@ -349,7 +349,11 @@ fn summary(f: &Fixture, cpu: &CpuMeter) {
     for (name, bench, rr) in [
         ("sync: start A + fresh B until tips equal", format!("tcp_{BLOCKS}x{TXS_PER_BLOCK}"), median(&totals)),
         ("block import: Core::import_block", format!("import_{BLOCKS}x{TXS_PER_BLOCK}"), median(&import_secs)),
-        ("batch import: Core::import_sync_batch", format!("import_batch_{BLOCKS}x{TXS_PER_BLOCK}"), median(&batch_secs)),
+        (
+            "batch import: Core::import_sync_batch",
+            format!("import_batch_{BLOCKS}x{TXS_PER_BLOCK}"),
+            median(&batch_secs),
+        ),
         ("raw loopback TCP of the same bytes", format!("raw_tcp_{BLOCKS}x{TXS_PER_BLOCK}"), median(&raws)),
     ] {
         let c = criterion_median("sync", &bench).unwrap_or(f64::NAN);
