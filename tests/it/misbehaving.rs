@@ -760,13 +760,42 @@ fn garbage_oversized_and_flooding_sync_peers_are_banned() {
     let t2 = Instant::now();
     let evil = s.raw_peer();
     let flood = frame(&Request::BlocksByRange { start: 0, count: 64 }.encode());
-    let rounds = attack_until_banned(&a, &evil.id, "request flood", Duration::from_millis(300), |_| {
+    // Each request over the rate limit costs `MidTolerance` (-5). How many are judged before the
+    // disconnect at -20 takes effect depends on how fast they arrive: usually enough in one burst
+    // for a ban (-50); on a loaded machine sometimes not, and then the flooder is cut off all the
+    // same, its every reconnect refused while its score stays at or below the disconnect threshold
+    // (`PeerManager::on_connected`), which the test once took for "never banned" (2 of 10 loaded
+    // runs). Either is the defence; the test accepts both and says which it saw.
+    let rate_charges = || {
+        metric(&a, r#"vision_p2p_peer_actions_total{action="mid_tolerance",reason="blocks_rate_limit"}"#)
+            + metric(&a, r#"vision_p2p_peer_actions_total{action="mid_tolerance",reason="sync_rate_limit"}"#)
+    };
+    let charges_before = rate_charges();
+    let refused_per_threshold = (-peer_manager::DEFAULT_DISCONNECT_THRESHOLD / 5.0).ceil();
+    let cut_off = || {
+        banned(&a, &evil.id).is_some()
+            || (rate_charges() - charges_before >= refused_per_threshold
+                && !listed(&a, &evil.id)
+                && evil.link.closed.load(Ordering::SeqCst) >= 2)
+    };
+    let rounds = attack_until("request flood: the flooder cut off", Duration::from_millis(300), cut_off, |_| {
         evil.burst(&a, &addr, vec![flood.clone(); 64]);
         honest_probe(&mut worst);
     });
-    assert_banned_and_dropped(&a, &evil.id, &evil.link, "request flood", &["blocks_rate_limit", "sync_rate_limit"]);
+    let flood_banned = banned(&a, &evil.id).is_some();
+    if flood_banned {
+        assert_banned_and_dropped(&a, &evil.id, &evil.link, "request flood", &["blocks_rate_limit", "sync_rate_limit"]);
+    } else {
+        // Cut off by score: one more reconnect is refused too.
+        let closed = evil.link.closed.load(Ordering::SeqCst);
+        evil.burst(&a, &addr, vec![flood.clone(); 1]);
+        wait_for("the flooder's reconnect refused", Duration::from_secs(10), || {
+            (evil.link.closed.load(Ordering::SeqCst) > closed && !listed(&a, &evil.id)).then_some(())
+        });
+    }
     eprintln!(
-        "request flood: banned after {rounds} bursts of 64 ({} answered, {} refused or cut), {:?}",
+        "request flood: {} after {rounds} bursts of 64 ({} answered, {} refused or cut), {:?}",
+        if flood_banned { "banned" } else { "disconnected, reconnects refused (score at or below -20)" },
         evil.link.responses.load(Ordering::SeqCst),
         evil.link.failures.load(Ordering::SeqCst),
         t2.elapsed()
@@ -776,7 +805,7 @@ fn garbage_oversized_and_flooding_sync_peers_are_banned() {
     assert!(listed(&b, &a_id));
     assert_honest_service(&a, &b, &h);
     s.feed_block(&h, &[&a, &b]);
-    assert_eq!(bans(&a).len(), 3, "{:?}", bans(&a));
+    assert_eq!(bans(&a).len(), 2 + usize::from(flood_banned), "{:?}", bans(&a));
     assert!(bans(&b).is_empty());
     eprintln!("sync attacks done in {:?}", t0.elapsed());
 }
