@@ -154,8 +154,6 @@ impl ChainSettings {
     }
 }
 
-/// Whether `run` mines by default.
-pub const DEFAULT_MINE: bool = true;
 /// Default number of mining threads.
 pub const DEFAULT_MINE_THREADS: usize = 1;
 
@@ -163,10 +161,11 @@ pub const DEFAULT_MINE_THREADS: usize = 1;
 #[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
 #[command(next_help_heading = "Mining")]
 pub struct MinerSettings {
-    /// Mine blocks [default: true]; `--mine false` turns it off.
+    /// Mine blocks [default: true on the embedded devnet or when --miner is given, else false].
     #[arg(long, env = "VISION_MINE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub mine: Option<bool>,
-    /// Address receiving rewards and fees [default: devnet dev account 0].
+    /// Address receiving rewards and fees; giving it turns mining on [default: devnet dev account
+    /// 0, a published key: a WARN says so].
     #[arg(long, env = "VISION_MINER", value_name = "ADDRESS")]
     pub miner: Option<Address>,
     /// Mining threads [default: 1].
@@ -175,9 +174,17 @@ pub struct MinerSettings {
 }
 
 impl MinerSettings {
-    /// The miner's configuration, `None` when mining is off.
-    pub fn resolve(&self) -> Result<Option<MinerConfig>, ConfigError> {
-        let mine = self.mine.unwrap_or(DEFAULT_MINE);
+    /// Whether the node mines: `mine` when set; otherwise on the embedded devnet (`devnet`, where
+    /// `vision-node run` with no flag is a mining dev node) or when a reward address is given. A
+    /// node of any other network with neither setting does not mine, so it never pays rewards to
+    /// a published dev key unasked.
+    pub fn mining(&self, devnet: bool) -> bool {
+        self.mine.unwrap_or(devnet || self.miner.is_some())
+    }
+
+    /// The miner's configuration, `None` when mining is off ([`MinerSettings::mining`]).
+    pub fn resolve(&self, devnet: bool) -> Result<Option<MinerConfig>, ConfigError> {
+        let mine = self.mining(devnet);
         let threads = self.mine_threads.unwrap_or(DEFAULT_MINE_THREADS);
         if mine && threads == 0 {
             return Err(ConfigError::Invalid("mine_threads must be at least 1 (or set mine = false)".into()));
@@ -485,7 +492,7 @@ impl RunArgs {
         let s = self.merged()?;
         let data_dir = s.chain.data_dir();
         let genesis = s.chain.genesis()?;
-        let miner = s.miner.resolve()?;
+        let miner = s.miner.resolve(genesis.is_devnet())?;
         let api_addr = s.api.api_addr()?;
         let mempool = s.mempool.resolve()?;
         let network = s.network.resolve(&data_dir)?;
@@ -665,7 +672,6 @@ mod tests {
         let cmd = Cli::command();
         let defaults = [
             ("max_reorg_depth", DEFAULT_MAX_REORG_DEPTH.to_string()),
-            ("mine", DEFAULT_MINE.to_string()),
             ("mine_threads", DEFAULT_MINE_THREADS.to_string()),
             ("api_addr", DEFAULT_API_ADDR.to_string()),
             ("admin_addr", DEFAULT_ADMIN_ADDR.to_string()),
@@ -701,6 +707,41 @@ mod tests {
             (peers.ban_duration, peers.score_half_life),
             (pm::DEFAULT_BAN_DURATION, pm::DEFAULT_SCORE_HALF_LIFE)
         );
+    }
+
+    /// Mining is on by default only on the embedded devnet or with a reward address; an explicit
+    /// `mine` wins either way.
+    #[test]
+    fn mining_default_depends_on_the_network_and_the_reward_address() {
+        let addr = Some(Address([3; 32]));
+        let s = |mine, miner| MinerSettings { mine, miner, mine_threads: None };
+        assert!(s(None, None).mining(true), "the devnet mines with no flag");
+        assert!(!s(None, None).mining(false), "another network does not");
+        assert!(s(None, addr).mining(false), "--miner turns it on");
+        assert!(s(Some(true), None).mining(false), "--mine true turns it on");
+        assert!(!s(Some(false), addr).mining(true), "--mine false wins");
+        assert!(s(None, None).resolve(false).unwrap().is_none());
+        assert_eq!(s(None, addr).resolve(false).unwrap().unwrap().address, Address([3; 32]));
+        let help = Cli::command()
+            .get_arguments()
+            .find(|a| a.get_id() == "mine")
+            .and_then(|a| a.get_help().map(|h| h.to_string()))
+            .unwrap_or_default();
+        assert!(help.contains("[default: true on the embedded devnet or when --miner is given, else false]"), "{help}");
+        // A custom genesis through the resolution: not mining.
+        let dir = tempfile::tempdir().unwrap();
+        let g = dir.path().join("g.toml");
+        let mut custom = Genesis::devnet();
+        custom.chain_id = 5;
+        custom.save(&g).unwrap();
+        let args = |miner: MinerSettings| RunArgs {
+            chain: ChainSettings { data_dir: Some(dir.path().into()), genesis: Some(g.clone()), ..Default::default() },
+            miner,
+            network: NetworkSettings { network: Some(false), ..Default::default() },
+            ..Default::default()
+        };
+        assert!(args(s(None, None)).resolve().unwrap().node.miner.is_none());
+        assert!(args(s(None, addr)).resolve().unwrap().node.miner.is_some());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use vision_node::config::{LogFormat, RunArgs, default_data_dir};
 use vision_node::node::Node;
 use vision_node::state::Store;
 use vision_node::verify::Verifier;
-use vision_node::wallet::{Client, Keypair};
+use vision_node::wallet::{Client, Expected, Keypair};
 
 /// Default API URL the wallet talks to.
 const DEFAULT_API_URL: &str = "http://127.0.0.1:7070";
@@ -109,9 +109,17 @@ enum WalletCmd {
         /// Base units to send.
         #[arg(long)]
         amount: u128,
-        /// Fee in base units [default: the node's current entry fee].
+        /// Fee in base units [default: the node's current entry fee, if at most --max-fee].
         #[arg(long)]
         fee: Option<u128>,
+        /// Highest fee to sign, in base units: a node asking more is refused [default: 10 x the
+        /// minimum fee of the wallet's genesis, 10000 on the devnet].
+        #[arg(long, value_name = "BASE_UNITS")]
+        max_fee: Option<u128>,
+        /// Genesis file of the network to send on: the transfer is signed for its chain id and
+        /// genesis hash, and a node reporting others is refused [default: the embedded devnet].
+        #[arg(long, env = "VISION_GENESIS", value_name = "FILE")]
+        genesis: Option<PathBuf>,
         /// Node API URL.
         #[arg(long, env = "VISION_API", default_value = DEFAULT_API_URL)]
         api: String,
@@ -427,10 +435,25 @@ fn wallet(cmd: WalletCmd) -> CmdResult {
                 a.address, a.balance, a.nonce, a.pending_nonce
             );
         }
-        WalletCmd::Send { key, to, amount, fee, api, wait, wait_timeout } => {
+        WalletCmd::Send { key, to, amount, fee, max_fee, genesis, api, wait, wait_timeout } => {
+            let genesis = match genesis {
+                Some(p) => Genesis::load(&p)?,
+                None => Genesis::devnet(),
+            };
+            let mut expected = Expected::of(&genesis);
+            if let Some(m) = max_fee {
+                expected = expected.with_max_fee(m);
+            }
             let key = Keypair::load(&key)?;
             let client = Client::new(&api);
-            let tx = client.send(&key, to, amount, fee)?;
+            if client.is_remote_plain_http() {
+                eprintln!(
+                    "warning: {api} is another host over plain HTTP: anyone on the path can read and change \
+                     the node's answers (the chain id, genesis hash and fee are still checked against this \
+                     wallet's configuration); prefer https:// or an SSH tunnel"
+                );
+            }
+            let tx = client.send(&key, to, amount, fee, &expected)?;
             let id = tx.id();
             println!("{id}");
             if wait {

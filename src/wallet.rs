@@ -1,10 +1,55 @@
 //! The wallet's HTTP client: the calls the `wallet` commands make to a node's API.
+//!
+//! The node is not trusted with what gets signed. [`Client::send`] signs for the network of the
+//! wallet's own configuration ([`Expected`]: the chain id and genesis hash of its `--genesis`
+//! file, or of the embedded devnet), and before it signs it asks the node's status and refuses a
+//! node that reports another chain id or genesis hash, or an entry fee above the wallet's
+//! `--max-fee` (default [`DEFAULT_MAX_FEE_MULTIPLE`] x the genesis minimum fee). A node that lies,
+//! or a man in the middle of a plain-HTTP connection, can then make the wallet refuse, but not pay
+//! a fee it did not accept or sign a transfer valid on another network.
 
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::chain::types::{Address, Transaction};
+use crate::chain::genesis::Genesis;
+use crate::chain::types::{Address, Hash, Transaction};
 pub use vision_primitives::keys::{KeyError, Keypair};
+
+/// Default `--max-fee` of `wallet send`: this many times the minimum fee of the wallet's genesis
+/// (10,000 base units on the devnet). Enough for a pool that is filling up; far below what a lying
+/// node could otherwise take.
+pub const DEFAULT_MAX_FEE_MULTIPLE: u128 = 10;
+
+/// The network a wallet signs for and the most it pays, from its own configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    /// Chain id the node must report, and the transaction carries.
+    pub chain_id: u32,
+    /// Genesis hash the node must report.
+    pub genesis_hash: Hash,
+    /// Highest fee signed (base units).
+    pub max_fee: u128,
+    /// The genesis minimum fee (for the messages).
+    pub min_fee: u128,
+}
+
+impl Expected {
+    /// The network of `genesis`, with the default fee cap ([`DEFAULT_MAX_FEE_MULTIPLE`] x its
+    /// minimum fee).
+    pub fn of(genesis: &Genesis) -> Self {
+        Expected {
+            chain_id: genesis.chain_id,
+            genesis_hash: genesis.hash(),
+            max_fee: genesis.min_fee.saturating_mul(DEFAULT_MAX_FEE_MULTIPLE),
+            min_fee: genesis.min_fee,
+        }
+    }
+
+    /// The same network with another fee cap.
+    pub fn with_max_fee(self, max_fee: u128) -> Self {
+        Expected { max_fee, ..self }
+    }
+}
 
 /// Why a call to a node's API failed.
 #[derive(Debug, Error)]
@@ -32,6 +77,36 @@ pub enum ClientError {
     Token {
         /// What is wrong and what to do.
         message: String,
+    },
+    /// The node runs another network than the wallet's configuration: nothing was signed.
+    #[error(
+        "the node at {url} reports {what} {node}, but this wallet signs for {what} {ours} (the network of its \
+         --genesis file, the embedded devnet without one): refusing to sign for another network"
+    )]
+    WrongNetwork {
+        /// The node's API.
+        url: String,
+        /// `chain id` or `genesis hash`.
+        what: &'static str,
+        /// What the node reports.
+        node: String,
+        /// What the wallet expects.
+        ours: String,
+    },
+    /// The fee is above the wallet's cap: nothing was signed.
+    #[error(
+        "{origin} is {fee}, above --max-fee {max_fee} (default: {DEFAULT_MAX_FEE_MULTIPLE} x the genesis minimum \
+         fee of {min_fee}): refusing to sign; pass a larger --max-fee to pay it"
+    )]
+    FeeAboveCap {
+        /// Where the fee came from (`the node's entry fee`, `--fee`).
+        origin: &'static str,
+        /// The fee.
+        fee: u128,
+        /// The cap.
+        max_fee: u128,
+        /// The genesis minimum.
+        min_fee: u128,
     },
     /// The answer was not what the API documents.
     #[error("unexpected answer from {url}: {message}")]
@@ -152,25 +227,51 @@ impl Client {
     }
 
     /// Builds, signs and submits a transfer with the sender's next nonce (counting its pooled
-    /// transactions). `fee: None` pays the node's current entry fee. Returns the transaction.
+    /// transactions), for the network `expected` names. `fee: None` pays the node's current entry
+    /// fee. Before signing, the node's status must report `expected`'s chain id and genesis hash,
+    /// and the fee must be at most `expected.max_fee`; otherwise nothing is signed or sent.
+    /// Returns the transaction.
     pub fn send(
         &self,
         key: &Keypair,
         to: Address,
         amount: u128,
         fee: Option<u128>,
+        expected: &Expected,
     ) -> Result<Transaction, ClientError> {
         let status = self.status()?;
-        let fee = match fee {
-            Some(f) => f,
-            None => status.min_fee_to_enter.parse().map_err(|_| ClientError::Protocol {
+        if status.chain_id != expected.chain_id {
+            return Err(ClientError::WrongNetwork {
                 url: self.base.clone(),
-                message: format!("min_fee_to_enter {:?} is not a number", status.min_fee_to_enter),
-            })?,
+                what: "chain id",
+                node: status.chain_id.to_string(),
+                ours: expected.chain_id.to_string(),
+            });
+        }
+        if status.genesis_hash != expected.genesis_hash {
+            return Err(ClientError::WrongNetwork {
+                url: self.base.clone(),
+                what: "genesis hash",
+                node: status.genesis_hash.to_string(),
+                ours: expected.genesis_hash.to_string(),
+            });
+        }
+        let (fee, origin) = match fee {
+            Some(f) => (f, "the fee given with --fee"),
+            None => (
+                status.min_fee_to_enter.parse().map_err(|_| ClientError::Protocol {
+                    url: self.base.clone(),
+                    message: format!("min_fee_to_enter {:?} is not a number", status.min_fee_to_enter),
+                })?,
+                "the fee the node asks (its entry fee now)",
+            ),
         };
+        if fee > expected.max_fee {
+            return Err(ClientError::FeeAboveCap { origin, fee, max_fee: expected.max_fee, min_fee: expected.min_fee });
+        }
         let acct = self.account(&key.address())?;
         let mut tx = Transaction {
-            chain_id: status.chain_id,
+            chain_id: expected.chain_id,
             from: key.address(),
             nonce: acct.pending_nonce,
             fee,
@@ -180,5 +281,40 @@ impl Client {
         key.sign_tx(&mut tx);
         self.submit(&tx)?;
         Ok(tx)
+    }
+
+    /// True when the API is reached over plain HTTP on a host other than this machine (anything on
+    /// the path can read and change the answers; [`Client::send`]'s checks still hold).
+    pub fn is_remote_plain_http(&self) -> bool {
+        let Some(rest) = self.base.strip_prefix("http://") else { return false };
+        let host = rest.split('/').next().unwrap_or("");
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        !(host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_to_another_host_is_noticed() {
+        for local in ["http://127.0.0.1:7070", "http://localhost:7070/", "http://[::1]:7070", "https://node.example"] {
+            assert!(!Client::new(local).is_remote_plain_http(), "{local}");
+        }
+        for remote in ["http://10.0.0.2:7070", "http://node.example", "http://[2001:db8::1]:7070"] {
+            assert!(Client::new(remote).is_remote_plain_http(), "{remote}");
+        }
+    }
+
+    #[test]
+    fn the_default_cap_is_a_multiple_of_the_genesis_minimum() {
+        let e = Expected::of(&Genesis::devnet());
+        assert_eq!((e.chain_id, e.max_fee, e.min_fee), (1337, 10_000, 1_000));
+        assert_eq!(e.genesis_hash, Genesis::devnet().hash());
+        assert_eq!(e.with_max_fee(5).max_fee, 5);
     }
 }

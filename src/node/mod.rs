@@ -659,12 +659,28 @@ impl Node {
         let miner = match config.miner {
             Some(mc) => {
                 tracing::info!(address = %mc.address, threads = mc.threads, "mining");
+                if let Some(i) = crate::chain::genesis::dev_key_index(&mc.address) {
+                    // Once, at start: the key is public, so whoever reads the source can spend
+                    // what this node earns.
+                    tracing::warn!(
+                        address = %mc.address,
+                        "mining rewards go to published dev key {i}, whose secret anyone can derive: \
+                         fine on a devnet, never on a network with value; pass --miner ADDRESS \
+                         (an address of your own, from `vision-node wallet new`)"
+                    );
+                }
                 Some(
                     Miner::start(core.clone(), mc)
                         .map_err(|source| NodeError::Io { context: "cannot start miner threads".into(), source })?,
                 )
             }
-            None => None,
+            None => {
+                tracing::info!(
+                    "not mining: pass --miner ADDRESS (your reward address) or --mine true to mine; \
+                     a node on a genesis file does not mine by default"
+                );
+                None
+            }
         };
         Ok(Node { core, miner, network, importer, registry, api_addr, admin_addr, metrics_addr, shutdown, tasks })
     }

@@ -160,7 +160,7 @@ fn ws_streams_heads_and_a_transfer_from_pending_to_included() {
     let dir = tempfile::tempdir().unwrap();
     let alice = Keypair::from_seed(&[1; 32]);
     let g = genesis(dir.path(), std::slice::from_ref(&alice), 200, 2_000);
-    let node = NodeProcess::start(&dir.path().join("data"), &["--network", "false", "--genesis", &g]);
+    let node = NodeProcess::start(&dir.path().join("data"), &["--network", "false", "--genesis", &g, "--mine", "true"]);
     let client = node.client();
 
     let mut ws = Ws::connect(&node.api);
@@ -183,7 +183,7 @@ fn ws_streams_heads_and_a_transfer_from_pending_to_included() {
 
     // A transfer: first pending, then included, with the location the HTTP API reports.
     let bob = Keypair::from_seed(&[2; 32]).address();
-    let tx = client.send(&alice, bob, 1_234, None).unwrap();
+    let tx = client.send(&alice, bob, 1_234, None, &crate::common::expected(&g)).unwrap();
     let id = tx.id();
     let mut seen = Vec::new();
     let pending = ws.wait("the transfer pending", Duration::from_secs(30), &mut seen, |m| match m {
@@ -224,7 +224,7 @@ fn ws_client_that_never_reads_is_dropped_and_a_reading_one_is_not() {
     let senders = keys(8);
     // Blocks every ~5 ms, so events pile up fast.
     let g = genesis(dir.path(), &senders, 5, 200);
-    let node = NodeProcess::start(&dir.path().join("data"), &["--network", "false", "--genesis", &g]);
+    let node = NodeProcess::start(&dir.path().join("data"), &["--network", "false", "--genesis", &g, "--mine", "true"]);
     let client = node.client();
     let chain_id = client.status().unwrap().chain_id;
 

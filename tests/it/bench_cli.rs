@@ -68,7 +68,8 @@ fn bench_genesis(dir: &Path) -> String {
 fn bench_load_gets_transfers_included_and_refuses_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let genesis = bench_genesis(dir.path());
-    let node = NodeProcess::start(&dir.path().join("n"), &["--genesis", &genesis, "--network", "false"]);
+    let node =
+        NodeProcess::start(&dir.path().join("n"), &["--genesis", &genesis, "--network", "false", "--mine", "true"]);
     let pid = node.child.id().to_string();
     let out = cli(&[
         "load",
@@ -193,7 +194,10 @@ fn bench_peers_holds_its_connections() {
 fn bench_propagation_times_blocks_across_a_cluster_and_raw_gossipsub() {
     let dir = tempfile::tempdir().unwrap();
     let genesis = bench_genesis(dir.path());
-    let a = NodeProcess::start_networked(&dir.path().join("a"), &["--genesis", &genesis, "--mine-threads", "1"]);
+    let a = NodeProcess::start_networked(
+        &dir.path().join("a"),
+        &["--genesis", &genesis, "--mine", "true", "--mine-threads", "1"],
+    );
     let boot = a.multiaddr();
     let others: Vec<NodeProcess> = ["b", "c"]
         .iter()

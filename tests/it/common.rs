@@ -271,6 +271,11 @@ pub fn genesis(dir: &Path, keys: &[&Keypair], target_ms: u64, difficulty: u64) -
     path.to_str().unwrap().to_string()
 }
 
+/// What a wallet configured with the genesis file `path` expects of a node (`wallet send --genesis`).
+pub fn expected(path: &str) -> vision_node::wallet::Expected {
+    vision_node::wallet::Expected::of(&Genesis::load(Path::new(path)).unwrap())
+}
+
 /// Waits until every node reports the same tip (and returns it).
 pub fn converge(nodes: &[&NodeProcess], timeout: Duration) -> String {
     wait_for("all nodes on one tip", timeout, || {

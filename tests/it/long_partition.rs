@@ -94,7 +94,8 @@ fn a_partition_longer_than_the_reorg_window_ends_without_bans_and_with_an_operat
     let dir = tempfile::tempdir().unwrap();
     let g = genesis(dir.path(), &[], TARGET_BLOCK_MS, INITIAL_DIFFICULTY);
     let window = WINDOW.to_string();
-    let flags = ["--genesis", g.as_str(), "--max-reorg-depth", window.as_str(), "--mine-threads", "1"];
+    let flags =
+        ["--genesis", g.as_str(), "--max-reorg-depth", window.as_str(), "--mine", "true", "--mine-threads", "1"];
     // The partition: two miners that do not know each other, each well over a window past the
     // fork (the genesis).
     let a = NodeProcess::start_networked(&dir.path().join("a"), &flags);

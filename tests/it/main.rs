@@ -26,6 +26,7 @@ mod protocol_vectors;
 mod raw_gossip;
 mod reorg;
 mod reorg_memory;
+mod safe_defaults;
 mod shutdown;
 mod slow_readers;
 mod sync_attack;

@@ -44,7 +44,7 @@ fn two_nodes(dir: &Path) -> (NodeProcess, NodeProcess, Keypair) {
     let path = dir.join("genesis.toml");
     g.save(&path).unwrap();
     let g = path.to_str().unwrap().to_string();
-    let a = NodeProcess::start_networked(&dir.join("a"), &["--genesis", &g]);
+    let a = NodeProcess::start_networked(&dir.join("a"), &["--genesis", &g, "--mine", "true"]);
     let b = NodeProcess::start_networked(
         &dir.join("b"),
         &["--genesis", &g, "--mine", "false", "--bootstrap", &a.multiaddr()],
@@ -57,7 +57,16 @@ fn metrics_pass_promtool_and_show_activity() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b, alice) = two_nodes(dir.path());
     // Activity: blocks mined by a and gossiped to b, a transfer through b's API mined by a.
-    let tx = b.client().send(&alice, Keypair::from_seed(&[2; 32]).address(), 5, Some(10)).unwrap();
+    let tx = b
+        .client()
+        .send(
+            &alice,
+            Keypair::from_seed(&[2; 32]).address(),
+            5,
+            Some(10),
+            &crate::common::expected(dir.path().join("genesis.toml").to_str().unwrap()),
+        )
+        .unwrap();
     wait_for("the transfer included on b", Duration::from_secs(60), || {
         b.client().tx(&tx.id()).ok().filter(|s| s.status == "included")
     });

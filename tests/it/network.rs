@@ -7,7 +7,7 @@ use std::time::Duration;
 use vision_node::wallet::Keypair;
 
 use crate::common::{
-    NodeProcess, balance, ban, converge, dial, genesis, http_get, included, samples, sum, unban, wait_for,
+    NodeProcess, balance, ban, converge, dial, expected, genesis, http_get, included, samples, sum, unban, wait_for,
 };
 
 #[test]
@@ -15,7 +15,7 @@ fn three_nodes_discover_gossip_and_mine_each_others_transactions() {
     let dir = tempfile::tempdir().unwrap();
     let alice = Keypair::from_seed(&[1; 32]);
     let g = genesis(dir.path(), &[&alice], 300, 2_000);
-    let a = NodeProcess::start_networked(&dir.path().join("a"), &["--genesis", &g]);
+    let a = NodeProcess::start_networked(&dir.path().join("a"), &["--genesis", &g, "--mine", "true"]);
     let boot = a.multiaddr();
     let b = NodeProcess::start_networked(
         &dir.path().join("b"),
@@ -42,7 +42,7 @@ fn three_nodes_discover_gossip_and_mine_each_others_transactions() {
     converge(&[&a, &b, &c], Duration::from_secs(30));
     // A transfer sent to c's API is gossiped to a, which mines it; everyone sees it included.
     let bob = Keypair::from_seed(&[2; 32]).address();
-    let tx = c.client().send(&alice, bob, 4_321, Some(10)).unwrap();
+    let tx = c.client().send(&alice, bob, 4_321, Some(10), &expected(&g)).unwrap();
     wait_for("the transfer included everywhere", Duration::from_secs(30), || {
         [&a, &b, &c].iter().all(|n| included(n, &tx.id())).then_some(())
     });
@@ -64,7 +64,7 @@ fn late_joiner_syncs_a_long_chain() {
     let dir = tempfile::tempdir().unwrap();
     let g = genesis(dir.path(), &[], 20, 200);
     let a_dir = dir.path().join("a");
-    let a = NodeProcess::start_networked(&a_dir, &["--genesis", &g]);
+    let a = NodeProcess::start_networked(&a_dir, &["--genesis", &g, "--mine", "true"]);
     a.wait_height(320, Duration::from_secs(120));
     // Stop mining so the target is fixed, then let a fresh node join.
     assert!(a.terminate());
@@ -88,12 +88,15 @@ fn partition_heals_to_the_heaviest_chain_and_reorged_transactions_are_mined_agai
     let alice = Keypair::from_seed(&[1; 32]);
     let carol = Keypair::from_seed(&[3; 32]);
     let g = genesis(dir.path(), &[&alice, &carol], 200, 2_000);
-    let a = NodeProcess::start_networked(&dir.path().join("a"), &["--genesis", &g]);
+    let a = NodeProcess::start_networked(&dir.path().join("a"), &["--genesis", &g, "--mine", "true"]);
     let b = NodeProcess::start_networked(
         &dir.path().join("b"),
         &["--genesis", &g, "--mine", "false", "--bootstrap", &a.multiaddr()],
     );
-    let c = NodeProcess::start_networked(&dir.path().join("c"), &["--genesis", &g, "--bootstrap", &a.multiaddr()]);
+    let c = NodeProcess::start_networked(
+        &dir.path().join("c"),
+        &["--genesis", &g, "--mine", "true", "--bootstrap", &a.multiaddr()],
+    );
     for n in [&a, &b, &c] {
         wait_for("two peers each", Duration::from_secs(30), || (n.status().peers >= 2).then_some(()));
     }
@@ -112,8 +115,8 @@ fn partition_heals_to_the_heaviest_chain_and_reorged_transactions_are_mined_agai
     // Each side mines its own transfer.
     let x = Keypair::from_seed(&[7; 32]).address();
     let y = Keypair::from_seed(&[8; 32]).address();
-    let tx_ab = a.client().send(&alice, x, 111, Some(10)).unwrap();
-    let tx_c = c.client().send(&carol, y, 222, Some(10)).unwrap();
+    let tx_ab = a.client().send(&alice, x, 111, Some(10), &expected(&g)).unwrap();
+    let tx_c = c.client().send(&carol, y, 222, Some(10), &expected(&g)).unwrap();
     wait_for("both sides mined past the split", Duration::from_secs(60), || {
         (included(&a, &tx_ab.id())
             && included(&c, &tx_c.id())
@@ -161,7 +164,7 @@ fn partition_heals_to_the_heaviest_chain_and_reorged_transactions_are_mined_agai
 fn killed_node_reconnects_to_known_peers_without_bootstrap() {
     let dir = tempfile::tempdir().unwrap();
     let g = genesis(dir.path(), &[], 300, 2_000);
-    let a = NodeProcess::start_networked(&dir.path().join("a"), &["--genesis", &g]);
+    let a = NodeProcess::start_networked(&dir.path().join("a"), &["--genesis", &g, "--mine", "true"]);
     let b_dir = dir.path().join("b");
     let b = NodeProcess::start_networked(&b_dir, &["--genesis", &g, "--mine", "false", "--bootstrap", &a.multiaddr()]);
     wait_for("b connected", Duration::from_secs(30), || (b.status().peers >= 1).then_some(()));

@@ -37,7 +37,7 @@ fn mine_send_kill_restart_check() {
     ]);
     assert_eq!(genesis_hash.len(), 64);
     let data = dir.path().join("data");
-    let node = NodeProcess::start(&data, &["--genesis", &p("genesis.toml"), "--mine-threads", "1"]);
+    let node = NodeProcess::start(&data, &["--genesis", &p("genesis.toml"), "--mine", "true", "--mine-threads", "1"]);
     let status = node.client().status().unwrap();
     assert_eq!(status.chain_id, 99);
     assert_eq!(status.genesis_hash.to_string(), genesis_hash);
@@ -79,7 +79,7 @@ fn mine_send_kill_restart_check() {
     let checked: u64 = check.split_whitespace().nth(2).unwrap().parse().unwrap();
     assert!(checked >= before, "db check height {checked} < {before} seen before the kill: {check}");
 
-    let node = NodeProcess::start(&data, &["--genesis", &p("genesis.toml")]);
+    let node = NodeProcess::start(&data, &["--genesis", &p("genesis.toml"), "--mine", "true"]);
     let after = node.height().unwrap();
     assert!(after >= before, "restarted at {after}, below {before}");
     let bal = node.client().account(&bob.parse().unwrap()).unwrap();

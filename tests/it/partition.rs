@@ -25,7 +25,7 @@ use vision_node::chain::types::Hash;
 use vision_node::p2p::{BanInfo, PeerInfo};
 use vision_node::wallet::{Client, Keypair};
 
-use crate::common::{NodeProcess, balance, ban, dial, genesis, included, unban, wait_for};
+use crate::common::{NodeProcess, balance, ban, dial, expected, genesis, included, unban, wait_for};
 
 /// Nodes in the matrix.
 const N: usize = 5;
@@ -75,7 +75,7 @@ impl Net {
         for i in 0..N {
             let mut flags: Vec<String> = vec!["--genesis".into(), genesis.into()];
             if MINERS.contains(&i) {
-                flags.extend(["--mine-threads".into(), "1".into()]);
+                flags.extend(["--mine".into(), "true".into(), "--mine-threads".into(), "1".into()]);
             } else {
                 flags.extend(["--mine".into(), "false".into()]);
             }
@@ -357,8 +357,8 @@ fn five_nodes_recover_from_kill_pause_disconnect_and_a_long_split() {
     net.check_bans("split");
     let x = Keypair::from_seed(&[7; 32]).address();
     let y = Keypair::from_seed(&[8; 32]).address();
-    let tx_a = net.nodes[1].client().send(&alice, x, 111, Some(10)).unwrap().id();
-    let tx_b = net.nodes[4].client().send(&carol, y, 222, Some(10)).unwrap().id();
+    let tx_a = net.nodes[1].client().send(&alice, x, 111, Some(10), &expected(&g)).unwrap().id();
+    let tx_b = net.nodes[4].client().send(&carol, y, 222, Some(10), &expected(&g)).unwrap().id();
     wait_for("each side's transfer mined on its side", Duration::from_secs(60), || {
         (side_a.iter().all(|&i| included(&net.nodes[i], &tx_a))
             && side_b.iter().all(|&i| included(&net.nodes[i], &tx_b)))

@@ -91,6 +91,12 @@ pub fn dev_keypair(i: u8) -> Keypair {
     Keypair::from_seed(h.finalize().as_bytes())
 }
 
+/// Which published dev key (`0..DEV_ACCOUNTS`) `address` is, if any. Anything paid to these
+/// addresses can be spent by anyone who reads this source: a node whose rewards go to one warns.
+pub fn dev_key_index(address: &Address) -> Option<u8> {
+    (0..DEV_ACCOUNTS).find(|i| dev_keypair(*i).address() == *address)
+}
+
 impl Genesis {
     /// The embedded devnet: chain id 1337, 1 s blocks, low difficulty, four dev accounts funded.
     pub fn devnet() -> Self {
@@ -195,6 +201,12 @@ impl Genesis {
         }
     }
 
+    /// True when this is the embedded devnet (by hash: a genesis file with the same parameters is
+    /// the devnet too). `run` mines by default only there.
+    pub fn is_devnet(&self) -> bool {
+        self.hash() == Genesis::devnet().hash()
+    }
+
     /// Reads and validates a genesis file.
     pub fn load(path: &Path) -> Result<Self, GenesisError> {
         let text = std::fs::read_to_string(path)
@@ -241,6 +253,18 @@ mod tests {
         let mut other = g.clone();
         other.allocations.reverse();
         assert_eq!(other.hash(), g.hash());
+    }
+
+    #[test]
+    fn dev_keys_are_recognised() {
+        for i in 0..DEV_ACCOUNTS {
+            assert_eq!(dev_key_index(&dev_keypair(i).address()), Some(i));
+        }
+        assert_eq!(dev_key_index(&Address([7; 32])), None);
+        assert!(Genesis::devnet().is_devnet());
+        let mut other = Genesis::devnet();
+        other.chain_id = 1;
+        assert!(!other.is_devnet());
     }
 
     #[test]
