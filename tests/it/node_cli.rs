@@ -54,6 +54,8 @@ fn mine_send_kill_restart_check() {
         "12345",
         "--api",
         &node.api,
+        "--genesis",
+        &p("genesis.toml"),
         "--wait",
         "--wait-timeout",
         "60",
