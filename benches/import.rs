@@ -71,7 +71,7 @@ impl Fixture {
         let blocks = build_blocks(&genesis, &keys, BLOCKS, TXS_PER_BLOCK);
         eprintln!("setup: {BLOCKS} blocks x {TXS_PER_BLOCK} transfers built in {:.1?}", t.elapsed());
         let all: Vec<&Transaction> = blocks.iter().flat_map(|b| b.transactions.iter()).collect();
-        let raw = Raw::new(&all);
+        let raw = Raw::new(&all, &genesis.hash());
         assert!(raw.all_cores());
         Fixture { genesis, blocks, raw }
     }

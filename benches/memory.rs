@@ -99,14 +99,18 @@ fn reset_peak() -> bool {
 
 /// [`NONCES`] transfers from each of `senders` (test keys), each sender's nonces in a row, paying
 /// `fee(sender)`, to an address outside the genesis.
-fn sign(senders: std::ops::Range<usize>, fee: impl Fn(usize) -> u128 + Sync) -> Vec<Transaction> {
+fn sign(
+    senders: std::ops::Range<usize>,
+    fee: impl Fn(usize) -> u128 + Sync,
+    genesis_hash: &vision_node::chain::types::Hash,
+) -> Vec<Transaction> {
     senders
         .into_par_iter()
         .flat_map_iter(|i| {
             let key = test_key(i as u32);
             let to = Address([0x42; 32]);
             let fee = fee(i);
-            (0..NONCES as u64).map(move |n| transfer(&key, to, 1 + u128::from(n), fee, n, TEST_CHAIN_ID))
+            (0..NONCES as u64).map(move |n| transfer(&key, to, 1 + u128::from(n), fee, n, TEST_CHAIN_ID, genesis_hash))
         })
         .collect()
 }
@@ -155,6 +159,7 @@ fn main() {
         ..NodeConfig::devnet()
     })
     .expect("open core");
+    let genesis_hash = genesis.hash();
     drop(genesis);
     let max_txs = core.mempool().limits().max_txs;
     eprintln!("setup: genesis of {accounts} accounts written in {:.1?}", t.elapsed());
@@ -164,7 +169,7 @@ fn main() {
     let t = Instant::now();
     let pool_fee = |i: usize| 1 + u128::from(splitmix64(i as u64) % 1_000);
     for start in (0..sizes.pool_senders).step_by(sizes.chunk / NONCES) {
-        let txs = sign(start..(start + sizes.chunk / NONCES).min(sizes.pool_senders), pool_fee);
+        let txs = sign(start..(start + sizes.chunk / NONCES).min(sizes.pool_senders), pool_fee, &genesis_hash);
         let results = core.submit_transactions(&txs, TxSource::Api);
         assert!(results.iter().all(Result::is_ok), "every pool transaction is admitted");
     }
@@ -184,13 +189,13 @@ fn main() {
     let first = sizes.pool_senders;
     let last = sizes.pool_senders + sizes.flood_senders;
     for start in (first..last).step_by(sizes.chunk / NONCES) {
-        let txs = sign(start..(start + sizes.chunk / NONCES).min(last), flood_fee);
+        let txs = sign(start..(start + sizes.chunk / NONCES).min(last), flood_fee, &genesis_hash);
         let t = Instant::now();
         let results = core.submit_transactions(&txs, TxSource::Network);
         node_secs.push(t.elapsed().as_secs_f64());
         rejected += results.iter().filter(|r| r.is_err()).count();
         let refs: Vec<&Transaction> = txs.iter().collect();
-        let raw = Raw::new(&refs);
+        let raw = Raw::new(&refs, &genesis_hash);
         let t = Instant::now();
         assert!(raw.all_cores());
         raw_secs.push(t.elapsed().as_secs_f64());

@@ -117,6 +117,7 @@ impl Fixture {
     fn new() -> Self {
         let t = Instant::now();
         let (genesis, keys): (Genesis, _) = genesis_with_accounts(SENDERS as u32, BALANCE);
+        let genesis_hash = genesis.hash();
         let dir = tempfile::Builder::new().prefix("vision-template-bench").tempdir().expect("temp dir");
         let core = Node::open_core(&NodeConfig {
             data_dir: Some(dir.path().to_path_buf()),
@@ -132,7 +133,7 @@ impl Fixture {
             .map(|k| {
                 let (i, nonce) = (k / NONCES, (k % NONCES) as u64);
                 let to = keys[(i + 1 + 7919 * (nonce as usize + 1)) % SENDERS].address();
-                transfer(&keys[i], to, 1 + u128::from(nonce), fee_of(i), nonce, genesis.chain_id)
+                transfer(&keys[i], to, 1 + u128::from(nonce), fee_of(i), nonce, genesis.chain_id, &genesis_hash)
             })
             .collect();
         for chunk in txs.chunks(10_000) {

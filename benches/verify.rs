@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
 use rayon::prelude::*;
-use vision_node::chain::types::{Address, Transaction};
+use vision_node::chain::types::{Address, Hash, Transaction};
 use vision_node::testkit::{TEST_CHAIN_ID, test_key, transfer};
 use vision_node::verify::{self, DEFAULT_PARALLEL_THRESHOLD, MIN_CHUNK, Path, Verifier};
 
@@ -48,6 +48,8 @@ const SAMPLES: usize = 10;
 const SWEEP: [usize; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 const CHUNK_SWEEP: [usize; 2] = [64, 256];
 const CHUNKS: [usize; 6] = [8, 16, 32, 64, 128, 256];
+/// The genesis hash the transactions are signed for (any network will do).
+const G: Hash = Hash([0x42; 32]);
 
 /// Transactions and the raw-batch inputs, built once.
 struct Inputs {
@@ -60,12 +62,12 @@ fn inputs() -> &'static Inputs {
     INPUTS.get_or_init(|| {
         let txs: Vec<Transaction> = (0..N as u32)
             .into_par_iter()
-            .map(|i| transfer(&test_key(i), Address([0x42; 32]), 1 + u128::from(i), 1, 0, TEST_CHAIN_ID))
+            .map(|i| transfer(&test_key(i), Address([0x42; 32]), 1 + u128::from(i), 1, 0, TEST_CHAIN_ID, &G))
             .collect();
         let raw = Raw::new(&txs);
         // Every path accepts the honest signatures before anything is timed.
-        assert!(txs.iter().all(|t| verify::verify_tx(t).is_ok()));
-        assert_eq!(Verifier::default().verify_txs(&txs), Ok(Path::Parallel));
+        assert!(txs.iter().all(|t| verify::verify_tx(t, &G).is_ok()));
+        assert_eq!(Verifier::default().verify_txs(&txs, &G), Ok(Path::Parallel));
         assert!(raw.all_cores() && raw.all_cores_keys_from_bytes() && raw.one_core());
         Inputs { txs, raw }
     })
@@ -81,7 +83,7 @@ struct Raw {
 impl Raw {
     fn new(txs: &[Transaction]) -> Self {
         Raw {
-            msgs: txs.iter().map(Transaction::signing_bytes).collect(),
+            msgs: txs.iter().map(|t| t.signing_bytes(&G)).collect(),
             sigs: txs.iter().map(|t| ed25519_dalek::Signature::from_bytes(&t.signature)).collect(),
             keys: txs
                 .iter()
@@ -130,19 +132,19 @@ impl Raw {
 
 fn sequential(txs: &[Transaction]) {
     for tx in txs {
-        verify::verify_tx(black_box(tx)).unwrap();
+        verify::verify_tx(black_box(tx), &G).unwrap();
     }
 }
 
 fn node(v: Verifier, txs: &[Transaction]) {
-    assert!(v.verify_txs(black_box(txs)).is_ok());
+    assert!(v.verify_txs(black_box(txs), &G).is_ok());
 }
 
 /// What `Verifier::verify_txs` does on the parallel path, with the chunk size as a parameter.
 fn chunked(txs: &[Transaction], chunk: usize) {
     let ok = txs.par_chunks(chunk).all(|c| {
         let prepared: Vec<verify::Prepared> =
-            c.iter().map(|t| verify::prepare(t.from.as_bytes(), &t.signing_bytes(), &t.signature).unwrap()).collect();
+            c.iter().map(|t| verify::prepare(t.from.as_bytes(), &t.signing_bytes(&G), &t.signature).unwrap()).collect();
         verify::check_batch(&prepared)
     });
     assert!(ok);

@@ -290,11 +290,12 @@ mod tests {
     #[test]
     fn a_template_outlives_pool_changes_for_the_refresh_interval_but_not_a_new_tip() {
         let (genesis, keys) = genesis_with_accounts(2, 1_000_000);
+        let g = genesis.hash();
         let core = Node::open_core(&NodeConfig { genesis, ..NodeConfig::devnet() }).unwrap();
         let miner = Address([7; 32]);
         let get = || core.templates().get(core.chain(), core.mempool(), miner, DEFAULT_MAX_BLOCK_TXS).unwrap();
         let empty = get();
-        core.submit_transaction(transfer(&keys[0], Address([9; 32]), 5, 1, 0, TEST_CHAIN_ID)).unwrap();
+        core.submit_transaction(transfer(&keys[0], Address([9; 32]), 5, 1, 0, TEST_CHAIN_ID, &g)).unwrap();
         // The pool changed: the template built a moment ago is still served.
         assert!(get().transactions.is_empty());
         assert_eq!(core.templates().counts(), (1, 1));
@@ -303,7 +304,7 @@ mod tests {
         // A new tip rebuilds at once, whatever the template's age.
         let block = solve(&get(), empty.header.timestamp_ms);
         core.import_block(&block, crate::node::BlockSource::Miner).unwrap();
-        core.submit_transaction(transfer(&keys[1], Address([9; 32]), 5, 1, 0, TEST_CHAIN_ID)).unwrap();
+        core.submit_transaction(transfer(&keys[1], Address([9; 32]), 5, 1, 0, TEST_CHAIN_ID, &g)).unwrap();
         let next = get();
         assert_eq!(next.header.parent, block.hash());
         assert_eq!(next.transactions.len(), 1);

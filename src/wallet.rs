@@ -278,7 +278,7 @@ impl Client {
             kind: crate::chain::types::TxKind::Transfer { to, amount },
             signature: [0; 64],
         };
-        key.sign_tx(&mut tx);
+        key.sign_tx(&mut tx, &expected.genesis_hash);
         self.submit(&tx)?;
         Ok(tx)
     }

@@ -58,6 +58,7 @@ pub fn build_chain(
     mut import: impl FnMut(&Block),
 ) -> Vec<Block> {
     let chain_id = chain.genesis().chain_id;
+    let genesis_hash = chain.params().genesis_hash;
     let miner = Address([0x4d; 32]);
     let mut nonces = vec![0u64; keys.len()];
     let n = keys.len();
@@ -75,7 +76,7 @@ pub fn build_chain(
         let txs: Vec<Transaction> = plan
             .par_iter()
             .map(|&(from, to, nonce)| {
-                transfer(&keys[from], keys[to].address(), 1 + u128::from(nonce), 1, nonce, chain_id)
+                transfer(&keys[from], keys[to].address(), 1 + u128::from(nonce), 1, nonce, chain_id, &genesis_hash)
             })
             .collect();
         let block = next_block(chain, txs, miner).expect("next_block");
@@ -103,9 +104,9 @@ pub struct Raw {
 }
 
 impl Raw {
-    pub fn new(txs: &[&Transaction]) -> Self {
+    pub fn new(txs: &[&Transaction], genesis_hash: &vision_node::chain::types::Hash) -> Self {
         Raw {
-            msgs: txs.iter().map(|t| t.signing_bytes()).collect(),
+            msgs: txs.iter().map(|t| t.signing_bytes(genesis_hash)).collect(),
             sigs: txs.iter().map(|t| ed25519_dalek::Signature::from_bytes(&t.signature)).collect(),
             keys: txs
                 .iter()

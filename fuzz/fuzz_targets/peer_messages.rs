@@ -317,6 +317,9 @@ fn transfers(net: &Net, p: &mut Params<'_>) -> Vec<Transaction> {
     let to = net.keys[usize::from(p.u8() % 4)].address();
     let flags = p.u8();
     let chain_id = if flags & 1 != 0 { p.u32() } else { net.a.chain().params().chain_id };
+    // Signed for our network, or (flag bit 1) for another genesis with the same chain id.
+    let genesis_hash =
+        if flags & 2 != 0 { vision_node::chain::types::Hash([p.u8(); 32]) } else { net.a.chain().params().genesis_hash };
     let from = key.address();
     let state_nonce = net.a.chain().read().and_then(|r| r.account(&from)).expect("account").nonce;
     let base = net.a.mempool().pending_nonce(&from, state_nonce).saturating_add_signed(i64::from(offset));
@@ -330,7 +333,7 @@ fn transfers(net: &Net, p: &mut Params<'_>) -> Vec<Transaction> {
                 kind: TxKind::Transfer { to, amount },
                 signature: [0; 64],
             };
-            key.sign_tx(&mut tx);
+            key.sign_tx(&mut tx, &genesis_hash);
             tx
         })
         .collect()

@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(tx) = Transaction::decode(data) else { return };
     assert_eq!(tx.encode(), data, "transaction encoding is not canonical");
     assert_eq!(tx.encoded_len(), data.len());
-    assert_eq!(tx.signing_bytes()[..], data[..data.len() - 64], "signing bytes are not the unsigned prefix");
+    let genesis = vision_node::chain::types::Hash([7; 32]);
+    let signing = tx.signing_bytes(&genesis);
+    assert_eq!(signing[..signing.len() - 32], data[..data.len() - 64], "signing bytes start with the unsigned prefix");
+    assert_eq!(signing[signing.len() - 32..], genesis.0, "signing bytes end with the genesis hash");
     let batch = encode_tx_batch(&[tx]);
     assert_eq!(decode_tx_batch(&batch).expect("a one-transaction batch decodes"), vec![tx]);
     let _ = (tx.id(), tx.witness_hash(), tx.total_cost());

@@ -570,7 +570,8 @@ fn invalid_block(core: &Core, seed: u64) -> Result<Option<Block>, StoreError> {
     let mut rng = Rng::seeded(&seed.to_le_bytes());
     let params = core.chain().params();
     let sender = wallet::Keypair::from_seed(&rng.bytes32());
-    let mut tx = transfer(&sender, Address(rng.bytes32()), 1, params.min_fee.max(1), 0, params.chain_id);
+    let mut tx =
+        transfer(&sender, Address(rng.bytes32()), 1, params.min_fee.max(1), 0, params.chain_id, &params.genesis_hash);
     let bit = rng.below(64 * 8) as usize;
     if let Some(byte) = tx.signature.get_mut(bit / 8) {
         *byte ^= 1 << (bit % 8);

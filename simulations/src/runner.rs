@@ -503,6 +503,7 @@ impl Runner {
             return Ok(());
         };
         let chain_id = self.genesis.chain_id;
+        let genesis_hash = self.genesis.hash();
         // This node's accounts, plus unclaimed ones until there is one per transfer.
         let mut mine: Vec<usize> = (0..self.accounts.len()).filter(|k| self.home[*k] == Some(i)).collect();
         for k in 0..self.accounts.len() {
@@ -524,7 +525,7 @@ impl Runner {
                 let nonce = self.nonces[k];
                 self.nonces[k] += 1;
                 let to = Address(self.rng.bytes32());
-                vision_node::testkit::transfer(&self.accounts[k], to, 1, 1, nonce, chain_id)
+                vision_node::testkit::transfer(&self.accounts[k], to, 1, 1, nonce, chain_id, &genesis_hash)
             })
             .collect();
         let results = tokio::task::spawn_blocking(move || core.submit_transactions(&txs, TxSource::Api))

@@ -226,7 +226,8 @@ fn ws_client_that_never_reads_is_dropped_and_a_reading_one_is_not() {
     let g = genesis(dir.path(), &senders, 5, 200);
     let node = NodeProcess::start(&dir.path().join("data"), &["--network", "false", "--genesis", &g, "--mine", "true"]);
     let client = node.client();
-    let chain_id = client.status().unwrap().chain_id;
+    let status = client.status().unwrap();
+    let (chain_id, genesis_hash) = (status.chain_id, status.genesis_hash);
 
     // The slow client subscribes to everything, then never reads again.
     let mut slow = Ws::connect(&node.api);
@@ -271,7 +272,7 @@ fn ws_client_that_never_reads_is_dropped_and_a_reading_one_is_not() {
                 break 'flood;
             }
             assert!(Instant::now() < deadline, "slow client not dropped after {sent} transfers");
-            let tx = vision_node::testkit::transfer(k, bob, 1, 10, nonce, chain_id);
+            let tx = vision_node::testkit::transfer(k, bob, 1, 10, nonce, chain_id, &genesis_hash);
             // A submission that races a block import can see a spurious `nonce_gap` (the state it
             // reads predates the block the pool already dropped the previous nonce for); resend.
             wait_for("the transfer accepted", Duration::from_secs(10), || match client.submit(&tx) {

@@ -29,14 +29,18 @@ fn status(core: &Core, b: &Block) -> Option<BlockStatus> {
 #[test]
 fn crash_store_error_in_connect_leaves_the_block_importable() {
     let (genesis, keys) = genesis_with_accounts(2, 1_000_000_000);
+    let gh = genesis.hash();
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let x = test_core(&genesis, Some(dirs[0].path()), None);
     let y = test_core(&genesis, Some(dirs[1].path()), None);
 
     // Plain extension: the error fails the import and leaves no trace of the block.
-    let b1 =
-        next_block(x.chain(), vec![transfer(&keys[0], Address([1; 32]), 5, 1_000, 0, TEST_CHAIN_ID)], Address([7; 32]))
-            .unwrap();
+    let b1 = next_block(
+        x.chain(),
+        vec![transfer(&keys[0], Address([1; 32]), 5, 1_000, 0, TEST_CHAIN_ID, &gh)],
+        Address([7; 32]),
+    )
+    .unwrap();
     vision_node::fault::arm_io_error(POINT, 1);
     let e = x.import_block(&b1, BlockSource::Network).unwrap_err();
     assert!(matches!(e, ImportError::Store(_)), "a disk error is a storage error: {e:?}");
@@ -50,7 +54,7 @@ fn crash_store_error_in_connect_leaves_the_block_importable() {
     // Inside a reorganisation: y builds a heavier branch from genesis; x fails on its first block.
     let branch: Vec<Block> = (0..2u64)
         .map(|i| {
-            let tx = transfer(&keys[1], Address([2; 32]), 9, 1_000, i, TEST_CHAIN_ID);
+            let tx = transfer(&keys[1], Address([2; 32]), 9, 1_000, i, TEST_CHAIN_ID, &gh);
             let b = next_block(y.chain(), vec![tx], Address([8; 32])).unwrap();
             y.import_block(&b, BlockSource::Miner).unwrap();
             b

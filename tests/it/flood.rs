@@ -316,11 +316,12 @@ fn a_million_transactions_through_api_and_gossip_keep_the_mempool_within_its_cap
     };
     let genesis_file = dir.path().join("genesis.toml");
     genesis.save(&genesis_file).unwrap();
+    let gh = genesis.hash();
     let sink = Address([0xee; 32]);
     let txs: Vec<Vec<Transaction>> = keys
         .par_iter()
         .enumerate()
-        .map(|(s, k)| (0..NONCES).map(|n| transfer(k, sink, 1, fee_of(s as u32), n, FLOOD_CHAIN_ID)).collect())
+        .map(|(s, k)| (0..NONCES).map(|n| transfer(k, sink, 1, fee_of(s as u32), n, FLOOD_CHAIN_ID, &gh)).collect())
         .collect();
     eprintln!("signed {FLOOD_TXS} transactions of {SENDERS} senders in {:?}", prep.elapsed());
 

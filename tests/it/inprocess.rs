@@ -68,7 +68,15 @@ fn three_in_process_nodes_over_the_memory_transport() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // A transaction submitted to c is relayed and mined by a.
-        let tx = vision_node::testkit::transfer(&alice, Keypair::from_seed(&[2; 32]).address(), 7, 10, 0, 44);
+        let tx = vision_node::testkit::transfer(
+            &alice,
+            Keypair::from_seed(&[2; 32]).address(),
+            7,
+            10,
+            0,
+            44,
+            &genesis.hash(),
+        );
         c.core().submit_transaction(tx).unwrap();
         let id = tx.id();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -95,11 +103,12 @@ fn bursts_of_api_transactions_larger_than_the_event_broadcast_are_all_gossiped()
     const BURST: usize = 2_000;
     const { assert!(BURST > EVENT_CHANNEL_CAP) };
     let (genesis, keys) = genesis_with_accounts(SENDERS, 1_000_000);
+    let gh = genesis.hash();
     let sink = Keypair::from_seed(&[3; 32]).address();
     // Nonce-major order, so every burst is gap-free for its senders.
     let txs: Vec<_> = (0..NONCES)
         .flat_map(|nonce| keys.iter().map(move |k| (k, nonce)))
-        .map(|(k, nonce)| transfer(k, sink, 1, 2, nonce, TEST_CHAIN_ID))
+        .map(|(k, nonce)| transfer(k, sink, 1, 2, nonce, TEST_CHAIN_ID, &gh))
         .collect();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {

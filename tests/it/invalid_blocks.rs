@@ -34,7 +34,8 @@ fn child_of(parent: &BlockHeader, txs: Vec<Transaction>, salt: u64) -> Block {
 
 /// `n` signed transfers of `key` from nonce `from`.
 fn transfers(key: &Keypair, from: u64, n: u64) -> Vec<Transaction> {
-    (from..from + n).map(|nonce| transfer(key, Address([4; 32]), 1, 1, nonce, TEST_CHAIN_ID)).collect()
+    let gh = genesis_with_accounts(2, 1_000_000_000_000).0.hash();
+    (from..from + n).map(|nonce| transfer(key, Address([4; 32]), 1, 1, nonce, TEST_CHAIN_ID, &gh)).collect()
 }
 
 fn db_bytes(dir: &std::path::Path) -> u64 {

@@ -33,4 +33,5 @@ mod sync_attack;
 mod timestamp_attack;
 mod tx_junk;
 mod vector_file;
+mod vector_regen;
 mod vectors;

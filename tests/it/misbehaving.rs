@@ -113,6 +113,11 @@ impl Setting {
         Setting { genesis_file: genesis_file.to_str().unwrap().to_string(), dir, keys, topics, local, rt }
     }
 
+    /// The genesis hash of the setting's network (what its transactions are signed for).
+    pub(crate) fn genesis_hash(&self) -> vision_node::chain::types::Hash {
+        self.local.chain().params().genesis_hash
+    }
+
     /// A fresh in-memory chain on the setting's genesis (e.g. an attacker's own copy of the chain).
     pub(crate) fn open_core(&self) -> Core {
         let genesis = vision_node::chain::genesis::Genesis::load(std::path::Path::new(&self.genesis_file)).unwrap();
@@ -174,7 +179,7 @@ impl Setting {
     /// A block on the fed tip with a valid header and PoW (difficulty 1: every nonce meets it) whose
     /// one transaction carries a broken signature under a matching transactions root.
     fn invalid_body_block(&self, variant: u64) -> Vec<u8> {
-        let tx = transfer(&self.keys[0], Address([9; 32]), 5, 1, 0, TEST_CHAIN_ID);
+        let tx = transfer(&self.keys[0], Address([9; 32]), 5, 1, 0, TEST_CHAIN_ID, &self.genesis_hash());
         let mut block = next_block(self.local.chain(), vec![tx], Address([0xee; 32])).unwrap();
         block.transactions[0].signature[0] ^= 0xff;
         block.header.tx_root = tx_root(&block.transactions);
@@ -899,7 +904,7 @@ fn a_mutated_body_does_not_poison_the_genuine_block_and_bad_transactions_cost_on
 
     // A genuine next block with one transfer, and the same header over an altered body (the
     // transfer dropped): the header and its PoW are valid, the transactions root is not.
-    let tx = transfer(&s.keys[0], Address([7; 32]), 5, 1, 0, TEST_CHAIN_ID);
+    let tx = transfer(&s.keys[0], Address([7; 32]), 5, 1, 0, TEST_CHAIN_ID, &s.genesis_hash());
     let genuine = next_block(s.local.chain(), vec![tx], Address([0xb1; 32])).unwrap();
     let mut mutated = genuine.clone();
     mutated.transactions.clear();
@@ -924,11 +929,11 @@ fn a_mutated_body_does_not_poison_the_genuine_block_and_bad_transactions_cost_on
     // Transactions from two fresh peers: one with a broken signature, one merely below the fee
     // minimum. Only the first costs its sender.
     let bad_sig = {
-        let mut t = transfer(&s.keys[1], Address([8; 32]), 5, 1, 0, TEST_CHAIN_ID);
+        let mut t = transfer(&s.keys[1], Address([8; 32]), 5, 1, 0, TEST_CHAIN_ID, &s.genesis_hash());
         t.signature[0] ^= 0xff;
         t
     };
-    let low_fee = transfer(&s.keys[1], Address([8; 32]), 5, 0, 0, TEST_CHAIN_ID);
+    let low_fee = transfer(&s.keys[1], Address([8; 32]), 5, 0, 0, TEST_CHAIN_ID, &s.genesis_hash());
     let refused_before = metric(&a, NETWORK_TXS_REFUSED);
     let liar = s.stack_peer(&a, &[&b]);
     let cheap = s.stack_peer(&a, &[&b]);

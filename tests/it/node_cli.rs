@@ -122,8 +122,9 @@ fn bad_input_gets_clear_errors() {
 
     let dev = vision_node::chain::genesis::dev_keypair(1);
     let to = vision_node::chain::genesis::dev_keypair(2).address();
-    let chain_id = client.status().unwrap().chain_id;
-    let mk = |nonce, amount, fee| vision_node::testkit::transfer(&dev, to, amount, fee, nonce, chain_id);
+    let status = client.status().unwrap();
+    let (chain_id, gh) = (status.chain_id, status.genesis_hash);
+    let mk = |nonce, amount, fee| vision_node::testkit::transfer(&dev, to, amount, fee, nonce, chain_id, &gh);
     let submit = |tx: &vision_node::chain::types::Transaction| match client.submit(tx) {
         Err(vision_node::wallet::ClientError::Api { status, code, .. }) => (status, code),
         other => panic!("expected an API error, got {other:?}"),
@@ -138,7 +139,7 @@ fn bad_input_gets_clear_errors() {
     client.submit(&ok).unwrap();
     assert_eq!(submit(&ok), (409, "already_known".into()));
     assert_eq!(client.tx(&ok.id()).unwrap().status, "pending");
-    let wrong_chain = vision_node::testkit::transfer(&dev, to, 1, 1_000, 1, chain_id + 1);
+    let wrong_chain = vision_node::testkit::transfer(&dev, to, 1, 1_000, 1, chain_id + 1, &gh);
     assert_eq!(submit(&wrong_chain), (400, "wrong_chain_id".into()));
     assert!(node.terminate());
 }
@@ -153,12 +154,13 @@ fn batch_submission_answers_each_transaction() {
     let client = node.client();
     let dev = vision_node::chain::genesis::dev_keypair(1);
     let to = vision_node::chain::genesis::dev_keypair(2).address();
-    let chain_id = client.status().unwrap().chain_id;
-    let mk = |nonce, fee| vision_node::testkit::transfer(&dev, to, 1, fee, nonce, chain_id);
+    let status = client.status().unwrap();
+    let (chain_id, gh) = (status.chain_id, status.genesis_hash);
+    let mk = |nonce, fee| vision_node::testkit::transfer(&dev, to, 1, fee, nonce, chain_id, &gh);
     let hex_of = |tx: &vision_node::chain::types::Transaction| hex::encode(tx.encode());
     // From another funded sender: a nonce gap would be refused before its signature is checked.
     let other = vision_node::chain::genesis::dev_keypair(2);
-    let mut bad_sig = vision_node::testkit::transfer(&other, to, 1, 1_000, 0, chain_id);
+    let mut bad_sig = vision_node::testkit::transfer(&other, to, 1, 1_000, 0, chain_id, &gh);
     bad_sig.signature[10] ^= 1;
     let txs = [
         hex_of(&mk(0, 1_000)),

@@ -238,7 +238,11 @@ fn check_sync_response(v: &Vector) {
                 assert_eq!(b.header.height, v.num::<u64>(&k("height")), "{name}: block {i} height");
                 assert_eq!(b.transactions.len(), v.num::<usize>(&k("tx_count")), "{name}: block {i} tx_count");
                 for tx in &b.transactions {
-                    assert_eq!(verify_tx(tx), Ok(()), "{name}: block {i}: signatures verify");
+                    assert_eq!(
+                        verify_tx(tx, &Genesis::devnet().hash()),
+                        Ok(()),
+                        "{name}: block {i}: signatures verify"
+                    );
                 }
             }
             assert_eq!(at, payload.len(), "{name}: nothing after the last block");
@@ -451,12 +455,12 @@ fn check_gossip_tx_batch(v: &Vector) {
         assert_eq!(tx.from, v.address(&k("from")), "{name}: tx {i} from");
         assert_eq!(tx.nonce, v.num::<u64>(&k("nonce")), "{name}: tx {i} nonce");
         assert_eq!(tx.chain_id, Genesis::devnet().chain_id, "{name}: tx {i} is for the devnet");
-        assert_eq!(verify_tx(tx), Ok(()), "{name}: tx {i} signature");
+        assert_eq!(verify_tx(tx, &Genesis::devnet().hash()), Ok(()), "{name}: tx {i} signature");
         let key = dev_keypair(v.num(&k("dev_account")));
         assert_eq!(key.address(), tx.from, "{name}: tx {i} is signed by the listed dev account");
         let mut resigned = *tx;
         resigned.signature = [0; 64];
-        key.sign_tx(&mut resigned);
+        key.sign_tx(&mut resigned, &Genesis::devnet().hash());
         assert_eq!(resigned.signature, tx.signature, "{name}: tx {i}: re-signing reproduces the signature");
     }
     assert_eq!(at, payload.len(), "{name}: nothing after the last transaction");

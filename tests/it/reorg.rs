@@ -47,22 +47,23 @@ struct Setup {
 /// (keys 1 and 2 pay; key 2's transfer is the same transaction on both branches).
 fn setup(b_len: usize) -> Setup {
     let (genesis, keys) = genesis_with_accounts(4, 1_000_000_000);
+    let gh = genesis.hash();
     let a = test_core(&genesis, None, Some(100));
     let b = test_core(&genesis, None, Some(100));
     let prefix = extend(&a, 2, Address([0xaa; 32]), |i| {
-        vec![transfer(&keys[3], Address([3; 32]), 10, 5, i as u64, TEST_CHAIN_ID)]
+        vec![transfer(&keys[3], Address([3; 32]), 10, 5, i as u64, TEST_CHAIN_ID, &gh)]
     });
     import_all(&b, &prefix);
-    let shared = transfer(&keys[2], Address([2; 32]), 7, 5, 0, TEST_CHAIN_ID);
+    let shared = transfer(&keys[2], Address([2; 32]), 7, 5, 0, TEST_CHAIN_ID, &gh);
     let branch_a = extend(&a, 3, Address([0xa1; 32]), |i| {
-        let mut v = vec![transfer(&keys[0], Address([1; 32]), 100 + i as u128, 10, i as u64, TEST_CHAIN_ID)];
+        let mut v = vec![transfer(&keys[0], Address([1; 32]), 100 + i as u128, 10, i as u64, TEST_CHAIN_ID, &gh)];
         if i == 1 {
             v.push(shared);
         }
         v
     });
     let branch_b = extend(&b, b_len, Address([0xb1; 32]), |i| {
-        let mut v = vec![transfer(&keys[1], Address([1; 32]), 200 + i as u128, 10, i as u64, TEST_CHAIN_ID)];
+        let mut v = vec![transfer(&keys[1], Address([1; 32]), 200 + i as u128, 10, i as u64, TEST_CHAIN_ID, &gh)];
         if i == 0 {
             v.push(shared);
         }
@@ -80,7 +81,7 @@ fn heavier_branch_wins_and_losers_return_to_the_mempool() {
     import_all(&z, &s.branch_a);
     assert_eq!(z.chain().tip().hash, s.branch_a[2].hash());
     // A pooled transaction of key 0 that follows branch A's nonces.
-    let follow_up = transfer(&s.keys[0], Address([9; 32]), 1, 10, 3, TEST_CHAIN_ID);
+    let follow_up = transfer(&s.keys[0], Address([9; 32]), 1, 10, 3, TEST_CHAIN_ID, &s.genesis.hash());
     z.submit_transaction(follow_up).unwrap();
 
     // B1..B3 have no more work than A's tip: side chain. B4 has more: reorg.

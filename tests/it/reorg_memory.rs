@@ -20,7 +20,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use vision_node::chain::genesis::Genesis;
 use vision_node::chain::import::{Arrival, Durability};
-use vision_node::chain::types::{Address, Block};
+use vision_node::chain::types::{Address, Block, Hash};
 use vision_node::chain::{ImportError, ImportOutcome, Transaction};
 use vision_node::mempool::Limits;
 use vision_node::node::{BlockSource, Core, Node, NodeConfig};
@@ -55,7 +55,7 @@ fn setup_genesis() -> (Genesis, Vec<Keypair>) {
 /// `n` transfers for block `height` of a branch: sender `j % SENDERS`, nonces continuing each
 /// sender's sequence, recipients and amounts distinct per branch (so the two branches spend the
 /// same nonces: the losing branch's transactions do not return to the pool).
-fn transfers(keys: &[Keypair], branch: u8, height: usize, n: usize) -> Vec<Transaction> {
+fn transfers(keys: &[Keypair], gh: &Hash, branch: u8, height: usize, n: usize) -> Vec<Transaction> {
     assert_eq!(n % SENDERS as usize, 0, "transfers per block: a multiple of {SENDERS}");
     let per_sender = n / SENDERS as usize;
     (0..n)
@@ -64,7 +64,7 @@ fn transfers(keys: &[Keypair], branch: u8, height: usize, n: usize) -> Vec<Trans
             let s = j % SENDERS as usize;
             let nonce = (height * per_sender + j / SENDERS as usize) as u64;
             let to = Address([branch.wrapping_add(j as u8); 32]);
-            transfer(&keys[s], to, 1 + u128::from(branch), 1, nonce, TEST_CHAIN_ID)
+            transfer(&keys[s], to, 1 + u128::from(branch), 1, nonce, TEST_CHAIN_ID, gh)
         })
         .collect()
 }
@@ -77,11 +77,15 @@ fn build(dir: &Path, blocks: usize, txs: usize) {
     let a = Node::open_core(&config(&genesis, Some(&dir.join("db")), depth)).unwrap();
     let b = Node::open_core(&config(&genesis, None, depth)).unwrap();
     for h in 0..blocks {
-        let block = next_block(a.chain(), transfers(&keys, 0, h, txs), Address([0xa0; 32])).unwrap();
+        let block =
+            next_block(a.chain(), transfers(&keys, &a.chain().params().genesis_hash, 0, h, txs), Address([0xa0; 32]))
+                .unwrap();
         assert!(matches!(a.import_block(&block, BlockSource::Miner).unwrap(), ImportOutcome::NewTip { .. }));
     }
     for h in 0..=blocks {
-        let block = next_block(b.chain(), transfers(&keys, 1, h, txs), Address([0xb0; 32])).unwrap();
+        let block =
+            next_block(b.chain(), transfers(&keys, &b.chain().params().genesis_hash, 1, h, txs), Address([0xb0; 32]))
+                .unwrap();
         b.import_block(&block, BlockSource::Miner).unwrap();
         if h < blocks {
             // Sync asked for it: stored as side chain (equal work, the first seen keeps the tip).
@@ -207,7 +211,15 @@ fn large_reorg_peak_rss() {
 fn extend(core: &Core, n: usize, key: &Keypair, nonce: u64, miner: u8) -> Vec<Block> {
     (0..n)
         .map(|i| {
-            let txs = vec![transfer(key, Address([miner; 32]), 1, 1, nonce + i as u64, TEST_CHAIN_ID)];
+            let txs = vec![transfer(
+                key,
+                Address([miner; 32]),
+                1,
+                1,
+                nonce + i as u64,
+                TEST_CHAIN_ID,
+                &core.chain().params().genesis_hash,
+            )];
             let b = next_block(core.chain(), txs, Address([miner; 32])).unwrap();
             core.import_block(&b, BlockSource::Miner).unwrap();
             b

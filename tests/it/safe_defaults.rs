@@ -6,12 +6,14 @@
 //! - `wallet send` takes the chain id and genesis hash from its own configuration (`--genesis`, or
 //!   the embedded devnet) and refuses a node that reports another network, or an entry fee above
 //!   `--max-fee` (default: 10 x the genesis minimum fee), before it signs anything;
+//! - a transaction signed for one genesis is refused, as an invalid signature, by a node of another
+//!   genesis that shares its chain id (signatures bind the genesis hash).
 
 use std::time::{Duration, Instant};
 
 use crate::common::{NodeProcess, cli, cli_ok, genesis};
 use vision_node::chain::genesis::Genesis;
-use vision_node::wallet::Keypair;
+use vision_node::wallet::{ClientError, Keypair};
 
 /// The log lines of `node` at `level` whose message contains `needle`.
 fn logged(node: &NodeProcess, level: &str, needle: &str) -> Vec<String> {
@@ -144,6 +146,7 @@ fn wallet_refuses_an_inflated_fee() {
         pricey,
         0,
         devnet.chain_id,
+        &devnet.hash(),
     );
     node.client().submit(&filler).unwrap();
     assert_eq!(node.status().min_fee_to_enter, (pricey + 1).to_string());
@@ -166,4 +169,31 @@ fn wallet_refuses_an_inflated_fee() {
     let id: vision_node::chain::types::Hash = out.trim().parse().unwrap();
     assert_eq!(node.client().tx(&id).unwrap().status, "pending");
     assert!(node.terminate());
+}
+
+/// Two networks that share a chain id and a funded account: a transfer signed for one is refused
+/// by the other as an invalid signature, because the signature covers the genesis hash.
+#[test]
+fn a_transaction_does_not_replay_across_genesis() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Keypair::from_seed(&[0x63; 32]);
+    std::fs::create_dir_all(dir.path().join("g1")).unwrap();
+    std::fs::create_dir_all(dir.path().join("g2")).unwrap();
+    let g1 = genesis(&dir.path().join("g1"), &[&alice], 500, 1);
+    let g2 = genesis(&dir.path().join("g2"), &[&alice], 600, 1);
+    let node1 = NodeProcess::start(&dir.path().join("n1"), &["--genesis", &g1, "--network", "false"]);
+    let node2 = NodeProcess::start(&dir.path().join("n2"), &["--genesis", &g2, "--network", "false"]);
+    assert_eq!(node1.status().chain_id, node2.status().chain_id);
+    let bob = Keypair::from_seed(&[0x64; 32]).address();
+    let h1 = Genesis::load(g1.as_ref()).unwrap().hash();
+    let tx = vision_node::testkit::transfer(&alice, bob, 5, 10, 0, 42, &h1);
+    let id = node1.client().submit(&tx).unwrap();
+    assert_eq!(node1.client().tx(&id).unwrap().status, "pending");
+    // The same bytes replayed to network 2 (same chain id, same account, same nonce).
+    match node2.client().submit(&tx) {
+        Err(ClientError::Api { status: 400, code, .. }) => assert_eq!(code, "invalid_signature"),
+        other => panic!("network 2 must refuse a transaction signed for network 1, got {other:?}"),
+    }
+    assert_eq!(node2.status().mempool_size, 0);
+    assert!(node1.terminate() && node2.terminate());
 }

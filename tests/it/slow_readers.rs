@@ -64,6 +64,8 @@ fn prebuilt_chain(dir: &std::path::Path) -> (String, Topics, u64) {
     let (genesis, keys) = genesis_with_accounts(TXS_PER_BLOCK, 1_000_000_000_000);
     let file = dir.join("genesis.toml");
     genesis.save(&file).unwrap();
+    let gh = genesis.hash();
+    let gh = &gh;
     let core = Node::open_core(&NodeConfig {
         data_dir: Some(dir.join("a")),
         genesis: genesis.clone(),
@@ -76,7 +78,9 @@ fn prebuilt_chain(dir: &std::path::Path) -> (String, Topics, u64) {
             let parts: Vec<_> = keys
                 .chunks(keys.len() / 2)
                 .map(|part| {
-                    s.spawn(move || part.iter().map(|k| transfer(k, to, 1, 1, h, TEST_CHAIN_ID)).collect::<Vec<_>>())
+                    s.spawn(move || {
+                        part.iter().map(|k| transfer(k, to, 1, 1, h, TEST_CHAIN_ID, gh)).collect::<Vec<_>>()
+                    })
                 })
                 .collect();
             parts.into_iter().flat_map(|p| p.join().unwrap()).collect::<Vec<_>>()

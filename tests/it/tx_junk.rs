@@ -24,7 +24,7 @@
 
 use std::time::Duration;
 
-use vision_node::chain::types::{Address, Transaction};
+use vision_node::chain::types::{Address, Hash, Transaction};
 use vision_node::p2p::gossip::encode_tx_batch;
 use vision_node::testkit::{TEST_CHAIN_ID, test_key, transfer};
 use vision_node::wallet::Keypair;
@@ -48,9 +48,9 @@ fn check_bound(n: u64) -> f64 {
 }
 
 /// `tx` with the signature of a transfer that differs in amount: well-formed, wrong.
-fn junk_signature(from: &Keypair, nonce: u64) -> Transaction {
-    let mut tx = transfer(from, Address([0x3a; 32]), 1, 1, nonce, TEST_CHAIN_ID);
-    tx.signature = transfer(from, Address([0x3a; 32]), 2, 1, nonce, TEST_CHAIN_ID).signature;
+fn junk_signature(from: &Keypair, nonce: u64, gh: &Hash) -> Transaction {
+    let mut tx = transfer(from, Address([0x3a; 32]), 1, 1, nonce, TEST_CHAIN_ID, gh);
+    tx.signature = transfer(from, Address([0x3a; 32]), 2, 1, nonce, TEST_CHAIN_ID, gh).signature;
     tx
 }
 
@@ -60,11 +60,12 @@ fn a_junk_transaction_batch_gets_its_sender_banned_costs_bounded_checks_and_is_n
     let (a, b, h) = start(&s, &[]);
     // The setting's two funded accounts (`genesis_with_accounts(2, ..)`).
     let (payer, victim) = (test_key(0), test_key(1));
+    let gh = s.genesis_hash();
 
     // 1. One valid transfer, then junk signatures over payable transfers of a funded account.
-    let valid = transfer(&payer, Address([0x51; 32]), 5, 1, 0, TEST_CHAIN_ID);
+    let valid = transfer(&payer, Address([0x51; 32]), 5, 1, 0, TEST_CHAIN_ID, &gh);
     let mut batch = vec![valid];
-    batch.extend((0..JUNK).map(|n| junk_signature(&victim, n)));
+    batch.extend((0..JUNK).map(|n| junk_signature(&victim, n, &gh)));
     let checks_before = metric(&a, SIG_CHECKS);
     let evil = s.stack_peer(&a, &[&b]);
     wait_for("the junk batch published", Duration::from_secs(15), || {
@@ -92,12 +93,12 @@ fn a_junk_transaction_batch_gets_its_sender_banned_costs_bounded_checks_and_is_n
     assert_eq!(metric(&b, B_REFUSED), 0.0, "b never saw a junk transaction");
 
     // 2. One valid transfer, then properly signed transfers from unfunded keys.
-    let valid2 = transfer(&payer, Address([0x52; 32]), 5, 1, 1, TEST_CHAIN_ID);
+    let valid2 = transfer(&payer, Address([0x52; 32]), 5, 1, 1, TEST_CHAIN_ID, &gh);
     let mut batch2 = vec![valid2];
     batch2.extend((0..JUNK).map(|i| {
         let mut seed = [0x77; 32];
         seed[..8].copy_from_slice(&i.to_le_bytes());
-        transfer(&Keypair::from_seed(&seed), Address([0x3b; 32]), 1, 1, 0, TEST_CHAIN_ID)
+        transfer(&Keypair::from_seed(&seed), Address([0x3b; 32]), 1, 1, 0, TEST_CHAIN_ID, &gh)
     }));
     let checks_before = metric(&a, SIG_CHECKS);
     let poor = s.stack_peer(&a, &[&b]);

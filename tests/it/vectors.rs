@@ -56,8 +56,9 @@ fn blake3(parts: &[&[u8]]) -> Hash {
     Hash(*h.finalize().as_bytes())
 }
 
-fn signature_result(tx: &Transaction) -> String {
-    match verify_tx(tx) {
+/// The signature check of `tx` on the network of `genesis_hash`.
+fn signature_result(tx: &Transaction, genesis_hash: &Hash) -> String {
+    match verify_tx(tx, genesis_hash) {
         Ok(()) => "ok".to_string(),
         Err(e) => format!("{e:?}"),
     }
@@ -92,26 +93,37 @@ fn check_tx(v: &Vector) {
     assert_eq!(v.num::<u8>("kind_tag"), bytes[1], "{name}: kind tag byte");
     assert_eq!(decoded.kind.tag(), bytes[1], "{name}: kind tag");
 
-    // The signature covers exactly the unsigned prefix; the id hashes it, the witness hash all bytes.
+    // The signature covers the unsigned prefix followed by the genesis hash of the network it is
+    // for; the id hashes the unsigned prefix alone, the witness hash all bytes.
+    let genesis_hash = v.hash("genesis_hash");
+    assert_eq!(genesis_hash, Genesis::devnet().hash(), "{name}: the transaction vectors are for the devnet");
     let signing = v.hex("signing_bytes");
-    assert_eq!(signing, bytes[..bytes.len() - 64], "{name}: signing bytes are the unsigned prefix");
-    assert_eq!(decoded.signing_bytes(), signing, "{name}: signing_bytes()");
+    let unsigned = &signing[..signing.len() - 32];
+    assert_eq!(unsigned, &bytes[..bytes.len() - 64], "{name}: signing bytes start with the unsigned prefix");
+    assert_eq!(signing[signing.len() - 32..], genesis_hash.0, "{name}: signing bytes end with the genesis hash");
+    assert_eq!(decoded.signing_bytes(&genesis_hash), signing, "{name}: signing_bytes()");
     assert_eq!(bytes[bytes.len() - 64..], decoded.signature, "{name}: signature is the last 64 bytes");
     let id = v.hash("id");
     assert_eq!(decoded.id(), id, "{name}: id");
-    assert_eq!(blake3(&[&signing]), id, "{name}: id = BLAKE3(unsigned encoding)");
+    assert_eq!(blake3(&[unsigned]), id, "{name}: id = BLAKE3(unsigned encoding)");
     let witness = v.hash("witness_hash");
     assert_eq!(decoded.witness_hash(), witness, "{name}: witness hash");
     assert_eq!(blake3(&[&bytes]), witness, "{name}: witness hash = BLAKE3(full encoding)");
 
-    assert_eq!(signature_result(&decoded), v.str("signature_check"), "{name}: signature check");
+    assert_eq!(signature_result(&decoded, &genesis_hash), v.str("signature_check"), "{name}: signature check");
+    if v.str("signature_check") == "ok" {
+        // Bound to its genesis: the same bytes fail on another network with the same chain id.
+        let mut other = Genesis::devnet();
+        other.timestamp_ms += 1;
+        assert_eq!(signature_result(&decoded, &other.hash()), "Mismatch", "{name}: replay on another genesis");
+    }
     if v.has("secret_key") {
         let seed: [u8; 32] = v.hex("secret_key").try_into().expect("secret key is 32 bytes");
         let key = Keypair::from_seed(&seed);
         assert_eq!(key.address(), decoded.from, "{name}: the secret key's address is `from`");
         let mut resigned = decoded;
         resigned.signature = [0; 64];
-        key.sign_tx(&mut resigned);
+        key.sign_tx(&mut resigned, &genesis_hash);
         assert_eq!(resigned.signature, decoded.signature, "{name}: ed25519 signing is deterministic");
     }
 }
@@ -182,7 +194,11 @@ fn check_block(v: &Vector) -> Block {
         at += 4 + len;
         assert_eq!(tx.id(), v.hash(&format!("tx.{i}.id")), "{name}: tx {i} id");
         assert_eq!(tx.witness_hash(), v.hash(&format!("tx.{i}.witness_hash")), "{name}: tx {i} witness hash");
-        assert_eq!(signature_result(tx), v.str(&format!("tx.{i}.signature_check")), "{name}: tx {i} signature");
+        assert_eq!(
+            signature_result(tx, &Genesis::devnet().hash()),
+            v.str(&format!("tx.{i}.signature_check")),
+            "{name}: tx {i} signature"
+        );
         leaves.push(tx.witness_hash());
     }
     assert_eq!(at, bytes.len(), "{name}: nothing after the last transaction");

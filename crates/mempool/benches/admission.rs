@@ -50,7 +50,7 @@ fn signed(kp: &Keypair, n: usize) -> Vec<Transaction> {
                 kind: TxKind::Transfer { to: Address([0xee; 32]), amount: 1 },
                 signature: [0; 64],
             };
-            kp.sign_tx(&mut t);
+            kp.sign_tx(&mut t, &vision_primitives::types::Hash::ZERO);
             t
         })
         .collect()

@@ -675,7 +675,7 @@ mod tests {
             kind: TxKind::Transfer { to: Address([0xee; 32]), amount },
             signature: [0; 64],
         };
-        kp.sign_tx(&mut t);
+        kp.sign_tx(&mut t, &vision_primitives::types::Hash::ZERO);
         t
     }
 

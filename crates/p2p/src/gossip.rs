@@ -137,7 +137,15 @@ mod tests {
         let kp = vision_primitives::keys::Keypair::from_seed(&[1; 32]);
         let txs: Vec<Transaction> = (0..3)
             .map(|n| {
-                vision_primitives::keys::signed_transfer(&kp, vision_primitives::types::Address([2; 32]), 1, 1, n, 1)
+                vision_primitives::keys::signed_transfer(
+                    &kp,
+                    vision_primitives::types::Address([2; 32]),
+                    1,
+                    1,
+                    n,
+                    1,
+                    &vision_primitives::types::Hash::ZERO,
+                )
             })
             .collect();
         assert_eq!(decode_tx_batch(&encode_tx_batch(&txs)).unwrap(), txs);

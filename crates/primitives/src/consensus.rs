@@ -399,8 +399,8 @@ pub fn check_body(
         check_tx_stateless(params, tx).map_err(|error| BlockError::InvalidTransaction { index, error })?;
     }
     match cache {
-        Some(cache) => verifier.verify_txs_cached(&block.transactions, cache),
-        None => verifier.verify_txs(&block.transactions),
+        Some(cache) => verifier.verify_txs_cached(&block.transactions, &params.genesis_hash, cache),
+        None => verifier.verify_txs(&block.transactions, &params.genesis_hash),
     }
     .map_err(BlockError::InvalidSignature)
 }
@@ -631,7 +631,7 @@ mod tests {
         let kp = crate::keys::Keypair::from_seed(&[3; 32]);
         let mut t = tx(9, 10, 1);
         t.from = kp.address();
-        kp.sign_tx(&mut t);
+        kp.sign_tx(&mut t, &p.genesis_hash);
         let mut block = Block { header: header(1, 0, 1), transactions: vec![t] };
         block.header.tx_root = tx_root(&block.transactions);
         let v = Verifier::default();
@@ -651,9 +651,15 @@ mod tests {
         bad_sig.header.tx_root = tx_root(&bad_sig.transactions);
         assert!(matches!(check_body(&p, &bad_sig, &v, None), Err(BlockError::InvalidSignature(_))));
 
+        // Signed for another network with the same chain id: the signature does not verify here.
+        let mut other_network = block.clone();
+        kp.sign_tx(&mut other_network.transactions[0], &Hash([0x42; 32]));
+        other_network.header.tx_root = tx_root(&other_network.transactions);
+        assert!(matches!(check_body(&p, &other_network, &v, None), Err(BlockError::InvalidSignature(_))));
+
         let mut low_fee = block.clone();
         low_fee.transactions[0].fee = 1;
-        kp.sign_tx(&mut low_fee.transactions[0]);
+        kp.sign_tx(&mut low_fee.transactions[0], &p.genesis_hash);
         low_fee.header.tx_root = tx_root(&low_fee.transactions);
         assert!(matches!(
             check_body(&p, &low_fee, &v, None),

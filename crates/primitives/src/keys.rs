@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 pub use zeroize::Zeroizing;
 
-use crate::types::{Address, Transaction};
+use crate::types::{Address, Hash, Transaction};
 
 /// Key files larger than this are refused unread (a key file is under 200 bytes).
 pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
@@ -112,9 +112,9 @@ impl Keypair {
         self.signing.sign(msg).to_bytes()
     }
 
-    /// Fills in the transaction's signature.
-    pub fn sign_tx(&self, tx: &mut Transaction) {
-        tx.signature = self.sign(&tx.signing_bytes());
+    /// Fills in the transaction's signature, for the network whose genesis hash is `genesis_hash`.
+    pub fn sign_tx(&self, tx: &mut Transaction, genesis_hash: &Hash) {
+        tx.signature = self.sign(&tx.signing_bytes(genesis_hash));
     }
 
     /// Writes a key file (mode 0600, crash-safe: see the module docs); refuses to overwrite.
@@ -296,8 +296,17 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// A transfer of `amount` from `from` to `to`, signed by `from`.
-pub fn signed_transfer(from: &Keypair, to: Address, amount: u128, fee: u128, nonce: u64, chain_id: u32) -> Transaction {
+/// A transfer of `amount` from `from` to `to`, signed by `from` for the network of `chain_id` and
+/// `genesis_hash`.
+pub fn signed_transfer(
+    from: &Keypair,
+    to: Address,
+    amount: u128,
+    fee: u128,
+    nonce: u64,
+    chain_id: u32,
+    genesis_hash: &Hash,
+) -> Transaction {
     let mut tx = Transaction {
         chain_id,
         from: from.address(),
@@ -306,7 +315,7 @@ pub fn signed_transfer(from: &Keypair, to: Address, amount: u128, fee: u128, non
         kind: crate::types::TxKind::Transfer { to, amount },
         signature: [0; 64],
     };
-    from.sign_tx(&mut tx);
+    from.sign_tx(&mut tx, genesis_hash);
     tx
 }
 

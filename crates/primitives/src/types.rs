@@ -4,6 +4,9 @@
 //! Identities:
 //! - a transaction's id ([`Transaction::id`]) is BLAKE3 of its *unsigned* encoding, so re-encoding or
 //!   mutating a signature never changes which transaction it is;
+//! - a transaction's signature covers its unsigned encoding followed by the genesis hash of the
+//!   network it is for ([`Transaction::signing_bytes`]): the chain id alone does not tell apart two
+//!   networks that share it, the genesis hash does, so a transaction never replays between them;
 //! - a transaction's witness hash ([`Transaction::witness_hash`]) is BLAKE3 of the full encoding,
 //!   signature included; the block's transactions root commits to witness hashes, so the body is
 //!   committed byte for byte;
@@ -226,7 +229,7 @@ pub struct Transaction {
     pub fee: u128,
     /// Kind-specific body.
     pub kind: TxKind,
-    /// ed25519 signature over [`Transaction::signing_bytes`].
+    /// ed25519 signature over [`Transaction::signing_bytes`] (which binds the genesis hash).
     pub signature: [u8; 64],
 }
 
@@ -246,10 +249,15 @@ impl Transaction {
         }
     }
 
-    /// The message the signature covers: the encoding without the signature.
-    pub fn signing_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(TRANSFER_TX_LEN);
+    /// The message the signature covers on the network whose genesis hash is `genesis_hash`: the
+    /// encoding without the signature, then the 32 bytes of the genesis hash (consensus: see
+    /// `protocols/encoding.md`, "Signing message"). The genesis hash is not part of the encoding
+    /// or of the id; a node supplies its own, so a transaction signed for another network that
+    /// shares the chain id fails verification.
+    pub fn signing_bytes(&self, genesis_hash: &Hash) -> Vec<u8> {
+        let mut w = Writer::with_capacity(TRANSFER_TX_LEN - 64 + 32);
         self.write_unsigned(&mut w);
+        w.bytes(&genesis_hash.0);
         w.finish()
     }
 

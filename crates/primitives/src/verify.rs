@@ -17,6 +17,12 @@
 //! Transaction ids do not cover the signature (see `chain::types`), so the torsion malleability the
 //! cofactored equation allows cannot give one transaction two ids.
 //!
+//! # The message
+//! A transaction's signature is checked over [`Transaction::signing_bytes`] for the verifying
+//! node's genesis hash: every entry point here takes it. A transaction signed for another network
+//! (another genesis, even with the same chain id) is a `Mismatch`. The [`SigCache`] key covers the
+//! genesis hash too, so a cache can never vouch for a signature checked against another network.
+//!
 //! # The parallel verifier
 //! Below [`DEFAULT_PARALLEL_THRESHOLD`] signatures, each is checked on the calling thread. At or above
 //! it, the signatures are split into chunks (at least [`MIN_CHUNK`] each), each chunk is checked as
@@ -32,7 +38,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha512};
 use thiserror::Error;
 
-use crate::types::Transaction;
+use crate::types::{Hash, Transaction};
 
 /// Below this many signatures the verifier checks them one by one on the calling thread; at or
 /// above it, in parallel batches. From `benches/verify.rs` (ADR 004): one signature is checked
@@ -125,9 +131,9 @@ pub fn verify_signature(key: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> Result<()
     prepare(key, msg, sig)?.check()
 }
 
-/// Verifies a transaction's signature.
-pub fn verify_tx(tx: &Transaction) -> Result<(), SignatureError> {
-    verify_signature(tx.from.as_bytes(), &tx.signing_bytes(), &tx.signature)
+/// Verifies a transaction's signature on the network whose genesis hash is `genesis_hash`.
+pub fn verify_tx(tx: &Transaction, genesis_hash: &Hash) -> Result<(), SignatureError> {
+    verify_signature(tx.from.as_bytes(), &tx.signing_bytes(genesis_hash), &tx.signature)
 }
 
 /// Checks all prepared signatures as one random linear combination (cofactored).
@@ -188,12 +194,12 @@ pub const SIG_CACHE_CAP: usize = 150_000;
 pub const SIG_CACHE: crate::bounds::Resource =
     crate::bounds::Resource::new("sig_cache", "verify::SIG_CACHE_CAP", SIG_CACHE_CAP);
 
-/// Witness hashes of transactions whose signatures verified, least recently used evicted first.
-///
-/// A witness hash is BLAKE3 of the whole encoding, signature included, so an entry vouches for
-/// exactly that message, key and signature under the rule above. Transactions verified at mempool
-/// admission are therefore not verified again when their block is imported (Bitcoin Core's
-/// signature cache does the same). Only successes are cached.
+/// Transactions whose signatures verified, least recently used evicted first, keyed by
+/// [`cache_key`]: BLAKE3 of the genesis hash and the whole encoding, signature included, so an
+/// entry vouches for exactly that message (the genesis hash is part of it), key and signature
+/// under the rule above. Transactions verified at mempool admission are therefore not verified
+/// again when their block is imported (Bitcoin Core's signature cache does the same). Only
+/// successes are cached.
 pub struct SigCache {
     inner: parking_lot::Mutex<lru::LruCache<[u8; 32], ()>>,
 }
@@ -235,10 +241,19 @@ impl Default for Verifier {
     }
 }
 
-fn verify_chunk(txs: &[Transaction], offset: usize) -> Result<(), InvalidSignature> {
+/// The [`SigCache`] key of `tx` checked on the network of `genesis_hash`:
+/// `BLAKE3(genesis_hash || full encoding)`.
+pub fn cache_key(tx: &Transaction, genesis_hash: &Hash) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(genesis_hash.as_bytes());
+    h.update(&tx.encode());
+    *h.finalize().as_bytes()
+}
+
+fn verify_chunk(txs: &[Transaction], genesis_hash: &Hash, offset: usize) -> Result<(), InvalidSignature> {
     let mut prepared = Vec::with_capacity(txs.len());
     for (i, tx) in txs.iter().enumerate() {
-        let p = prepare(tx.from.as_bytes(), &tx.signing_bytes(), &tx.signature)
+        let p = prepare(tx.from.as_bytes(), &tx.signing_bytes(genesis_hash), &tx.signature)
             .map_err(|error| InvalidSignature { index: offset + i, error })?;
         prepared.push(p);
     }
@@ -264,10 +279,15 @@ impl Verifier {
         if n < self.threshold.max(1) { Path::Sequential } else { Path::Parallel }
     }
 
-    /// Like [`Verifier::verify_txs`], but skips transactions whose witness hash is in `cache` and
+    /// Like [`Verifier::verify_txs`], but skips transactions whose [`cache_key`] is in `cache` and
     /// adds the ones that verify.
-    pub fn verify_txs_cached(&self, txs: &[Transaction], cache: &SigCache) -> Result<Path, InvalidSignature> {
-        let hashes: Vec<[u8; 32]> = txs.iter().map(|t| t.witness_hash().0).collect();
+    pub fn verify_txs_cached(
+        &self,
+        txs: &[Transaction],
+        genesis_hash: &Hash,
+        cache: &SigCache,
+    ) -> Result<Path, InvalidSignature> {
+        let hashes: Vec<[u8; 32]> = txs.iter().map(|t| cache_key(t, genesis_hash)).collect();
         let todo: Vec<usize> = {
             let mut c = cache.inner.lock();
             (0..txs.len()).filter(|i| c.get(&hashes[*i]).is_none()).collect()
@@ -276,7 +296,9 @@ impl Verifier {
             return Ok(Path::Cached);
         }
         let subset: Vec<Transaction> = todo.iter().map(|i| txs[*i]).collect();
-        let path = self.verify_txs(&subset).map_err(|e| InvalidSignature { index: todo[e.index], error: e.error })?;
+        let path = self
+            .verify_txs(&subset, genesis_hash)
+            .map_err(|e| InvalidSignature { index: todo[e.index], error: e.error })?;
         let mut c = cache.inner.lock();
         for i in todo {
             c.put(hashes[i], ());
@@ -284,18 +306,22 @@ impl Verifier {
         Ok(path)
     }
 
-    /// Verifies every transaction's signature; on failure names the lowest failing index.
-    pub fn verify_txs(&self, txs: &[Transaction]) -> Result<Path, InvalidSignature> {
+    /// Verifies every transaction's signature on the network of `genesis_hash`; on failure names
+    /// the lowest failing index.
+    pub fn verify_txs(&self, txs: &[Transaction], genesis_hash: &Hash) -> Result<Path, InvalidSignature> {
         if self.path_for(txs.len()) == Path::Sequential {
             for (index, tx) in txs.iter().enumerate() {
-                verify_tx(tx).map_err(|error| InvalidSignature { index, error })?;
+                verify_tx(tx, genesis_hash).map_err(|error| InvalidSignature { index, error })?;
             }
             return Ok(Path::Sequential);
         }
         let threads = rayon::current_num_threads().max(1);
         let chunk = txs.len().div_ceil(threads * 2).max(MIN_CHUNK);
-        let failures: Vec<InvalidSignature> =
-            txs.par_chunks(chunk).enumerate().filter_map(|(ci, c)| verify_chunk(c, ci * chunk).err()).collect();
+        let failures: Vec<InvalidSignature> = txs
+            .par_chunks(chunk)
+            .enumerate()
+            .filter_map(|(ci, c)| verify_chunk(c, genesis_hash, ci * chunk).err())
+            .collect();
         match failures.into_iter().min_by_key(|f| f.index) {
             Some(f) => Err(f),
             None => Ok(Path::Parallel),
@@ -309,6 +335,9 @@ mod tests {
     use crate::keys::Keypair;
     use crate::types::{Address, TxKind};
 
+    /// The genesis hash the test transactions are signed for.
+    const G: Hash = Hash([0x6e; 32]);
+
     fn signed(n: usize) -> Vec<Transaction> {
         (0..n)
             .map(|i| {
@@ -321,7 +350,7 @@ mod tests {
                     kind: TxKind::Transfer { to: Address([9; 32]), amount: 1 },
                     signature: [0; 64],
                 };
-                kp.sign_tx(&mut tx);
+                kp.sign_tx(&mut tx, &G);
                 tx
             })
             .collect()
@@ -330,13 +359,13 @@ mod tests {
     #[test]
     fn honest_signatures_verify_on_both_paths() {
         let txs = signed(100);
-        assert_eq!(Verifier::new(1000).verify_txs(&txs), Ok(Path::Sequential));
-        assert_eq!(Verifier::new(1).verify_txs(&txs), Ok(Path::Parallel));
+        assert_eq!(Verifier::new(1000).verify_txs(&txs, &G), Ok(Path::Sequential));
+        assert_eq!(Verifier::new(1).verify_txs(&txs, &G), Ok(Path::Parallel));
         // ed25519-dalek's strict verification agrees on honest signatures.
         for tx in &txs {
             let vk = ed25519_dalek::VerifyingKey::from_bytes(tx.from.as_bytes()).unwrap();
             let sig = ed25519_dalek::Signature::from_bytes(&tx.signature);
-            vk.verify_strict(&tx.signing_bytes(), &sig).unwrap();
+            vk.verify_strict(&tx.signing_bytes(&G), &sig).unwrap();
         }
     }
 
@@ -345,21 +374,44 @@ mod tests {
         let cache = SigCache::new(1_000);
         let v = Verifier::new(1);
         let mut txs = signed(50);
-        assert_eq!(v.verify_txs_cached(&txs[..20], &cache), Ok(Path::Parallel));
+        assert_eq!(v.verify_txs_cached(&txs[..20], &G, &cache), Ok(Path::Parallel));
         assert_eq!(cache.len(), 20);
-        assert_eq!(v.verify_txs_cached(&txs[..20], &cache), Ok(Path::Cached));
+        assert_eq!(v.verify_txs_cached(&txs[..20], &G, &cache), Ok(Path::Cached));
         // A bad signature among cached ones is still found, with its index in the full list.
         txs[33].signature[0] ^= 1;
-        assert_eq!(v.verify_txs_cached(&txs, &cache).unwrap_err().index, 33);
+        assert_eq!(v.verify_txs_cached(&txs, &G, &cache).unwrap_err().index, 33);
         assert_eq!(cache.len(), 20, "nothing from a failed list is cached");
         // A cached transaction with its signature altered is a different witness: verified again.
         let mut altered = txs[3];
         altered.signature[1] ^= 1;
-        assert!(v.verify_txs_cached(&[altered], &cache).is_err());
+        assert!(v.verify_txs_cached(&[altered], &G, &cache).is_err());
         // Capacity holds.
         let small = SigCache::new(5);
-        v.verify_txs_cached(&signed(12), &small).unwrap();
+        v.verify_txs_cached(&signed(12), &G, &small).unwrap();
         assert_eq!(small.len(), 5);
+    }
+
+    /// Signatures bind the genesis hash: a transaction signed for one network fails on another
+    /// with the same chain id, on both paths, and a cache entry made on one network does not
+    /// vouch for it on the other.
+    #[test]
+    fn a_signature_for_another_genesis_fails() {
+        let other = Hash([0x6f; 32]);
+        let txs = signed(40);
+        assert_eq!(verify_tx(&txs[0], &G), Ok(()));
+        assert_eq!(verify_tx(&txs[0], &other), Err(SignatureError::Mismatch));
+        for v in [Verifier::new(1), Verifier::new(10_000)] {
+            assert_eq!(v.verify_txs(&txs, &other).unwrap_err().index, 0);
+        }
+        let cache = SigCache::new(100);
+        assert_eq!(Verifier::new(1).verify_txs_cached(&txs, &G, &cache), Ok(Path::Parallel));
+        assert_eq!(Verifier::new(1).verify_txs_cached(&txs, &G, &cache), Ok(Path::Cached));
+        assert!(Verifier::new(1).verify_txs_cached(&txs, &other, &cache).is_err());
+        assert_ne!(cache_key(&txs[0], &G), cache_key(&txs[0], &other));
+        // The message is the unsigned encoding, then the genesis hash.
+        let msg = txs[0].signing_bytes(&G);
+        assert_eq!(msg[..msg.len() - 32], txs[0].encode()[..txs[0].encoded_len() - 64]);
+        assert_eq!(msg[msg.len() - 32..], G.0);
     }
 
     #[test]
@@ -368,7 +420,7 @@ mod tests {
         txs[137].nonce += 1; // the signature no longer covers the message
         txs[150].signature[5] ^= 1;
         for v in [Verifier::new(1), Verifier::new(10_000)] {
-            let err = v.verify_txs(&txs).unwrap_err();
+            let err = v.verify_txs(&txs, &G).unwrap_err();
             assert_eq!(err.index, 137);
         }
     }
@@ -376,7 +428,7 @@ mod tests {
     #[test]
     fn malformed_parts_get_their_own_error() {
         let tx = signed(1)[0];
-        let msg = tx.signing_bytes();
+        let msg = tx.signing_bytes(&G);
         let mut sig = tx.signature;
         sig[63] = 0xff; // S >= l
         assert_eq!(verify_signature(tx.from.as_bytes(), &msg, &sig), Err(SignatureError::NonCanonicalScalar));
@@ -412,8 +464,8 @@ mod tests {
         txs[3].signature[..32].copy_from_slice(r2.as_bytes());
         let id_before = signed(40)[3].id();
         assert_eq!(txs[3].id(), id_before);
-        let single = verify_tx(&txs[3]);
-        let batch = Verifier::new(1).verify_txs(&txs);
+        let single = verify_tx(&txs[3], &G);
+        let batch = Verifier::new(1).verify_txs(&txs, &G);
         assert_eq!(single.is_ok(), batch.is_ok());
     }
 }

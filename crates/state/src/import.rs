@@ -244,7 +244,7 @@ impl Chain {
     /// Verifies transaction signatures through the chain's signature cache (mempool admission
     /// uses this, so the block that later includes them is not verified twice).
     pub fn verify_transactions(&self, txs: &[vision_primitives::types::Transaction]) -> Result<Path, InvalidSignature> {
-        self.verifier.verify_txs_cached(txs, &self.sig_cache)
+        self.verifier.verify_txs_cached(txs, &self.params.genesis_hash, &self.sig_cache)
     }
 
     /// Verifies every signature of `blocks` as one parallel batch into the signature cache, so
@@ -255,7 +255,7 @@ impl Chain {
     pub fn preverify(&self, blocks: &[Block]) -> bool {
         let txs: Vec<vision_primitives::types::Transaction> =
             blocks.iter().flat_map(|b| b.transactions.iter().copied()).collect();
-        self.verifier.verify_txs_cached(&txs, &self.sig_cache).is_ok()
+        self.verifier.verify_txs_cached(&txs, &self.params.genesis_hash, &self.sig_cache).is_ok()
     }
 
     /// Entries in the verified-signature cache (for `bounds`).

@@ -1006,7 +1006,8 @@ mod tests {
         fee: u128,
         nonce: u64,
     ) -> Transaction {
-        vision_primitives::keys::signed_transfer(from, to, amount, fee, nonce, 1337)
+        let devnet = vision_primitives::genesis::Genesis::devnet();
+        vision_primitives::keys::signed_transfer(from, to, amount, fee, nonce, devnet.chain_id, &devnet.hash())
     }
 
     #[test]

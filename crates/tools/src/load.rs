@@ -221,7 +221,14 @@ pub fn run(args: LoadArgs) -> Result<(), BenchError> {
         .into_par_iter()
         .map(|k| {
             let a = (k % n as u64) as usize;
-            let tx = sign_transfer(&keys[a], keys[(a + 1) % n].address(), fee, nonces[a] + k / n as u64, chain_id);
+            let tx = sign_transfer(
+                &keys[a],
+                keys[(a + 1) % n].address(),
+                fee,
+                nonces[a] + k / n as u64,
+                chain_id,
+                &genesis_hash,
+            );
             let mut bytes = [0u8; TRANSFER_TX_LEN];
             bytes.copy_from_slice(&tx.encode());
             Planned { k, id: tx.id(), bytes }
@@ -469,7 +476,16 @@ fn fetch_nonces(
     Ok(nonces)
 }
 
-fn sign_transfer(from: &Keypair, to: Address, fee: u128, nonce: u64, chain_id: u32) -> Transaction {
+/// A transfer signed for the network of `chain_id` and `genesis_hash` (the nodes' own: the load
+/// generator is a benchmark tool and trusts the nodes it loads).
+fn sign_transfer(
+    from: &Keypair,
+    to: Address,
+    fee: u128,
+    nonce: u64,
+    chain_id: u32,
+    genesis_hash: &Hash,
+) -> Transaction {
     let mut tx = Transaction {
         chain_id,
         from: from.address(),
@@ -478,7 +494,7 @@ fn sign_transfer(from: &Keypair, to: Address, fee: u128, nonce: u64, chain_id: u
         kind: TxKind::Transfer { to, amount: TRANSFER_AMOUNT },
         signature: [0; 64],
     };
-    from.sign_tx(&mut tx);
+    from.sign_tx(&mut tx, genesis_hash);
     tx
 }
 
@@ -934,9 +950,11 @@ mod tests {
 
     #[test]
     fn signed_transfers_verify_and_round_trip() {
-        let tx = sign_transfer(&bench_keypair(1), bench_keypair(2).address(), 5, 9, 4242);
+        let g = Hash([4; 32]);
+        let tx = sign_transfer(&bench_keypair(1), bench_keypair(2).address(), 5, 9, 4242, &g);
         assert_eq!(Transaction::decode(&tx.encode()).unwrap(), tx);
         assert_eq!(tx.encode().len(), TRANSFER_TX_LEN);
-        assert!(vision_node::verify::verify_tx(&tx).is_ok());
+        assert!(vision_node::verify::verify_tx(&tx, &g).is_ok());
+        assert!(vision_node::verify::verify_tx(&tx, &Hash::ZERO).is_err(), "bound to its genesis");
     }
 }
