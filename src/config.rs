@@ -224,6 +224,23 @@ pub struct ApiSettings {
     /// none by default: requests carrying an Origin header are refused).
     #[arg(long, env = "VISION_ADMIN_ALLOWED_ORIGIN", value_name = "ORIGIN", value_delimiter = ',')]
     pub admin_allowed_origin: Option<Vec<String>>,
+    /// Public API requests per second one client address may make, sustained (127.0.0.1 and ::1
+    /// are not limited; IPv6 clients count per /64) [default: 50].
+    #[arg(long, env = "VISION_API_RATE_PER_IP", value_name = "N")]
+    pub api_rate_per_ip: Option<u32>,
+    /// Public API requests one client address may make at once after being idle [default: 100].
+    #[arg(long, env = "VISION_API_BURST_PER_IP", value_name = "N")]
+    pub api_burst_per_ip: Option<u32>,
+    /// Public API requests served at once, over all clients; more are answered 503 busy
+    /// [default: 128].
+    #[arg(long, env = "VISION_API_MAX_IN_FLIGHT", value_name = "N")]
+    pub api_max_in_flight: Option<usize>,
+    /// Longest a public API request may take before it is answered 503 timeout [default: 10].
+    #[arg(long, env = "VISION_API_TIMEOUT_SECS", value_name = "SECS")]
+    pub api_timeout_secs: Option<u64>,
+    /// Store reads the public API runs at once, on the blocking pool [default: 4].
+    #[arg(long, env = "VISION_API_STORE_READERS", value_name = "N")]
+    pub api_store_readers: Option<usize>,
 }
 
 /// A built-in default value.
@@ -245,6 +262,29 @@ impl ApiSettings {
     /// The metrics address, or [`crate::metrics::DEFAULT_METRICS_ADDR`].
     pub fn metrics_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.metrics_addr.map_or_else(|| parse_default("metrics address", crate::metrics::DEFAULT_METRICS_ADDR), Ok)
+    }
+
+    /// The public API's limits, or their defaults ([`crate::api::limits`]); each must be at least 1.
+    pub fn api_limits(&self) -> Result<crate::api::limits::Limits, ConfigError> {
+        use crate::api::limits as l;
+        let limits = l::Limits {
+            rate_per_ip: self.api_rate_per_ip.unwrap_or(l::DEFAULT_RATE_PER_IP),
+            burst_per_ip: self.api_burst_per_ip.unwrap_or(l::DEFAULT_BURST_PER_IP),
+            max_in_flight: self.api_max_in_flight.unwrap_or(l::DEFAULT_MAX_IN_FLIGHT),
+            timeout: self.api_timeout_secs.map_or(l::DEFAULT_TIMEOUT, Duration::from_secs),
+            store_readers: self.api_store_readers.unwrap_or(l::DEFAULT_STORE_READERS),
+        };
+        if limits.rate_per_ip == 0
+            || limits.burst_per_ip == 0
+            || limits.max_in_flight == 0
+            || limits.timeout.is_zero()
+            || limits.store_readers == 0
+        {
+            return Err(ConfigError::Invalid(
+                "api_rate_per_ip, api_burst_per_ip, api_max_in_flight, api_timeout_secs and api_store_readers must be at least 1".into(),
+            ));
+        }
+        Ok(limits)
     }
 
     /// The admin API's token source and the Hosts and Origins it accepts (checked when the node
@@ -501,6 +541,7 @@ impl RunArgs {
             admin_addr: Some(s.api.admin_addr()?),
             admin_auth: s.api.admin_auth(),
             metrics_addr: Some(s.api.metrics_addr()?),
+            api_limits: s.api.api_limits()?,
             data_dir: Some(data_dir.clone()),
             genesis,
             miner,
@@ -676,6 +717,11 @@ mod tests {
             ("api_addr", DEFAULT_API_ADDR.to_string()),
             ("admin_addr", DEFAULT_ADMIN_ADDR.to_string()),
             ("metrics_addr", crate::metrics::DEFAULT_METRICS_ADDR.to_string()),
+            ("api_rate_per_ip", crate::api::limits::DEFAULT_RATE_PER_IP.to_string()),
+            ("api_burst_per_ip", crate::api::limits::DEFAULT_BURST_PER_IP.to_string()),
+            ("api_max_in_flight", crate::api::limits::DEFAULT_MAX_IN_FLIGHT.to_string()),
+            ("api_timeout_secs", crate::api::limits::DEFAULT_TIMEOUT.as_secs().to_string()),
+            ("api_store_readers", crate::api::limits::DEFAULT_STORE_READERS.to_string()),
             ("mempool_max_txs", DEFAULT_MAX_TXS.to_string()),
             ("mempool_max_bytes", DEFAULT_MAX_BYTES.to_string()),
             ("mempool_max_per_sender", crate::mempool::DEFAULT_MAX_PER_SENDER.to_string()),

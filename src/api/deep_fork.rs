@@ -17,7 +17,9 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, ApiResult, AppState, ErrorBody, network, parse_peer};
+use super::AppState;
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::network::{network, parse_peer};
 
 /// A peer on the other side of a fork deeper than our reorg window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -8,7 +8,9 @@
 //! `VISION_WRITE_OPENAPI=1 cargo test --release --test it openapi` rewrites the file.
 //!
 //! Every operation documents its specific error statuses and codes; a modifier adds the generic
-//! `4XX` and `5XX` error responses to all of them, since every error uses [`ErrorBody`].
+//! `4XX` and `5XX` error responses to all of them, since every error uses [`ErrorBody`], and the
+//! answers of the public API's limits ([`super::limits`]: 429 `rate_limited`, 503 `busy` and
+//! `timeout`, with `Retry-After`) to every public operation.
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -20,6 +22,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::ws::{WsMessage, WsRequest, WsStream};
 use super::{ErrorBody, ErrorDetail, TxJson};
+use utoipa::openapi::HeaderBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 
 /// Path of the checked-in document, relative to the repository root.
 pub const CHECKED_IN_PATH: &str = "docs/openapi.json";
@@ -32,22 +36,22 @@ pub const CHECKED_IN_PATH: &str = "docs/openapi.json";
         license(name = "MIT OR Apache-2.0"),
     ),
     paths(
-        super::status,
-        super::block,
-        super::account,
-        super::account_txs,
-        super::submit,
-        super::submit_batch,
-        super::tx_status,
-        super::peers,
+        super::chain::status,
+        super::chain::block,
+        super::accounts::account,
+        super::accounts::account_txs,
+        super::txs::submit,
+        super::txs::submit_batch,
+        super::txs::tx_status,
+        super::network::peers,
         super::ws::upgrade,
         serve,
-        super::admin_bans,
-        super::admin_ban,
-        super::admin_unban,
-        super::admin_dial,
+        super::admin::admin_bans,
+        super::admin::admin_ban,
+        super::admin::admin_unban,
+        super::admin::admin_dial,
         super::deep_fork::keep,
-        super::admin_reconsider,
+        super::admin::admin_reconsider,
     ),
     components(schemas(WsRequest, WsMessage, WsStream, ErrorBody, ErrorDetail, TxJson)),
     tags(
@@ -101,12 +105,13 @@ struct Finish;
 
 impl Modify for Finish {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        let error = |description: &str| -> RefOr<Response> {
+        let error_response = |description: &str| -> Response {
             let mut r = Response::new(description);
             r.content
                 .insert("application/json".into(), RefOr::T(Content::new(Some(RefOr::Ref(ErrorBody::reference())))));
-            RefOr::T(r)
+            r
         };
+        let error = |description: &str| -> RefOr<Response> { RefOr::T(error_response(description)) };
         let admin_server = Server::builder()
             .url(format!("http://{}", crate::config::DEFAULT_ADMIN_ADDR))
             .description(Some("The admin address (`--admin-addr`; the default is shown). Never the public address."))
@@ -170,6 +175,32 @@ impl Modify for Finish {
                     }
                 }
                 let responses = &mut op.responses.responses;
+                if !admin {
+                    let retry_after = || {
+                        HeaderBuilder::new()
+                            .schema(Some(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1))))
+                            .description(Some("Seconds to wait before trying again."))
+                            .build()
+                    };
+                    let limited = |description: String| -> RefOr<Response> {
+                        let mut r = error_response(&description);
+                        r.headers.insert("Retry-After".into(), RefOr::T(retry_after()));
+                        RefOr::T(r)
+                    };
+                    responses.entry("429".into()).or_insert_with(|| {
+                        limited(
+                            "`rate_limited`: over this client address's request rate (`--api-rate-per-ip`, `--api-burst-per-ip`); wait `Retry-After` seconds.".into(),
+                        )
+                    });
+                    let unavailable = "`busy`: the node serves `--api-max-in-flight` requests already; `timeout`: not answered within `--api-timeout-secs`. Both carry `Retry-After`.";
+                    if path != "/v1/ws" {
+                        let merged = match responses.get("503") {
+                            Some(RefOr::T(r)) => format!("{} {unavailable}", r.description),
+                            _ => unavailable.to_string(),
+                        };
+                        responses.insert("503".into(), limited(merged));
+                    }
+                }
                 responses.entry("4XX".into()).or_insert_with(|| {
                     error("Any other client error, e.g. `method_not_allowed` (405), `body_too_large` (413), `bad_request`.")
                 });

@@ -41,7 +41,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 use utoipa::ToSchema;
 
 use super::NodeAccess;
-use super::{ApiError, ErrorBody, TxJson};
+use super::error::{ApiError, ErrorBody};
+use super::txs::TxJson;
 use crate::chain::types::Hash;
 use crate::mempool::events::Event;
 

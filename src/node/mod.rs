@@ -57,6 +57,7 @@ pub fn all_resources() -> Vec<crate::bounds::Resource> {
     rs.extend([svc::SYNC_SERVING, svc::SYNC_UNSENT_BYTES, svc::SYNC_INFLIGHT, svc::SYNC_HEADERS, crate::p2p::COMMANDS]);
     rs.push(svc::deep_fork::DEEP_FORKS);
     rs.extend([pm::PEERS, pm::BANS, pm::RETAINED_SCORES, crate::state::STORED_PEERS, crate::api::ws::WS_CLIENTS]);
+    rs.extend(crate::api::limits::RESOURCES);
     rs
 }
 
@@ -442,6 +443,8 @@ pub struct NodeConfig {
     pub admin_auth: crate::api::auth::AdminAuthConfig,
     /// Prometheus `/metrics` listen address; `None`: no metrics endpoint.
     pub metrics_addr: Option<SocketAddr>,
+    /// The public API's limits: per-client rate, requests in flight, timeout, store readers.
+    pub api_limits: crate::api::limits::Limits,
 }
 
 impl NodeConfig {
@@ -459,6 +462,7 @@ impl NodeConfig {
             admin_addr: None,
             admin_auth: Default::default(),
             metrics_addr: None,
+            api_limits: Default::default(),
         }
     }
 }
@@ -500,6 +504,8 @@ async fn serve(
     let token = shutdown.clone();
     let what = what.to_string();
     tasks.spawn(async move {
+        // With the peer address: the public API's rate limit is per client address.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "{what} server failed");
@@ -608,6 +614,7 @@ impl Node {
         let shutdown = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
         let mut registry = crate::metrics::registry(&core);
+        let api_metrics = crate::api::limits::Metrics::register(registry.sub_registry_with_prefix("vision_api"));
         let importer = match config.network {
             Some(_) => Some(
                 Importer::start(core.clone(), shutdown.clone())
@@ -637,7 +644,7 @@ impl Node {
             }
             None => None,
         };
-        let state = crate::api::AppState { core: core.clone(), network: network.clone() };
+        let state = crate::api::AppState::new(core.clone(), network.clone(), config.api_limits, api_metrics);
         let api_addr = match config.api_addr {
             Some(addr) => {
                 Some(serve(addr, "API", "--api-addr", crate::api::router(state.clone()), &shutdown, &mut tasks).await?)
@@ -876,6 +883,10 @@ impl crate::api::NodeAccess for Core {
 
     fn bounds(&self) -> &crate::bounds::Bounds {
         &self.bounds
+    }
+
+    fn bounds_arc(&self) -> Arc<crate::bounds::Bounds> {
+        self.bounds.clone()
     }
 
     fn reconsider_block(&self, hash: &Hash) -> Result<crate::state::Reconsidered, crate::state::ReconsiderError> {

@@ -416,10 +416,14 @@ impl Store {
                 }
                 let v = r.schema_version()?;
                 drop(r);
-                if v == 1 {
-                    store.migrate_1_to_2()?;
-                } else if v != SCHEMA_VERSION {
-                    return Err(StoreError::Schema { found: v });
+                match v {
+                    1 => {
+                        store.migrate_1_to_2()?;
+                        store.migrate_2_to_3()?;
+                    }
+                    2 => store.migrate_2_to_3()?,
+                    SCHEMA_VERSION => {}
+                    _ => return Err(StoreError::Schema { found: v }),
                 }
                 return Ok(store);
             }
@@ -478,10 +482,55 @@ impl Store {
                     n += 1;
                 }
             }
-            w.txn.open_table(META)?.insert(META_SCHEMA, SCHEMA_VERSION.to_le_bytes().as_slice())?;
+            w.txn.open_table(META)?.insert(META_SCHEMA, 2u32.to_le_bytes().as_slice())?;
         }
         w.commit()?;
         tracing::info!(side_blocks = n, "database schema 1 migrated to 2 (side-chain index)");
+        Ok(())
+    }
+
+    /// Schema 2 to 3: builds `account-txs-2` (each entry holds its transaction) from the bodies of
+    /// the canonical blocks, one pass from height 1 to the tip, and deletes `account-txs-1`, in
+    /// one write transaction: a crash leaves schema 2, migrated again at the next open. Never an
+    /// empty index: the table is either built whole or not committed.
+    fn migrate_2_to_3(&self) -> Result<(), StoreError> {
+        let w = self.write()?;
+        let mut entries = 0u64;
+        let tip_height;
+        {
+            let canon = w.txn.open_table(CANON)?;
+            let bodies = w.txn.open_table(BODIES)?;
+            let mut by_acct = w.txn.open_table(ACCOUNT_TXS)?;
+            tip_height = canon.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+            for item in canon.range(1u64..)? {
+                let (h, hash) = item?;
+                let height = h.value();
+                let hash = Hash(*hash.value());
+                let body = bodies
+                    .get(&hash.0)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("no body for canonical block {hash}")))?;
+                let txs = Block::read_body(&mut Reader::new(body.value()))
+                    .map_err(|e| StoreError::Corrupt(format!("body of {hash}: {e}")))?;
+                for (i, tx) in txs.iter().enumerate() {
+                    let bytes = tx.encode();
+                    by_acct.insert(&account_tx_key(tx.from.as_bytes(), height, i as u32), bytes.as_slice())?;
+                    entries += 1;
+                    let (to, _) = tx.transfer();
+                    if to != tx.from {
+                        by_acct.insert(&account_tx_key(to.as_bytes(), height, i as u32), bytes.as_slice())?;
+                        entries += 1;
+                    }
+                }
+            }
+            w.txn.open_table(META)?.insert(META_SCHEMA, SCHEMA_VERSION.to_le_bytes().as_slice())?;
+        }
+        w.txn.delete_table(ACCOUNT_TXS_1).map_err(|e| StoreError::Db(e.to_string()))?;
+        w.commit()?;
+        tracing::info!(
+            entries,
+            blocks = tip_height,
+            "database schema 2 migrated to 3 (account history holds the transactions)"
+        );
         Ok(())
     }
 
@@ -621,6 +670,26 @@ macro_rules! read_methods {
             Ok(Some(txs))
         }
 
+        /// Transaction `index` of a stored block's body, found by walking the length prefixes:
+        /// only that transaction is decoded.
+        pub fn body_tx(&self, hash: &Hash, index: u32) -> Result<Option<Transaction>, StoreError> {
+            let t = self.txn.open_table(BODIES)?;
+            let Some(g) = t.get(&hash.0)? else { return Ok(None) };
+            let corrupt =
+                |e: vision_primitives::encoding::DecodeError| StoreError::Corrupt(format!("body of {hash}: {e}"));
+            let mut r = Reader::new(g.value());
+            let count = r.u32().map_err(corrupt)?;
+            if index >= count {
+                return Ok(None);
+            }
+            for _ in 0..index {
+                r.length_prefixed(vision_primitives::types::MAX_TX_LEN, "transaction length").map_err(corrupt)?;
+            }
+            let bytes =
+                r.length_prefixed(vision_primitives::types::MAX_TX_LEN, "transaction length").map_err(corrupt)?;
+            Transaction::decode(bytes).map(Some).map_err(corrupt)
+        }
+
         /// A whole stored block. `None` for a block stored as invalid: its body is not kept.
         pub fn block(&self, hash: &Hash) -> Result<Option<Block>, StoreError> {
             let Some(meta) = self.block_meta(hash)? else { return Ok(None) };
@@ -689,13 +758,14 @@ macro_rules! read_methods {
         }
 
         /// Up to `limit` canonical transactions of `address`, newest first, strictly below
-        /// `(before_height, before_index)` when given. Returns (height, index, tx id).
+        /// `(before_height, before_index)` when given. Returns (height, index, transaction): one
+        /// range read of the account index, which holds the transactions (no block is read).
         pub fn account_txs(
             &self,
             address: &Address,
             limit: usize,
             before: Option<(u64, u32)>,
-        ) -> Result<Vec<(u64, u32, Hash)>, StoreError> {
+        ) -> Result<Vec<(u64, u32, Transaction)>, StoreError> {
             let t = self.txn.open_table(ACCOUNT_TXS)?;
             let lo = account_tx_key(address.as_bytes(), 0, 0);
             let hi = match before {
@@ -716,7 +786,10 @@ macro_rules! read_methods {
                 h.copy_from_slice(&k[32..40]);
                 let mut i = [0u8; 4];
                 i.copy_from_slice(&k[40..]);
-                out.push((u64::from_be_bytes(h), u32::from_be_bytes(i), Hash(*v.value())));
+                let (height, index) = (u64::from_be_bytes(h), u32::from_be_bytes(i));
+                let tx = Transaction::decode(v.value())
+                    .map_err(|e| StoreError::Corrupt(format!("account index entry at {height}:{index}: {e}")))?;
+                out.push((height, index, tx));
                 if out.len() >= limit {
                     break;
                 }
@@ -847,17 +920,18 @@ impl WriteView {
             // consecutive inserts walk the B-tree's pages in order instead of at random.
             let n = block.transactions.len();
             let mut by_id: Vec<([u8; 32], [u8; 36])> = Vec::with_capacity(n);
-            let mut by_account: Vec<([u8; 44], [u8; 32])> = Vec::with_capacity(2 * n);
+            let mut by_account: Vec<([u8; 44], usize)> = Vec::with_capacity(2 * n);
+            let encoded: Vec<Vec<u8>> = block.transactions.iter().map(Transaction::encode).collect();
             for (i, tx) in block.transactions.iter().enumerate() {
                 let id = tx.id();
                 let mut loc = [0u8; 36];
                 loc[..32].copy_from_slice(&hash.0);
                 loc[32..].copy_from_slice(&(i as u32).to_le_bytes());
                 by_id.push((id.0, loc));
-                by_account.push((account_tx_key(tx.from.as_bytes(), height, i as u32), id.0));
+                by_account.push((account_tx_key(tx.from.as_bytes(), height, i as u32), i));
                 let (to, _) = tx.transfer();
                 if to != tx.from {
-                    by_account.push((account_tx_key(to.as_bytes(), height, i as u32), id.0));
+                    by_account.push((account_tx_key(to.as_bytes(), height, i as u32), i));
                 }
             }
             by_id.sort_unstable_by_key(|e| e.0);
@@ -867,8 +941,8 @@ impl WriteView {
                 idx.insert(id, loc)?;
             }
             let mut by_acct = self.txn.open_table(ACCOUNT_TXS)?;
-            for (key, id) in &by_account {
-                by_acct.insert(key, id)?;
+            for (key, i) in &by_account {
+                by_acct.insert(key, encoded[*i].as_slice())?;
             }
         }
         self.txn.open_table(CANON)?.insert(height, &hash.0)?;
@@ -1093,6 +1167,8 @@ mod tests {
         assert_eq!(r.account(&bob).unwrap().balance, 77);
         assert_eq!(r.tx_location(&block.transactions[0].id()).unwrap(), Some((block.hash(), 0)));
         assert_eq!(r.account_txs(&bob, 10, None).unwrap().len(), 1);
+        assert_eq!(r.body_tx(&block.hash(), 0).unwrap(), Some(block.transactions[0]));
+        assert_eq!(r.body_tx(&block.hash(), 1).unwrap(), None);
         assert_eq!(r.lthash().unwrap().root(), block.header.state_root);
         drop(r);
 
@@ -1109,6 +1185,57 @@ mod tests {
         assert!(r.account_txs(&bob, 10, None).unwrap().is_empty());
         assert_eq!(r.lthash().unwrap().root(), before_root);
         assert_eq!(r.canonical_hash(1).unwrap(), None);
+    }
+
+    /// A schema 2 database (account index of tx ids, `account-txs-1`) is migrated on open: the
+    /// new index holds every canonical transaction of both parties, the old table is gone, and
+    /// the schema reads 3. Never an empty history.
+    #[test]
+    fn schema_2_account_index_is_rebuilt_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Genesis::devnet();
+        let p = g.params();
+        let alice = vision_primitives::genesis::dev_keypair(0);
+        let bob = Address([9; 32]);
+        let txs = vec![transfer(&alice, bob, 77, 1_000, 0), transfer(&alice, bob, 78, 1_000, 1)];
+        let genesis = g.block();
+        let mut block = Block {
+            header: BlockHeader {
+                height: 1,
+                parent: genesis.hash(),
+                tx_root: vision_primitives::types::tx_root(&txs),
+                ..genesis.header
+            },
+            transactions: txs.clone(),
+        };
+        {
+            let store = Store::open(dir.path(), &g).unwrap();
+            let w = store.write().unwrap();
+            let diff = w.execute(&p, &block).unwrap();
+            let lt = diff.apply_to(&w.lthash().unwrap());
+            block.header.state_root = lt.root();
+            let meta = BlockMeta { header: block.header, total_work: 2, status: BlockStatus::HeaderValid };
+            w.put_block(&block, &meta).unwrap();
+            w.connect(&block, &diff, &lt).unwrap();
+            // What schema 2 wrote: ids in `account-txs-1`, no `account-txs-2`.
+            w.txn.delete_table(ACCOUNT_TXS).unwrap();
+            let mut old = w.txn.open_table(ACCOUNT_TXS_1).unwrap();
+            for (i, tx) in txs.iter().enumerate() {
+                old.insert(&account_tx_key(alice.address().as_bytes(), 1, i as u32), &tx.id().0).unwrap();
+                old.insert(&account_tx_key(bob.as_bytes(), 1, i as u32), &tx.id().0).unwrap();
+            }
+            drop(old);
+            w.txn.open_table(META).unwrap().insert(META_SCHEMA, 2u32.to_le_bytes().as_slice()).unwrap();
+            w.commit().unwrap();
+        }
+        let store = Store::open(dir.path(), &g).unwrap();
+        let r = store.read().unwrap();
+        assert_eq!(r.schema_version().unwrap(), SCHEMA_VERSION);
+        let want: Vec<(u64, u32, Transaction)> = vec![(1, 1, txs[1]), (1, 0, txs[0])];
+        assert_eq!(r.account_txs(&bob, 10, None).unwrap(), want);
+        assert_eq!(r.account_txs(&alice.address(), 10, None).unwrap(), want);
+        assert_eq!(r.account_txs(&bob, 10, Some((1, 1))).unwrap(), want[1..].to_vec());
+        assert!(matches!(r.txn.open_table(ACCOUNT_TXS_1), Err(redb::TableError::TableDoesNotExist(_))));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! | `accounts-1` | address | balance (u128 LE) ‖ nonce (u64 LE); absent = empty |
 //! | `undo-1` | block hash | previous LtHash (2048 B) ‖ count (u32) ‖ (address ‖ balance ‖ nonce)* |
 //! | `tx-index-1` | tx id | block hash ‖ index in block (u32 LE) |
-//! | `account-txs-1` | address ‖ height (u64 BE) ‖ index (u32 BE) | tx id |
+//! | `account-txs-2` | address ‖ height (u64 BE) ‖ index (u32 BE) | the transaction's canonical encoding |
 //! | `side-1` | height (u64 BE) ‖ block hash | parent hash |
 //! | `peers-1` | peer id | last seen (u64 LE ms) ‖ count (u16 LE) ‖ (length (u16 LE) ‖ multiaddr)* |
 //! | `bans-1` | peer id | ban expiry (unix ms) |
@@ -31,6 +31,9 @@
 //! - `side` lists exactly the blocks in `blocks` that are not canonical (side chains, reverted
 //!   blocks, invalid headers), each with its parent (schema 2; built from `blocks` when a schema 1
 //!   database is opened).
+//! - `account-txs` holds a copy of each transaction it lists (schema 3; was the transaction id,
+//!   `account-txs-1`), so that a page of an account's history is one range read, never a body
+//!   decode per entry. A schema 2 database gets it built from the canonical bodies when opened.
 //! - Stale side branches are pruned (`prune`): a stored block that is not canonical and whose
 //!   height is at or below `tip height - max reorg depth` forks off deeper than any reorganisation
 //!   followed, so it and every stored block above it (all not canonical) can never become
@@ -55,8 +58,11 @@ pub const ACCOUNTS: TableDefinition<&[u8; 32], &[u8; 24]> = TableDefinition::new
 pub const UNDO: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("undo-1");
 /// Where each canonical transaction is.
 pub const TX_INDEX: TableDefinition<&[u8; 32], &[u8; 36]> = TableDefinition::new("tx-index-1");
-/// Each account's canonical transactions, in chain order.
-pub const ACCOUNT_TXS: TableDefinition<&[u8; 44], &[u8; 32]> = TableDefinition::new("account-txs-1");
+/// Each account's canonical transactions, in chain order: the transaction itself (its canonical
+/// encoding), so that the account history is served from this table alone.
+pub const ACCOUNT_TXS: TableDefinition<&[u8; 44], &[u8]> = TableDefinition::new("account-txs-2");
+/// Schema 1 and 2's account index (tx id only); deleted by the migration to schema 3.
+pub const ACCOUNT_TXS_1: TableDefinition<&[u8; 44], &[u8; 32]> = TableDefinition::new("account-txs-1");
 
 /// Stored blocks that are not canonical, by height: (height BE ‖ hash) to parent hash.
 pub const SIDE: TableDefinition<&[u8; 40], &[u8; 32]> = TableDefinition::new("side-1");
@@ -66,9 +72,10 @@ pub const PEERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peers-1")
 /// Banned peers: peer id bytes to ban expiry (unix ms).
 pub const BANS: TableDefinition<&[u8], u64> = TableDefinition::new("bans-1");
 
-/// Schema version; bumped with any table layout change. 2 added `side-1` (a schema 1 database is
-/// migrated when opened).
-pub const SCHEMA_VERSION: u32 = 2;
+/// Schema version; bumped with any table layout change. 2 added `side-1`; 3 replaced
+/// `account-txs-1` (tx ids) with `account-txs-2` (the transactions). Older databases are migrated
+/// when opened.
+pub const SCHEMA_VERSION: u32 = 3;
 /// `meta` key: schema version (u32 LE).
 pub const META_SCHEMA: &str = "schema_version";
 /// `meta` key: genesis hash.
