@@ -4,6 +4,7 @@
 
 mod acceptance;
 mod admin_auth;
+mod api_flood;
 mod api_ws;
 mod bench_cli;
 mod common;
