@@ -72,6 +72,7 @@ fn prebuilt_chain(dir: &Path) -> (String, String) {
     };
     let file = dir.join("genesis.toml");
     genesis.save(&file).unwrap();
+    let gh = &genesis.hash();
     let core = Node::open_core(&NodeConfig { data_dir: Some(dir.join("a")), genesis, ..NodeConfig::devnet() }).unwrap();
     let miner = test_key(2_000_000).address();
     for h in 0..CHAIN_BLOCKS {
@@ -79,7 +80,7 @@ fn prebuilt_chain(dir: &Path) -> (String, String) {
             let parts: Vec<_> = senders
                 .chunks(senders.len() / 2)
                 .map(|part| {
-                    s.spawn(move || part.iter().map(|k| transfer(k, victim, 1, 1, h, CHAIN_ID)).collect::<Vec<_>>())
+                    s.spawn(move || part.iter().map(|k| transfer(k, victim, 1, 1, h, CHAIN_ID, gh)).collect::<Vec<_>>())
                 })
                 .collect();
             parts.into_iter().flat_map(|p| p.join().unwrap()).collect::<Vec<_>>()
