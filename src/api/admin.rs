@@ -11,7 +11,6 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody, parse_hash};
 use super::network::{net_error, network, parse_peer};
-use super::openapi::BanInfoSchema;
 
 /// Current bans (admin address only).
 #[utoipa::path(
@@ -181,6 +180,17 @@ pub(super) async fn admin_reconsider(
         }
         Err(crate::state::ReconsiderError::Store(e)) => Err(e.into()),
     }
+}
+
+/// The schema of [`crate::p2p::BanInfo`]; a test keeps the two in step.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = BanInfo)]
+pub(crate) struct BanInfoSchema {
+    /// Peer id.
+    peer_id: String,
+    /// When the ban ends (unix ms).
+    until_unix_ms: u64,
 }
 
 #[cfg(test)]

@@ -5,10 +5,11 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::openapi::PeerInfoSchema;
 
 pub(super) fn network(state: &AppState) -> Result<&crate::p2p::NetworkHandle, ApiError> {
     state.network.as_ref().ok_or_else(|| {
@@ -39,4 +40,24 @@ pub(super) fn parse_peer(s: &str) -> Result<crate::p2p::PeerId, ApiError> {
 )]
 pub(super) async fn peers(State(state): State<AppState>) -> ApiResult<Vec<crate::p2p::PeerInfo>> {
     Ok(Json(network(&state)?.peers().await.map_err(net_error)?))
+}
+
+/// The schema of [`crate::p2p::PeerInfo`], which lives in `p2p` (no HTTP there); a test keeps the
+/// two in step.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PeerInfo)]
+pub(crate) struct PeerInfoSchema {
+    /// Peer id.
+    peer_id: String,
+    /// Addresses (the connection's remote address first).
+    addresses: Vec<String>,
+    /// `inbound` or `outbound`.
+    direction: String,
+    /// Score in [-100, 100].
+    score: f64,
+    /// The peer's agent string from identify.
+    client: Option<String>,
+    /// Its advertised chain height, if known.
+    height: Option<u64>,
 }

@@ -14,7 +14,6 @@
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::server::Server;
 use utoipa::openapi::{Content, RefOr, Required, Response, Schema, SchemaFormat};
@@ -223,39 +222,10 @@ impl<T: ToSchema> Reference for T {
     }
 }
 
-/// The schema of [`crate::p2p::PeerInfo`], which lives in `p2p` (no HTTP there); a test keeps the
-/// two in step.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = PeerInfo)]
-pub(crate) struct PeerInfoSchema {
-    /// Peer id.
-    peer_id: String,
-    /// Addresses (the connection's remote address first).
-    addresses: Vec<String>,
-    /// `inbound` or `outbound`.
-    direction: String,
-    /// Score in [-100, 100].
-    score: f64,
-    /// The peer's agent string from identify.
-    client: Option<String>,
-    /// Its advertised chain height, if known.
-    height: Option<u64>,
-}
-
-/// The schema of [`crate::p2p::BanInfo`]; a test keeps the two in step.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = BanInfo)]
-pub(crate) struct BanInfoSchema {
-    /// Peer id.
-    peer_id: String,
-    /// When the ban ends (unix ms).
-    until_unix_ms: u64,
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::admin::BanInfoSchema;
+    use super::super::network::PeerInfoSchema;
     use super::*;
 
     /// The mirror schemas accept exactly what the `p2p` types serialize to.
