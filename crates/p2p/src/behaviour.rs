@@ -7,8 +7,8 @@ use libp2p::core::transport::{Boxed, MemoryTransport, Transport as _};
 use libp2p::core::upgrade::Version;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, gossipsub, identify, identity, kad, noise,
-    ping, request_response, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, gossipsub, identify, identity, kad,
+    noise, ping, request_response, tcp, yamux,
 };
 
 use super::link::Links;
@@ -95,6 +95,10 @@ pub fn build_behaviour(
     kad_config.set_query_timeout(Duration::from_secs(30));
     // The swarm task bootstraps Kademlia itself when it wants peers (and only once it knows some).
     kad_config.set_periodic_bootstrap_interval(None);
+    // Kademlia is for finding peers only: records and provider records that peers send are handed
+    // to us as events (which the service ignores) instead of being stored, so no peer can park
+    // data on this node (issue #15).
+    kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
     let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
     kad.set_mode(Some(kad::Mode::Server));
     Ok(Behaviour {
@@ -131,7 +135,7 @@ pub fn build_transport(
     let noise = noise::Config::new(keypair).map_err(|e| NetworkError::Build(e.to_string()))?;
     Ok(match (kind, links.cloned()) {
         (TransportKind::Tcp, _) => {
-            let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+            let tcp = NewPortForDials(tcp::tokio::Transport::new(tcp::Config::default().nodelay(true)))
                 .map(|conn, _| super::stall::StallGuard::new(conn));
             let dns = libp2p::dns::tokio::Transport::system(tcp).map_err(|e| NetworkError::Build(e.to_string()))?;
             secure(dns, noise)
@@ -143,6 +147,53 @@ pub fn build_transport(
             noise,
         ),
     })
+}
+
+/// A transport whose dials always take a new local port (`PortUse::New`), whatever the behaviour
+/// asked. With port reuse (the swarm's default) TCP binds a dial's socket to `0.0.0.0:<listen
+/// port>`, and that bind fails with `EADDRINUSE` while any socket of the host holds that port on
+/// another address (a connection in TIME_WAIT, another process's ephemeral port): the listen port
+/// is random on each start, so after a restart every dial failed, for as long as such a socket
+/// lived (up to a minute), in about one restart out of twenty in the integration suite
+/// (`network::killed_node_reconnects_...`) and in every restart after 5,000 connections had just
+/// closed (`eclipse.rs`). Reusing the listen port only makes the observed address of an outbound
+/// connection dialable, which nothing here relies on (our listen addresses are announced through
+/// identify).
+struct NewPortForDials<T>(T);
+
+impl<T: libp2p::Transport + Unpin> libp2p::Transport for NewPortForDials<T> {
+    type Output = T::Output;
+    type Error = T::Error;
+    type ListenerUpgrade = T::ListenerUpgrade;
+    type Dial = T::Dial;
+
+    fn listen_on(
+        &mut self,
+        id: libp2p::core::transport::ListenerId,
+        addr: Multiaddr,
+    ) -> Result<(), libp2p::core::transport::TransportError<Self::Error>> {
+        self.0.listen_on(id, addr)
+    }
+
+    fn remove_listener(&mut self, id: libp2p::core::transport::ListenerId) -> bool {
+        self.0.remove_listener(id)
+    }
+
+    fn dial(
+        &mut self,
+        addr: Multiaddr,
+        opts: libp2p::core::transport::DialOpts,
+    ) -> Result<Self::Dial, libp2p::core::transport::TransportError<Self::Error>> {
+        let opts = libp2p::core::transport::DialOpts { port_use: libp2p::core::transport::PortUse::New, ..opts };
+        self.0.dial(addr, opts)
+    }
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<libp2p::core::transport::TransportEvent<Self::ListenerUpgrade, Self::Error>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll(cx)
+    }
 }
 
 /// Noise, then yamux, with a 20 s timeout on the whole upgrade, on any raw transport (public for
