@@ -53,7 +53,7 @@ pub fn all_resources() -> Vec<crate::bounds::Resource> {
     let mut rs = crate::mempool::RESOURCES.to_vec();
     rs.extend([crate::verify::SIG_CACHE, CORE_EVENTS, crate::state::INVALID_DESCENDANTS]);
     rs.extend([IMPORT_JOBS, svc::TX_JOBS, svc::RESULTS, svc::ORPHANS, svc::ORPHAN_BYTES, svc::TX_OUTBOX]);
-    rs.push(svc::PEER_BOOK_PENDING);
+    rs.extend([svc::PEER_BOOK_PENDING, crate::p2p::addrman::ADDRMAN_ENTRIES]);
     rs.extend([svc::SYNC_SERVING, svc::SYNC_UNSENT_BYTES, svc::SYNC_INFLIGHT, svc::SYNC_HEADERS, crate::p2p::COMMANDS]);
     rs.push(svc::deep_fork::DEEP_FORKS);
     rs.extend([pm::PEERS, pm::BANS, pm::RETAINED_SCORES, crate::state::STORED_PEERS, crate::api::ws::WS_CLIENTS]);

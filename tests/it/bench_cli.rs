@@ -13,7 +13,7 @@ use crate::common::{NodeProcess, bin, wait_for};
 /// The `vision-bench` executable, built next to `vision-node` by `cargo test --workspace`
 /// (`crates/tools/tests/cli.rs` makes cargo build it).
 fn bench_bin() -> std::path::PathBuf {
-    let p = Path::new(bin()).with_file_name("vision-bench");
+    let p = Path::new(&bin()).with_file_name("vision-bench");
     assert!(
         p.exists(),
         "{} is missing: run `cargo build --release -p vision-tools` (or the workspace tests)",

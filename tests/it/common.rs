@@ -27,9 +27,11 @@ use vision_node::chain::genesis::{Allocation, Genesis};
 use vision_node::chain::types::{Address, Hash};
 use vision_node::wallet::Keypair;
 
-/// Path of the node binary cargo built for this test run.
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_vision-node")
+/// Path of the node binary cargo built for this test run, or the one `VISION_TEST_NODE_BIN`
+/// names: an adversarial test is run once against the binary of the code before its fix, to see
+/// it fail there.
+pub fn bin() -> String {
+    std::env::var("VISION_TEST_NODE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_vision-node").to_string())
 }
 
 /// Runs a `vision-node` subcommand to completion.
@@ -129,7 +131,14 @@ impl NodeProcess {
 
     /// A node on loopback with networking: listens on a free port, plus `extra` flags.
     pub fn start_networked(data_dir: &Path, extra: &[&str]) -> NodeProcess {
-        let mut args = vec!["--listen", "/ip4/127.0.0.1/tcp/0"];
+        Self::start_networked_on(data_dir, "127.0.0.1", extra)
+    }
+
+    /// [`NodeProcess::start_networked`] listening on `ip` (any of 127.0.0.0/8 reaches loopback, so
+    /// one machine can play hosts in different network groups).
+    pub fn start_networked_on(data_dir: &Path, ip: &str, extra: &[&str]) -> NodeProcess {
+        let listen = format!("/ip4/{ip}/tcp/0");
+        let mut args = vec!["--listen", listen.as_str()];
         args.extend_from_slice(extra);
         let node = Self::start(data_dir, &args);
         wait_for("a p2p listen address", Duration::from_secs(30), || {

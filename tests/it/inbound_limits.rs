@@ -34,8 +34,8 @@ use crate::misbehaving::{RawPeer, Setting, listed, metric, multiaddr, peers};
 const FLOOD: usize = 1_000;
 
 /// Dials TCP from a fixed source address; never listens.
-struct FromAddr {
-    source: IpAddr,
+pub(crate) struct FromAddr {
+    pub(crate) source: IpAddr,
 }
 
 impl Transport for FromAddr {

@@ -12,6 +12,7 @@ mod common;
 mod crash;
 #[cfg(feature = "fault-injection")]
 mod crash_store_errors;
+mod eclipse;
 mod flood;
 mod inbound_limits;
 mod inprocess;

@@ -550,6 +550,17 @@ impl RawPeer {
         keypair: identity::Keypair,
         transport: libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
     ) -> RawPeer {
+        Self::spawn_announcing(rt, keypair, transport, &[])
+    }
+
+    /// [`RawPeer::spawn_over`], announcing `addrs` as its own in identify (`eclipse.rs`: sybils
+    /// that tell the node where to dial them).
+    pub(crate) fn spawn_announcing(
+        rt: &Runtime,
+        keypair: identity::Keypair,
+        transport: libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
+        announce: &[Multiaddr],
+    ) -> RawPeer {
         let _enter = rt.enter();
         let id = keypair.public().to_peer_id();
         let behaviour = RawBehaviour {
@@ -569,6 +580,10 @@ impl RawPeer {
             id,
             libp2p::swarm::Config::with_tokio_executor().with_idle_connection_timeout(Duration::from_secs(60)),
         );
+        let mut swarm = swarm;
+        for a in announce {
+            swarm.add_external_address(a.clone());
+        }
         let (tx, rx) = mpsc::channel(64);
         let link = Arc::new(Link::default());
         rt.spawn(run_raw_peer(swarm, rx, link.clone()));

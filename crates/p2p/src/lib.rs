@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 // `#[derive(NetworkBehaviour)]` generates an undocumented event enum.
+pub mod addrman;
 #[allow(missing_docs)]
 pub mod behaviour;
 pub mod chain_access;
@@ -264,6 +265,21 @@ pub struct PeerInfo {
     pub height: Option<u64>,
 }
 
+/// How the peer manager stands with a peer: what decides whether a connection from it is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PeerStanding {
+    /// Connected now.
+    pub connected: bool,
+    /// Banned now.
+    pub banned: bool,
+    /// Its score (kept for disconnected peers only while it is low, see `peer_manager`).
+    pub score: f64,
+    /// Refused on connection: banned, or its score at or below the disconnect threshold (a peer
+    /// cut off by its score before it reached the ban threshold stays cut off until the score
+    /// decays above it).
+    pub refused: bool,
+}
+
 /// A ban, as the admin API shows it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct BanInfo {
@@ -280,6 +296,13 @@ pub enum Command {
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     /// Current bans.
     Bans(oneshot::Sender<Vec<BanInfo>>),
+    /// A peer's standing, connected or not ([`PeerStanding`]).
+    Standing {
+        /// The peer.
+        peer: PeerId,
+        /// Its standing.
+        reply: oneshot::Sender<PeerStanding>,
+    },
     /// Ban a peer for a while (disconnects it).
     Ban {
         /// The peer.
@@ -332,6 +355,11 @@ impl NetworkHandle {
     /// Current bans.
     pub async fn bans(&self) -> Result<Vec<BanInfo>, NetworkError> {
         self.ask(Command::Bans).await
+    }
+
+    /// How the peer manager stands with `peer`, connected or not.
+    pub async fn standing(&self, peer: PeerId) -> Result<PeerStanding, NetworkError> {
+        self.ask(|reply| Command::Standing { peer, reply }).await
     }
 
     /// Bans `peer` for `duration`.

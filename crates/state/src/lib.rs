@@ -310,30 +310,49 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// An address-manager record as stored: (peer id bytes, record bytes).
+pub type PeerRecord = (Vec<u8>, Vec<u8>);
+
 /// A remembered peer: (peer id bytes, multiaddr bytes, last seen unix ms).
 pub type StoredPeer = (Vec<u8>, Vec<Vec<u8>>, u64);
 
-/// Most peers remembered in the database.
-pub const MAX_STORED_PEERS: usize = 2_000;
+/// Most peers remembered in the database: every slot of the address manager's tables
+/// (`vision_p2p::addrman::MAX_ENTRIES`, which a test there keeps equal); a record for a further
+/// peer is not written.
+pub const MAX_STORED_PEERS: usize = 5_120;
 /// Peers remembered in redb, in the resource registry (cap: [`MAX_STORED_PEERS`]).
 pub const STORED_PEERS: vision_primitives::bounds::Resource =
     vision_primitives::bounds::Resource::new("stored_peers", "state::MAX_STORED_PEERS", MAX_STORED_PEERS);
-/// Most addresses remembered per peer.
+/// Most addresses read per peer from the table written before the address manager.
 pub const MAX_ADDRS_PER_PEER: usize = 8;
+/// Longest address-manager record written (a record of 8 addresses is far below).
+pub const MAX_PEER_RECORD_BYTES: usize = 4096;
+/// Most anchors written.
+pub const MAX_ANCHORS: usize = 16;
 
 /// One change to the peer book or the ban list, for [`Store::save_peer_book`] (raw peer id and
-/// multiaddr bytes: this layer knows no libp2p).
+/// record bytes: this layer knows no libp2p).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerBookChange {
-    /// A peer was seen with these addresses (at most [`MAX_ADDRS_PER_PEER`] are kept).
-    Seen {
+    /// A peer's address-manager record (longer than [`MAX_PEER_RECORD_BYTES`]: not written).
+    Put {
         /// The peer id's bytes.
         peer: Vec<u8>,
-        /// Its addresses' bytes.
-        addrs: Vec<Vec<u8>>,
-        /// When (unix ms).
-        last_seen_ms: u64,
+        /// The record.
+        record: Vec<u8>,
     },
+    /// A peer the address manager forgot.
+    Forget {
+        /// The peer id's bytes.
+        peer: Vec<u8>,
+    },
+    /// The anchors, replacing the previous ones (at most [`MAX_ANCHORS`] are kept).
+    Anchors {
+        /// Their peer ids' bytes.
+        peers: Vec<Vec<u8>>,
+    },
+    /// The peers written before the address manager were read into it: empty their table.
+    DropLegacyPeers,
     /// A peer is banned until `until_ms` (unix ms).
     Ban {
         /// The peer id's bytes.
@@ -348,19 +367,7 @@ pub enum PeerBookChange {
     },
 }
 
-/// `last_seen_ms u64 ‖ count u16 ‖ (len u16 ‖ bytes)*` of at most [`MAX_ADDRS_PER_PEER`] addresses.
-fn encode_peer(addrs: &[Vec<u8>], last_seen_ms: u64) -> Vec<u8> {
-    let mut w = Writer::default();
-    w.u64(last_seen_ms);
-    let addrs: Vec<&Vec<u8>> = addrs.iter().filter(|a| a.len() <= u16::MAX as usize).take(MAX_ADDRS_PER_PEER).collect();
-    w.bytes(&(addrs.len() as u16).to_le_bytes());
-    for a in addrs {
-        w.bytes(&(a.len() as u16).to_le_bytes());
-        w.bytes(a);
-    }
-    w.finish()
-}
-
+/// Reads a `peers-1` value: `last_seen_ms u64 ‖ count u16 ‖ (len u16 ‖ bytes)*`.
 fn decode_peer(v: &[u8]) -> Option<(u64, Vec<Vec<u8>>)> {
     let mut r = Reader::new(v);
     let seen = r.u64().ok()?;
@@ -540,32 +547,37 @@ impl Store {
     }
 
     /// Applies peer-book and ban changes in order, in one write transaction (one fsync however
-    /// many: the network flushes what gathered over a few seconds, off the import path). Keeps at
-    /// most [`MAX_STORED_PEERS`] peers, forgetting the longest unseen. Returns how many peers are
-    /// stored.
+    /// many: the network flushes what gathered over a few seconds, off the import path). Holds at
+    /// most [`MAX_STORED_PEERS`] records. Returns how many are stored.
     pub fn save_peer_book(&self, changes: &[PeerBookChange]) -> Result<u64, StoreError> {
         let tx = self.write()?;
         let stored;
         {
-            let mut peers = tx.txn.open_table(PEERS)?;
+            let mut book = tx.txn.open_table(ADDR_BOOK)?;
             let mut bans = tx.txn.open_table(BANS)?;
             for change in changes {
                 match change {
-                    PeerBookChange::Seen { peer, addrs, last_seen_ms } => {
-                        peers.insert(peer.as_slice(), encode_peer(addrs, *last_seen_ms).as_slice())?;
-                        if peers.len()? > MAX_STORED_PEERS as u64 {
-                            let mut oldest: Option<(Vec<u8>, u64)> = None;
-                            for item in peers.iter()? {
-                                let (k, v) = item?;
-                                let seen = decode_peer(v.value()).map(|(s, _)| s).unwrap_or(0);
-                                if oldest.as_ref().is_none_or(|(_, s)| seen < *s) {
-                                    oldest = Some((k.value().to_vec(), seen));
-                                }
-                            }
-                            if let Some((k, _)) = oldest {
-                                peers.remove(k.as_slice())?;
-                            }
+                    PeerBookChange::Put { peer, record } => {
+                        let room = book.len()? < MAX_STORED_PEERS as u64 || book.get(peer.as_slice())?.is_some();
+                        if room && record.len() <= MAX_PEER_RECORD_BYTES {
+                            book.insert(peer.as_slice(), record.as_slice())?;
                         }
+                    }
+                    PeerBookChange::Forget { peer } => {
+                        book.remove(peer.as_slice())?;
+                    }
+                    PeerBookChange::Anchors { peers } => {
+                        let peers: Vec<&Vec<u8>> =
+                            peers.iter().filter(|p| p.len() <= u8::MAX as usize).take(MAX_ANCHORS).collect();
+                        let mut w = vec![peers.len() as u8];
+                        for p in peers {
+                            w.push(p.len() as u8);
+                            w.extend_from_slice(p);
+                        }
+                        tx.txn.open_table(META)?.insert(META_ANCHORS, w.as_slice())?;
+                    }
+                    PeerBookChange::DropLegacyPeers => {
+                        tx.txn.delete_table(PEERS)?;
                     }
                     PeerBookChange::Ban { peer, until_ms } => {
                         bans.insert(peer.as_slice(), *until_ms)?;
@@ -575,16 +587,54 @@ impl Store {
                     }
                 }
             }
-            stored = peers.len()?;
+            stored = book.len()?;
         }
         tx.commit()?;
         Ok(stored)
     }
 
-    /// Known peers, most recently seen first.
-    pub fn load_peers(&self) -> Result<Vec<StoredPeer>, StoreError> {
+    /// The address manager's records: (peer id, record).
+    pub fn load_peer_book(&self) -> Result<Vec<PeerRecord>, StoreError> {
         let r = self.read()?;
-        let t = r.txn.open_table(PEERS)?;
+        let t = match r.txn.open_table(ADDR_BOOK) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for item in t.iter()?.take(MAX_STORED_PEERS) {
+            let (k, v) = item?;
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The anchors last written (peer ids), in order.
+    pub fn load_anchors(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let r = self.read()?;
+        let t = r.txn.open_table(META)?;
+        let Some(v) = t.get(META_ANCHORS)? else { return Ok(Vec::new()) };
+        let v = v.value();
+        let mut out = Vec::new();
+        let mut i = 1;
+        for _ in 0..v.first().copied().unwrap_or(0) {
+            let Some(&len) = v.get(i) else { break };
+            let Some(p) = v.get(i + 1..i + 1 + len as usize) else { break };
+            out.push(p.to_vec());
+            i += 1 + len as usize;
+        }
+        Ok(out)
+    }
+
+    /// Peers written before the address manager (`peers-1`), most recently seen first: read
+    /// once into it.
+    pub fn load_legacy_peers(&self) -> Result<Vec<StoredPeer>, StoreError> {
+        let r = self.read()?;
+        let t = match r.txn.open_table(PEERS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
         let mut out = Vec::new();
         for item in t.iter()? {
             let (k, v) = item?;
@@ -1249,34 +1299,70 @@ mod tests {
     }
 
     #[test]
-    fn peers_and_bans_persist() {
+    fn peers_anchors_and_bans_persist() {
         let dir = tempfile::tempdir().unwrap();
         let g = Genesis::devnet();
         {
             let s = Store::open(dir.path(), &g).unwrap();
-            let seen = |peer: &[u8], addrs: Vec<Vec<u8>>, last_seen_ms| PeerBookChange::Seen {
-                peer: peer.to_vec(),
-                addrs,
-                last_seen_ms,
-            };
+            let put = |peer: &[u8], record: &[u8]| PeerBookChange::Put { peer: peer.to_vec(), record: record.to_vec() };
             let ban = |peer: &[u8], until_ms| PeerBookChange::Ban { peer: peer.to_vec(), until_ms };
-            // Applied in order, in one transaction: peer-d's ban is lifted after it is recorded.
+            // Applied in order, in one transaction: peer-d's ban is lifted after it is recorded,
+            // peer-e forgotten after it is written.
             let stored = s
                 .save_peer_book(&[
-                    seen(b"peer-a", vec![b"addr1".to_vec(), b"addr2".to_vec()], 10),
+                    put(b"peer-a", b"record-a"),
+                    put(b"peer-e", b"record-e"),
                     ban(b"peer-c", 1234),
                     ban(b"peer-d", 99),
                     PeerBookChange::Unban { peer: b"peer-d".to_vec() },
+                    PeerBookChange::Forget { peer: b"peer-e".to_vec() },
+                    PeerBookChange::Anchors { peers: vec![b"peer-a".to_vec(), b"peer-b".to_vec()] },
+                    put(b"peer-x", &vec![0; MAX_PEER_RECORD_BYTES + 1]),
                 ])
                 .unwrap();
-            assert_eq!(stored, 1);
-            assert_eq!(s.save_peer_book(&[seen(b"peer-b", vec![], 20)]).unwrap(), 2);
+            assert_eq!(stored, 1, "the oversized record is not written");
+            assert_eq!(s.save_peer_book(&[put(b"peer-b", b"record-b")]).unwrap(), 2);
         }
         let s = Store::open(dir.path(), &g).unwrap();
-        let peers = s.load_peers().unwrap();
-        assert_eq!(peers[0], (b"peer-b".to_vec(), vec![], 20));
-        assert_eq!(peers[1], (b"peer-a".to_vec(), vec![b"addr1".to_vec(), b"addr2".to_vec()], 10));
+        let mut book = s.load_peer_book().unwrap();
+        book.sort();
+        assert_eq!(book, vec![(b"peer-a".to_vec(), b"record-a".to_vec()), (b"peer-b".to_vec(), b"record-b".to_vec())]);
+        assert_eq!(s.load_anchors().unwrap(), vec![b"peer-a".to_vec(), b"peer-b".to_vec()]);
         assert_eq!(s.load_bans().unwrap(), vec![(b"peer-c".to_vec(), 1234)]);
+    }
+
+    #[test]
+    fn the_peer_book_holds_at_most_its_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &Genesis::devnet()).unwrap();
+        let changes: Vec<PeerBookChange> = (0..MAX_STORED_PEERS as u32 + 10)
+            .map(|i| PeerBookChange::Put { peer: i.to_le_bytes().to_vec(), record: vec![1] })
+            .collect();
+        assert_eq!(s.save_peer_book(&changes).unwrap(), MAX_STORED_PEERS as u64);
+        // A stored peer's record is still replaced when full.
+        let again = [PeerBookChange::Put { peer: 0u32.to_le_bytes().to_vec(), record: vec![2] }];
+        assert_eq!(s.save_peer_book(&again).unwrap(), MAX_STORED_PEERS as u64);
+    }
+
+    #[test]
+    fn legacy_peers_are_read_then_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &Genesis::devnet()).unwrap();
+        {
+            let tx = s.write().unwrap();
+            {
+                let mut t = tx.txn.open_table(PEERS).unwrap();
+                let mut v = 77u64.to_le_bytes().to_vec();
+                v.extend_from_slice(&1u16.to_le_bytes());
+                v.extend_from_slice(&5u16.to_le_bytes());
+                v.extend_from_slice(b"addr1");
+                t.insert(b"old-peer".as_slice(), v.as_slice()).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        assert_eq!(s.load_legacy_peers().unwrap(), vec![(b"old-peer".to_vec(), vec![b"addr1".to_vec()], 77)]);
+        s.save_peer_book(&[PeerBookChange::DropLegacyPeers]).unwrap();
+        assert!(s.load_legacy_peers().unwrap().is_empty());
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! | `tx-index-1` | tx id | block hash ‖ index in block (u32 LE) |
 //! | `account-txs-2` | address ‖ height (u64 BE) ‖ index (u32 BE) | the transaction's canonical encoding |
 //! | `side-1` | height (u64 BE) ‖ block hash | parent hash |
-//! | `peers-1` | peer id | last seen (u64 LE ms) ‖ count (u16 LE) ‖ (length (u16 LE) ‖ multiaddr)* |
+//! | `peers-1` | peer id | before the address manager: last seen (u64 LE ms) ‖ count (u16 LE) ‖ (length (u16 LE) ‖ multiaddr)*; read once into `addr-book-1`, then emptied |
+//! | `addr-book-1` | peer id | the address manager's record, opaque here (`vision_p2p::addrman::encode_record`) |
 //! | `bans-1` | peer id | ban expiry (unix ms) |
 //!
 //! # Invariants (hold after every committed write transaction)
@@ -67,8 +68,10 @@ pub const ACCOUNT_TXS_1: TableDefinition<&[u8; 44], &[u8; 32]> = TableDefinition
 /// Stored blocks that are not canonical, by height: (height BE ‖ hash) to parent hash.
 pub const SIDE: TableDefinition<&[u8; 40], &[u8; 32]> = TableDefinition::new("side-1");
 
-/// Known peers: peer id bytes to last seen (u64 LE ms) ‖ count (u16 LE) ‖ (length u16 LE ‖ multiaddr bytes)*.
+/// Known peers before the address manager (read once to fill `addr-book-1`, then emptied): peer id bytes to last seen (u64 LE ms) ‖ count (u16 LE) ‖ (length u16 LE ‖ multiaddr bytes)*.
 pub const PEERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peers-1");
+/// The address manager's records: peer id bytes to a record the network layer encodes.
+pub const ADDR_BOOK: TableDefinition<&[u8], &[u8]> = TableDefinition::new("addr-book-1");
 /// Banned peers: peer id bytes to ban expiry (unix ms).
 pub const BANS: TableDefinition<&[u8], u64> = TableDefinition::new("bans-1");
 
@@ -84,6 +87,8 @@ pub const META_GENESIS: &str = "genesis_hash";
 pub const META_TIP: &str = "tip";
 /// `meta` key: LtHash accumulator of the tip state.
 pub const META_LTHASH: &str = "lthash";
+/// `meta` key: the address manager's anchors, `count (u8) ‖ (length (u8) ‖ peer id)*`.
+pub const META_ANCHORS: &str = "anchors";
 
 /// Key of an `account-txs` entry.
 pub fn account_tx_key(address: &[u8; 32], height: u64, index: u32) -> [u8; 44] {

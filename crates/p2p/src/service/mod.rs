@@ -88,6 +88,7 @@ use super::metrics::{GossipLabels, ReasonLabels, ResultLabel, TopicLabel, TopicL
 use super::peer_manager::{self, Direction, Effect, PeerManager, RateClass};
 use super::sync::{ErrorCode, Refused, Request, Response, Status};
 use super::{BanInfo, COMMAND_CHANNEL_CAP, Command, NetInfo, NetworkConfig, NetworkError, NetworkHandle, PeerInfo};
+use crate::addrman::{AddrGroup, AddrMan};
 use crate::chain_access::{ChainAccess, ImportMode, ImportWork};
 use vision_mempool::events::{BlockSource, Event};
 use vision_primitives::consensus::{BlockError, now_ms};
@@ -111,6 +112,8 @@ pub use workers::{RESULT_QUEUE_CAP, TX_QUEUE_CAP};
 
 /// How often statuses are refreshed.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+/// Most dials from the address manager per status round.
+pub const MAX_DIALS_PER_ROUND: usize = 8;
 /// How often the INFO status line (peers, height, sync) is logged.
 pub const STATUS_LOG_INTERVAL: Duration = Duration::from_secs(30);
 /// Housekeeping period (peer manager heartbeat, dialing, sync scheduling, tx batch flush).
@@ -224,6 +227,12 @@ pub struct Service {
     blocking: tokio::task::JoinSet<()>,
     /// Peer-book and ban changes waiting to be written ([`peer_book`]).
     peer_book: peer_book::PeerBookWrites,
+    /// Whom we know of and whom to dial ([`crate::addrman`]).
+    addrman: AddrMan,
+    /// Anchors dialled at start and not connected yet (a failure is logged at INFO).
+    dialing_anchors: std::collections::HashSet<PeerId>,
+    /// Mixed into the random numbers of outbound selection.
+    select_counter: u64,
     /// The peer-book write in progress, if any (one at a time, so writes land in order).
     peer_book_flush: Option<tokio::task::JoinHandle<()>>,
     /// Peers whose score crossed the disconnect threshold, disconnected at the next tick.
@@ -299,20 +308,50 @@ impl Service {
                 tracing::warn!(%addr, error = %e, "cannot dial bootstrap address");
             }
         }
+        // The address manager, from the stored book (or, once, from the table before it).
+        let mut peer_book = peer_book::PeerBookWrites::default();
+        let mut addrman = AddrMan::new(addrman_key(&config.keypair));
+        load_addrman(store, &mut addrman, &mut peer_book)?;
+        let mut dialing_anchors = std::collections::HashSet::new();
         if config.dial_known_peers {
-            let known = store.load_peers().map_err(|e| NetworkError::Build(e.to_string()))?;
-            for (id, addrs, _) in known.into_iter().take(config.peers.target_peers) {
-                let Ok(peer) = PeerId::from_bytes(&id) else { continue };
-                if peer == local || peers.is_banned(&peer, unix_ms()) {
+            // Anchors first (the outbound peers we had before the restart), then peers of other
+            // groups from the tables.
+            let now_ms = unix_ms();
+            let mut groups = std::collections::BTreeSet::new();
+            let anchors: Vec<PeerId> = addrman.anchors().to_vec();
+            for peer in anchors {
+                let Some(record) = addrman.get(&peer) else { continue };
+                if peer == local || peers.is_banned(&peer, now_ms) || record.addrs.is_empty() {
                     continue;
                 }
-                let addrs: Vec<Multiaddr> = addrs.into_iter().filter_map(|a| Multiaddr::try_from(a).ok()).collect();
-                for a in &addrs {
-                    swarm.behaviour_mut().kad.add_address(&peer, a.clone());
-                }
-                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(addrs).build();
-                let _ = swarm.dial(opts);
+                groups.insert(record.group());
+                let addrs = record.addrs.clone();
+                addrman.attempt(&peer, now_ms);
+                dialing_anchors.insert(peer);
+                let _ = swarm.dial(libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(addrs).build());
             }
+            let more = config.peers.min_outbound_peers.saturating_sub(dialing_anchors.len());
+            let mut dialled = Vec::new();
+            for i in 0..more as u64 {
+                let Some((peer, addrs)) = addrman.select(random_u64(i), now_ms, &groups, |p| {
+                    *p == local || dialing_anchors.contains(p) || dialled.contains(p) || peers.is_banned(p, now_ms)
+                }) else {
+                    break;
+                };
+                if let Some(first) = addrs.first() {
+                    groups.insert(AddrGroup::of(first));
+                }
+                addrman.attempt(&peer, now_ms);
+                dialled.push(peer);
+                let _ = swarm.dial(libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(addrs).build());
+            }
+            tracing::info!(
+                anchors = dialing_anchors.len(),
+                others = dialled.len(),
+                known = addrman.len(),
+                tried = addrman.tried_count(),
+                "dialling remembered peers"
+            );
         }
 
         let info = Arc::new(NetInfo::new(local));
@@ -348,7 +387,10 @@ impl Service {
             serve: ServeBudget::default(),
             workers: Some(workers),
             blocking: tokio::task::JoinSet::new(),
-            peer_book: peer_book::PeerBookWrites::default(),
+            peer_book,
+            addrman,
+            dialing_anchors,
+            select_counter: 0,
             peer_book_flush: None,
             disconnect_at_tick: Vec::new(),
             bootstrap: config.bootstrap,
@@ -398,6 +440,7 @@ impl Service {
     /// Writes the waiting peer-book and ban changes in one transaction on the blocking pool, if a
     /// write is due and none is in progress.
     fn flush_peer_book(&mut self, now: Instant) {
+        self.note_addrman_changes(now);
         if self.peer_book_flush.as_ref().is_some_and(|h| !h.is_finished()) || !self.peer_book.due(now) {
             return;
         }
@@ -406,6 +449,42 @@ impl Service {
         let writes = self.metrics.peer_book_writes.clone();
         self.peer_book_flush =
             Some(tokio::task::spawn_blocking(move || write_peer_book(core.as_ref(), &changes, &writes)));
+    }
+
+    /// The anchors brought up to date (our outbound peers, connected longest first; anchors not
+    /// reached since the restart stay until a dial of them fails, so a restart right after a
+    /// restart still knows them), and the address manager's changed records handed to the
+    /// peer-book writes.
+    fn note_addrman_changes(&mut self, now: Instant) {
+        let mut outbound: Vec<(Instant, PeerId)> = self
+            .peers
+            .peers()
+            .into_iter()
+            .filter(|p| p.direction == Direction::Outbound)
+            .map(|p| (p.connected_since, p.peer))
+            .collect();
+        outbound.sort();
+        let mut anchors: Vec<PeerId> = outbound.into_iter().map(|(_, p)| p).collect();
+        for old in self.addrman.anchors().to_vec() {
+            let still_good = self.addrman.get(&old).is_some_and(|r| r.failures == 0);
+            if anchors.len() < crate::addrman::MAX_ANCHORS && still_good && !anchors.contains(&old) {
+                anchors.push(old);
+            }
+        }
+        self.addrman.set_anchors(&anchors);
+        if !self.addrman.has_changes() {
+            return;
+        }
+        let (records, anchors) = self.addrman.take_changes();
+        for (peer, record) in records {
+            let record = record.as_ref().map(crate::addrman::encode_record);
+            if !self.peer_book.record(peer.to_bytes(), record, now) {
+                self.drop_count("peer_book");
+            }
+        }
+        if let Some(anchors) = anchors {
+            self.peer_book.anchors(anchors.iter().map(|p| p.to_bytes()).collect(), now);
+        }
     }
 
     async fn stop_workers(&mut self) {
@@ -420,6 +499,7 @@ impl Service {
         if let Some(h) = self.peer_book_flush.take() {
             let _ = h.await;
         }
+        self.note_addrman_changes(Instant::now());
         if !self.peer_book.is_empty() {
             let changes = self.peer_book.take();
             let core = self.core.clone();
@@ -521,6 +601,13 @@ impl Service {
                     })
                     .collect();
                 let _ = reply.send(list);
+            }
+            Command::Standing { peer, reply } => {
+                let banned = self.peers.is_banned(&peer, unix_ms());
+                let score = self.peers.score(&peer);
+                let refused = banned || score <= self.peers.config().disconnect_threshold;
+                let connected = self.swarm.is_connected(&peer);
+                let _ = reply.send(super::PeerStanding { connected, banned, score, refused });
             }
             Command::Bans(reply) => {
                 let now = unix_ms();
@@ -693,6 +780,7 @@ impl Service {
         b.record(super::COMMANDS, self.commands.len());
         b.record(ORPHANS, self.orphans.len());
         b.record(PEER_BOOK_PENDING, self.peer_book.len());
+        b.record(crate::addrman::ADDRMAN_ENTRIES, self.addrman.len());
         b.record(TX_OUTBOX, self.outbox.len() + self.outbox_batch.len());
         b.record(SYNC_SERVING, self.serve.serving());
         b.record(SYNC_UNSENT_BYTES, self.serve.unsent_bytes());
@@ -720,18 +808,36 @@ impl Service {
                 }
             }
         }
-        // Dial a few known peers we are not connected to.
-        let mut candidates = Vec::new();
-        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
-            for entry in bucket.iter() {
-                candidates.push(*entry.node.key.preimage());
-            }
-        }
+        // Dial peers from the address manager: at most one outbound peer per network group.
+        let summaries = self.peers.peers();
+        let outbound: Vec<&peer_manager::PeerSummary> =
+            summaries.iter().filter(|p| p.direction == Direction::Outbound).collect();
+        let mut groups: std::collections::BTreeSet<AddrGroup> =
+            outbound.iter().filter_map(|p| p.addrs.first()).map(AddrGroup::of).collect();
+        let config = self.peers.config();
+        let wanted = config
+            .target_peers
+            .saturating_sub(summaries.len())
+            .max(config.min_outbound_peers.saturating_sub(outbound.len()))
+            .min(MAX_DIALS_PER_ROUND);
         let now_ms = unix_ms();
-        for p in candidates.into_iter().take(8) {
-            if !self.swarm.is_connected(&p) && !self.peers.is_banned(&p, now_ms) {
-                let _ = self.swarm.dial(p);
+        let local = *self.swarm.local_peer_id();
+        let mut dialled = Vec::new();
+        for _ in 0..wanted {
+            self.select_counter = self.select_counter.wrapping_add(1);
+            let swarm = &self.swarm;
+            let peers = &self.peers;
+            let Some((peer, addrs)) = self.addrman.select(random_u64(self.select_counter), now_ms, &groups, |p| {
+                *p == local || swarm.is_connected(p) || dialled.contains(p) || peers.is_banned(p, now_ms)
+            }) else {
+                break;
+            };
+            if let Some(first) = addrs.first() {
+                groups.insert(AddrGroup::of(first));
             }
+            self.addrman.attempt(&peer, now_ms);
+            dialled.push(peer);
+            let _ = self.swarm.dial(libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(addrs).build());
         }
     }
 
@@ -803,6 +909,12 @@ impl Service {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
+                if direction == Direction::Outbound {
+                    self.addrman.connected_outbound(peer_id, &addr, unix_ms());
+                    if self.dialing_anchors.remove(&peer_id) {
+                        tracing::info!(peer = %peer_id, %addr, "anchor peer reconnected");
+                    }
+                }
                 if num_established.get() == 1 {
                     tracing::debug!(peer = %peer_id, %addr, ?direction, "peer connected");
                     let effects = self.peers.on_connected(peer_id, direction, addr, Instant::now());
@@ -822,21 +934,31 @@ impl Service {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id, mut info, ..
             })) => {
-                // A peer reached over a real network announces its loopback address too; dialing it
-                // would reach ourselves. Keep loopback only for peers that are on loopback with us.
-                let on_loopback =
-                    self.peers.peers().iter().any(|p| p.peer == peer_id && p.addrs.iter().any(is_loopback));
-                if !on_loopback {
-                    info.listen_addrs.retain(|a| !is_loopback(a));
+                // A peer reached over a real network announces its loopback and private-range
+                // addresses too; dialing them would reach ourselves or our own network (a scan on
+                // the peer's behalf). Keep them only for peers reached over such an address.
+                let connection =
+                    self.peers.peers().into_iter().find(|p| p.peer == peer_id).and_then(|p| p.addrs.first().cloned());
+                let private_peer = connection.as_ref().is_some_and(is_private);
+                if !private_peer {
+                    info.listen_addrs.retain(|a| !is_private(a));
                 }
                 for a in &info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, a.clone());
                 }
                 self.peers.on_identify(peer_id, info.agent_version.clone(), info.listen_addrs.clone());
-                let addrs: Vec<Vec<u8>> = info.listen_addrs.iter().map(|a| a.to_vec()).collect();
-                if !self.peer_book.seen(peer_id.to_bytes(), addrs, unix_ms(), Instant::now()) {
-                    self.drop_count("peer_book");
-                }
+                // Told by itself; its group is the source (an inbound peer's addresses go to new
+                // and only our own dial moves them to tried).
+                let source = connection.as_ref().map_or(AddrGroup::Unknown, AddrGroup::of);
+                self.addrman.add(peer_id, info.listen_addrs, source, true, unix_ms());
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(libp2p::kad::Event::RoutingUpdated {
+                peer, addresses, ..
+            })) => {
+                // Discovered: into new, told by its own group (kad does not say who told it).
+                let addrs = addresses.into_vec();
+                let source = addrs.first().map_or(AddrGroup::Unknown, AddrGroup::of);
+                self.addrman.add(peer, addrs, source, false, unix_ms());
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
@@ -860,6 +982,12 @@ impl Service {
                 self.swarm.close_connection(connection);
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                if let Some(peer) = peer_id {
+                    self.addrman.failed(&peer, unix_ms());
+                    if self.dialing_anchors.remove(&peer) {
+                        tracing::info!(%peer, %error, "cannot reach an anchor peer (an outbound peer before the restart)");
+                    }
+                }
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
             }
             SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
@@ -1506,12 +1634,79 @@ fn write_peer_book(
     }
 }
 
-fn is_loopback(addr: &Multiaddr) -> bool {
+/// Whether `addr` is in a range that is not reachable across the internet: loopback, private
+/// (RFC 1918), shared (RFC 6598, carrier-grade NAT), link-local, unspecified; IPv6 loopback,
+/// unique local (fc00::/7), link-local (fe80::/10), unspecified, and IPv4-mapped forms of those.
+pub fn is_private(addr: &Multiaddr) -> bool {
+    fn v4(ip: std::net::Ipv4Addr) -> bool {
+        let o = ip.octets();
+        ip.is_loopback()
+            || ip.is_private()
+            || ip.is_link_local()
+            || ip.is_unspecified()
+            || (o[0] == 100 && (o[1] & 0xc0) == 64)
+    }
     addr.iter().any(|p| match p {
-        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_loopback(),
-        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_loopback(),
+        libp2p::multiaddr::Protocol::Ip4(ip) => v4(ip),
+        libp2p::multiaddr::Protocol::Ip6(ip) => match ip.to_ipv4_mapped() {
+            Some(mapped) => v4(mapped),
+            None => {
+                let s = ip.segments();
+                ip.is_loopback() || ip.is_unspecified() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80
+            }
+        },
         _ => false,
     })
+}
+
+/// The address manager's bucket key: derived from the node's secret key, so that bucket
+/// positions are stable across restarts and unknown to anyone else.
+fn addrman_key(keypair: &libp2p::identity::Keypair) -> [u8; 32] {
+    let secret = keypair.clone().try_into_ed25519().map(|k| k.secret().as_ref().to_vec()).unwrap_or_default();
+    blake3::derive_key("vision-node 2026 address manager bucket key", &secret)
+}
+
+/// A random number for outbound selection: a hash of the clock and a counter (the selection
+/// needs unpredictability, not cryptographic strength).
+fn random_u64(counter: u64) -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let h = blake3::hash(&[nanos.to_le_bytes().as_slice(), &counter.to_le_bytes()].concat());
+    u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap_or([0; 8]))
+}
+
+/// Fills `addrman` from the store: its records and anchors, or (once, on the first start after
+/// the address manager came) the peers of the table before it, as new entries told by their own
+/// group, with that table emptied at the first write.
+fn load_addrman(
+    store: &vision_state::Store,
+    addrman: &mut AddrMan,
+    peer_book: &mut peer_book::PeerBookWrites,
+) -> Result<(), NetworkError> {
+    let err = |e: vision_state::StoreError| NetworkError::Build(e.to_string());
+    let now_ms = unix_ms();
+    let mut records = Vec::new();
+    for (id, bytes) in store.load_peer_book().map_err(err)? {
+        match (PeerId::from_bytes(&id), crate::addrman::decode_record(&bytes)) {
+            (Ok(peer), Some(record)) => records.push((peer, record)),
+            // Unreadable: forgotten at the next write.
+            _ => {
+                peer_book.record(id, None, Instant::now());
+            }
+        }
+    }
+    let anchors = store.load_anchors().map_err(err)?.iter().filter_map(|a| PeerId::from_bytes(a).ok()).collect();
+    addrman.load(records, anchors, now_ms);
+    let legacy = store.load_legacy_peers().map_err(err)?;
+    if !legacy.is_empty() {
+        for (id, addrs, _) in legacy {
+            let Ok(peer) = PeerId::from_bytes(&id) else { continue };
+            let addrs: Vec<Multiaddr> = addrs.into_iter().filter_map(|a| Multiaddr::try_from(a).ok()).collect();
+            let source = addrs.first().map_or(AddrGroup::Unknown, AddrGroup::of);
+            addrman.add(peer, addrs, source, true, now_ms);
+        }
+        peer_book.drop_legacy(Instant::now());
+    }
+    Ok(())
 }
 
 /// The peer id an address ends in (`.../p2p/<peer id>`), if any.

@@ -1,6 +1,7 @@
 //! Peer-book and ban writes, batched off the import path.
 //!
-//! Every identify answer (a peer's addresses) and every ban or unban changes the stored peer book.
+//! Every change of the address manager's records ([`crate::addrman`]: a peer heard of, reached,
+//! failed, forgotten; the anchors) and every ban or unban changes the stored peer book.
 //! Written one by one, each was a durable redb commit on the database's one writer, the writer
 //! block import needs (issue #15): a churn of identities meant a churn of fsyncs between blocks.
 //! Here the changes gather (the newest per peer wins) and go to the store in one write transaction
@@ -17,15 +18,16 @@ use vision_state::PeerBookChange;
 /// The longest a change waits before it is written.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// Peers with a change waiting; at this many a flush is due at once, and while that flush is
-/// still being written, sightings of further peers are dropped (counted in
-/// `vision_p2p_dropped_messages_total{queue="peer_book"}`; the peer is written when seen again).
+/// still being written, record changes of further peers are dropped (counted in
+/// `vision_p2p_dropped_messages_total{queue="peer_book"}`; the record is written when it changes
+/// again).
 /// Bans and unbans are never dropped: the peer manager caps them.
 pub const MAX_PENDING_CHANGES: usize = 4096;
 
 /// What a peer's latest change is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Latest {
-    Seen { addrs: Vec<Vec<u8>>, last_seen_ms: u64 },
+    Record(Option<Vec<u8>>),
     Ban { until_ms: u64 },
     Unban,
 }
@@ -33,24 +35,40 @@ enum Latest {
 /// Changes waiting to be written, in the order their peers first changed.
 #[derive(Debug, Default)]
 pub struct PeerBookWrites {
-    /// Per peer (raw id bytes): the latest sighting and the latest ban decision, which are
-    /// independent (a banned peer stays in the book).
-    seen: HashMap<Vec<u8>, Latest>,
+    /// Per peer (raw id bytes): the latest record (or its removal) and the latest ban decision,
+    /// which are independent (a banned peer stays in the book).
+    records: HashMap<Vec<u8>, Latest>,
     bans: HashMap<Vec<u8>, Latest>,
+    /// New anchors.
+    anchors: Option<Vec<Vec<u8>>>,
+    /// Empty the table written before the address manager.
+    drop_legacy: bool,
     /// Since when something is waiting.
     dirty_since: Option<Instant>,
 }
 
 impl PeerBookWrites {
-    /// A peer was seen with `addrs`. Returns false (nothing recorded) when
-    /// [`MAX_PENDING_CHANGES`] other peers' sightings are waiting already.
-    pub fn seen(&mut self, peer: Vec<u8>, addrs: Vec<Vec<u8>>, last_seen_ms: u64, now: Instant) -> bool {
-        if self.seen.len() >= MAX_PENDING_CHANGES && !self.seen.contains_key(&peer) {
+    /// A peer's address-manager record changed (`None`: forgotten). Returns false (nothing
+    /// recorded) when [`MAX_PENDING_CHANGES`] other peers' changes are waiting already.
+    pub fn record(&mut self, peer: Vec<u8>, record: Option<Vec<u8>>, now: Instant) -> bool {
+        if self.records.len() >= MAX_PENDING_CHANGES && !self.records.contains_key(&peer) {
             return false;
         }
-        self.seen.insert(peer, Latest::Seen { addrs, last_seen_ms });
+        self.records.insert(peer, Latest::Record(record));
         self.dirty_since.get_or_insert(now);
         true
+    }
+
+    /// The anchors changed.
+    pub fn anchors(&mut self, peers: Vec<Vec<u8>>, now: Instant) {
+        self.anchors = Some(peers);
+        self.dirty_since.get_or_insert(now);
+    }
+
+    /// The peers written before the address manager were read into it.
+    pub fn drop_legacy(&mut self, now: Instant) {
+        self.drop_legacy = true;
+        self.dirty_since.get_or_insert(now);
     }
 
     /// A peer was banned until `until_ms`.
@@ -67,7 +85,7 @@ impl PeerBookWrites {
 
     /// Peers with a change waiting.
     pub fn len(&self) -> usize {
-        self.seen.len() + self.bans.len()
+        self.records.len() + self.bans.len() + usize::from(self.anchors.is_some()) + usize::from(self.drop_legacy)
     }
 
     /// Whether nothing waits.
@@ -82,19 +100,23 @@ impl PeerBookWrites {
             || self.len() >= MAX_PENDING_CHANGES
     }
 
-    /// Everything waiting, as store changes (sightings first, then bans), leaving nothing.
+    /// Everything waiting, as store changes (records first, then the anchors, then bans),
+    /// leaving nothing.
     pub fn take(&mut self) -> Vec<PeerBookChange> {
         self.dirty_since = None;
-        let seen = std::mem::take(&mut self.seen).into_iter().filter_map(|(peer, l)| match l {
-            Latest::Seen { addrs, last_seen_ms } => Some(PeerBookChange::Seen { peer, addrs, last_seen_ms }),
+        let legacy = std::mem::take(&mut self.drop_legacy).then_some(PeerBookChange::DropLegacyPeers);
+        let records = std::mem::take(&mut self.records).into_iter().filter_map(|(peer, l)| match l {
+            Latest::Record(Some(record)) => Some(PeerBookChange::Put { peer, record }),
+            Latest::Record(None) => Some(PeerBookChange::Forget { peer }),
             _ => None,
         });
+        let anchors = self.anchors.take().map(|peers| PeerBookChange::Anchors { peers });
         let bans = std::mem::take(&mut self.bans).into_iter().filter_map(|(peer, l)| match l {
             Latest::Ban { until_ms } => Some(PeerBookChange::Ban { peer, until_ms }),
             Latest::Unban => Some(PeerBookChange::Unban { peer }),
-            Latest::Seen { .. } => None,
+            Latest::Record(_) => None,
         });
-        seen.chain(bans).collect()
+        legacy.into_iter().chain(records).chain(anchors).chain(bans).collect()
     }
 }
 
@@ -107,8 +129,10 @@ mod tests {
         let t0 = Instant::now();
         let mut w = PeerBookWrites::default();
         assert!(!w.due(t0 + FLUSH_INTERVAL * 10), "nothing waiting, nothing due");
-        w.seen(vec![1], vec![vec![9]], 10, t0);
-        w.seen(vec![1], vec![vec![8]], 20, t0 + Duration::from_secs(1));
+        w.record(vec![1], Some(vec![9]), t0);
+        w.record(vec![1], Some(vec![8]), t0 + Duration::from_secs(1));
+        w.record(vec![4], None, t0 + Duration::from_secs(1));
+        w.anchors(vec![vec![1]], t0 + Duration::from_secs(1));
         w.ban(vec![2], 100, t0 + Duration::from_secs(2));
         w.unban(vec![2], t0 + Duration::from_secs(3));
         w.ban(vec![3], 300, t0 + Duration::from_secs(3));
@@ -119,8 +143,10 @@ mod tests {
         assert_eq!(
             changes,
             vec![
+                PeerBookChange::Anchors { peers: vec![vec![1]] },
                 PeerBookChange::Ban { peer: vec![3], until_ms: 300 },
-                PeerBookChange::Seen { peer: vec![1], addrs: vec![vec![8]], last_seen_ms: 20 },
+                PeerBookChange::Forget { peer: vec![4] },
+                PeerBookChange::Put { peer: vec![1], record: vec![8] },
                 PeerBookChange::Unban { peer: vec![2] },
             ]
         );
@@ -128,14 +154,16 @@ mod tests {
     }
 
     #[test]
-    fn a_sighting_does_not_undo_a_ban() {
+    fn a_record_does_not_undo_a_ban() {
         let t0 = Instant::now();
         let mut w = PeerBookWrites::default();
         w.ban(vec![1], 500, t0);
-        w.seen(vec![1], vec![], 7, t0);
+        w.record(vec![1], Some(vec![7]), t0);
+        w.drop_legacy(t0);
         let changes = w.take();
         assert!(changes.contains(&PeerBookChange::Ban { peer: vec![1], until_ms: 500 }), "{changes:?}");
-        assert!(changes.contains(&PeerBookChange::Seen { peer: vec![1], addrs: vec![], last_seen_ms: 7 }));
+        assert!(changes.contains(&PeerBookChange::Put { peer: vec![1], record: vec![7] }));
+        assert_eq!(changes[0], PeerBookChange::DropLegacyPeers, "the old table is emptied first");
     }
 
     #[test]
@@ -144,13 +172,13 @@ mod tests {
         let mut w = PeerBookWrites::default();
         for i in 0..MAX_PENDING_CHANGES as u32 {
             assert!(!w.due(t0), "not due before the cap ({i})");
-            assert!(w.seen(i.to_le_bytes().to_vec(), vec![], 1, t0));
+            assert!(w.record(i.to_le_bytes().to_vec(), Some(vec![1]), t0));
         }
         assert!(w.due(t0));
-        // Held at the cap until taken: another peer's sighting is refused, a known peer's updated,
+        // Held at the cap until taken: another peer's record is refused, a known peer's updated,
         // a ban kept.
-        assert!(!w.seen(u32::MAX.to_le_bytes().to_vec(), vec![], 1, t0));
-        assert!(w.seen(0u32.to_le_bytes().to_vec(), vec![], 2, t0));
+        assert!(!w.record(u32::MAX.to_le_bytes().to_vec(), Some(vec![1]), t0));
+        assert!(w.record(0u32.to_le_bytes().to_vec(), None, t0));
         w.ban(vec![7], 9, t0);
         assert_eq!(w.take().len(), MAX_PENDING_CHANGES + 1);
     }
