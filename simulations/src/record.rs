@@ -45,6 +45,9 @@ pub struct ScoreSample {
     pub score: Option<f64>,
     /// Whether the node has banned it.
     pub banned: bool,
+    /// Whether it is cut off there: not connected, and refused on connection (banned, or its
+    /// score at or below the disconnect threshold).
+    pub cut_off: bool,
 }
 
 /// A late node's join.

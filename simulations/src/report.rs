@@ -35,7 +35,7 @@ impl Outcome {
 }
 
 /// An attacker as recorded: (peer id, kind, linked honest nodes, start ms, first ban ms per node).
-pub type AttackerSummary = (PeerId, AttackKind, Vec<usize>, f64, BTreeMap<usize, f64>);
+pub type AttackerSummary = (PeerId, AttackKind, Vec<usize>, f64, BTreeMap<usize, f64>, BTreeMap<usize, f64>);
 
 /// Everything recorded in a run.
 pub struct Results {
@@ -47,7 +47,8 @@ pub struct Results {
     pub heights: Vec<(f64, usize, u64)>,
     /// Attacker score samples.
     pub scores: Vec<ScoreSample>,
-    /// (peer id, kind, targets, start ms, first ban ms per target).
+    /// (peer id, kind, targets, start ms, first ban ms per target, cut-off ms per target: from the
+    /// first sample of a cut-off that lasted to the end).
     pub attackers: Vec<AttackerSummary>,
     /// (node, blocks-topic messages received with duplicates, first copies).
     pub gossip: Vec<(usize, u64, u64)>,
@@ -207,21 +208,23 @@ impl Results {
                     }
                 }
             }
-            CheckKind::AttackersBanned { within_s } => {
+            CheckKind::AttackersCutOff { within_s, banned: ban_required } => {
                 let banning: Vec<_> = self.attackers.iter().filter(|a| a.1.banned_by_honest()).collect();
                 if banning.is_empty() {
                     return Some(Outcome::new(name, false, "no banning attacker ran"));
                 }
                 let mut worst: f64 = 0.0;
                 let mut missing = Vec::new();
-                let mut pairs = 0;
-                for (k, (peer, kind, targets, start, bans)) in self.attackers.iter().enumerate() {
+                let (mut pairs, mut banned) = (0, 0);
+                for (k, (peer, kind, targets, start, bans, cut_off)) in self.attackers.iter().enumerate() {
                     if !kind.banned_by_honest() {
                         continue;
                     }
                     for t in targets {
                         pairs += 1;
-                        match bans.get(t) {
+                        banned += usize::from(bans.contains_key(t));
+                        let defended = if *ban_required { bans.get(t) } else { cut_off.get(t) };
+                        match defended {
                             Some(at) => worst = worst.max(at - start),
                             None => missing.push(format!("attacker {k} ({kind:?}, {}) at node {t}", short_peer(peer))),
                         }
@@ -229,9 +232,15 @@ impl Results {
                 }
                 let ok = missing.is_empty() && worst <= within_s * 1000.0;
                 let detail = if missing.is_empty() {
-                    format!("{pairs} (attacker, honest neighbour) pairs banned; slowest after {:.1} s", worst / 1000.0)
+                    format!(
+                        "{pairs} (attacker, honest neighbour) pairs cut off ({banned} banned, {} refused at a score at or \
+                         below the disconnect threshold); slowest after {:.1} s",
+                        pairs - banned,
+                        worst / 1000.0
+                    )
                 } else {
-                    format!("not banned: {}", missing.join(", "))
+                    let what = if *ban_required { "banned" } else { "cut off" };
+                    format!("not {what}: {}", missing.join(", "))
                 };
                 Outcome::new(name, ok, detail)
             }
@@ -397,7 +406,7 @@ impl Results {
         if !self.scores.is_empty() {
             csv(
                 "scores.csv",
-                &["at_ms", "node", "attacker", "kind", "score", "banned"],
+                &["at_ms", "node", "attacker", "kind", "score", "banned", "cut_off"],
                 self.scores
                     .iter()
                     .map(|s| {
@@ -408,6 +417,7 @@ impl Results {
                             format!("{:?}", self.attackers[s.attacker].1),
                             s.score.map(|x| format!("{x:.2}")).unwrap_or_default(),
                             s.banned.to_string(),
+                            s.cut_off.to_string(),
                         ]
                     })
                     .collect(),

@@ -56,6 +56,9 @@ pub struct AttackerRec {
     pub started_ms: f64,
     /// When each target first listed it as banned.
     pub banned_at: BTreeMap<usize, f64>,
+    /// When each target was first seen to have cut it off (banned, or disconnected and refused
+    /// by its score), if it still had at the last sample.
+    pub cut_off_at: BTreeMap<usize, f64>,
 }
 
 /// A running honest node as the background tasks see it.
@@ -583,6 +586,7 @@ impl Runner {
             targets: chosen,
             started_ms: self.now_ms(),
             banned_at: BTreeMap::new(),
+            cut_off_at: BTreeMap::new(),
         });
         Ok(())
     }
@@ -761,14 +765,20 @@ impl Runner {
         )
     }
 
-    /// Bans seen so far, merged from the score samples.
+    /// Bans and cut-offs seen so far, merged from the score samples (in time order): a pair is cut
+    /// off from the first sample of a cut-off that lasted to its last sample.
     fn merge_bans(&mut self) {
         let samples = self.shared.scores.lock().clone();
         for s in samples {
+            let rec = &mut self.attackers[s.attacker];
             if s.banned {
-                let rec = &mut self.attackers[s.attacker];
                 let e = rec.banned_at.entry(s.node).or_insert(s.at_ms);
                 *e = e.min(s.at_ms);
+            }
+            if s.cut_off || s.banned {
+                rec.cut_off_at.entry(s.node).or_insert(s.at_ms);
+            } else {
+                rec.cut_off_at.remove(&s.node);
             }
         }
     }
@@ -802,7 +812,9 @@ impl Runner {
             attackers: self
                 .attackers
                 .iter()
-                .map(|a| (a.peer_id, a.kind, a.targets.clone(), a.started_ms, a.banned_at.clone()))
+                .map(|a| {
+                    (a.peer_id, a.kind, a.targets.clone(), a.started_ms, a.banned_at.clone(), a.cut_off_at.clone())
+                })
                 .collect(),
             gossip,
             import,
@@ -872,15 +884,14 @@ async fn sample_scores(shared: Arc<Shared>) {
             let Some(net) = shared.live.lock().get(node).and_then(|l| l.as_ref().map(|(_, n)| n.clone())) else {
                 continue;
             };
-            let (Ok(peers), Ok(bans)) = (net.peers().await, net.bans().await) else { continue };
             for (k, peer, ts) in &watch {
                 if !ts.contains(&node) {
                     continue;
                 }
-                let id = peer.to_string();
-                let score = peers.iter().find(|p| p.peer_id == id).map(|p| p.score);
-                let banned = bans.iter().any(|b| b.peer_id == id);
-                shared.scores.lock().push(ScoreSample { at_ms, node, attacker: *k, score, banned });
+                let Ok(st) = net.standing(*peer).await else { continue };
+                let score = st.connected.then_some(st.score);
+                let cut_off = !st.connected && st.refused;
+                shared.scores.lock().push(ScoreSample { at_ms, node, attacker: *k, score, banned: st.banned, cut_off });
             }
         }
     }

@@ -349,10 +349,16 @@ pub enum CheckKind {
         within_s: f64,
     },
     /// Every honest node linked to an attacker of a banning kind (`invalid-blocks`, `junk-frames`,
-    /// `request-flood`, `cheap-blocks`) bans it within `within_s` of the attack's start.
-    AttackersBanned {
+    /// `request-flood`, `cheap-blocks`) cuts it off within `within_s` of the attack's start and
+    /// until the end: bans it, or disconnects it and refuses it on connection while its score is at
+    /// or below the disconnect threshold (which one depends on how many of a burst's bad messages
+    /// arrive before the disconnect takes effect: ADR 005).
+    AttackersCutOff {
         /// Bound in seconds.
         within_s: f64,
+        /// Require a ban (for attacks whose first message is a fatal fault, e.g. `cheap-blocks`).
+        #[serde(default)]
+        banned: bool,
     },
     /// Every honest node linked to an attacker (including `silent` ones) still gets every block
     /// mined after the attack started (it was not eclipsed).
