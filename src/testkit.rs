@@ -7,7 +7,7 @@
 
 use crate::chain::Chain;
 use crate::chain::genesis::{Allocation, Genesis};
-use crate::chain::types::{Address, Block, Hash, Transaction, TxKind};
+use crate::chain::types::{Address, Block, Transaction};
 use crate::miner::{solve, template_from};
 use crate::state::StoreError;
 use crate::wallet::Keypair;
@@ -38,27 +38,9 @@ pub fn genesis_with_accounts(n: u32, balance: u128) -> (Genesis, Vec<Keypair>) {
     (genesis, keys)
 }
 
-/// A transfer signed for the network of `chain_id` and `genesis_hash`.
-pub fn transfer(
-    from: &Keypair,
-    to: Address,
-    amount: u128,
-    fee: u128,
-    nonce: u64,
-    chain_id: u32,
-    genesis_hash: &Hash,
-) -> Transaction {
-    let mut tx = Transaction {
-        chain_id,
-        from: from.address(),
-        nonce,
-        fee,
-        kind: TxKind::Transfer { to, amount },
-        signature: [0; 64],
-    };
-    from.sign_tx(&mut tx, genesis_hash);
-    tx
-}
+/// A transfer signed for the network of `chain_id` and `genesis_hash`
+/// ([`vision_primitives::keys::signed_transfer`]).
+pub use vision_primitives::keys::signed_transfer as transfer;
 
 /// A solved block on `chain`'s tip with `txs` (all must execute), timestamped one target block
 /// time after its parent.

@@ -35,7 +35,10 @@ pub use vision_primitives::lthash;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 use thiserror::Error;
 
 use schema::*;
@@ -595,14 +598,19 @@ impl Store {
 
     /// The address manager's records: (peer id, record).
     pub fn load_peer_book(&self) -> Result<Vec<PeerRecord>, StoreError> {
+        self.byte_rows(ADDR_BOOK, MAX_STORED_PEERS)
+    }
+
+    /// At most `limit` rows of a byte-keyed table, in key order; none if it does not exist.
+    fn byte_rows(&self, table: TableDefinition<&[u8], &[u8]>, limit: usize) -> Result<Vec<PeerRecord>, StoreError> {
         let r = self.read()?;
-        let t = match r.txn.open_table(ADDR_BOOK) {
+        let t = match r.txn.open_table(table) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         };
         let mut out = Vec::new();
-        for item in t.iter()?.take(MAX_STORED_PEERS) {
+        for item in t.iter()?.take(limit) {
             let (k, v) = item?;
             out.push((k.value().to_vec(), v.value().to_vec()));
         }
@@ -629,19 +637,11 @@ impl Store {
     /// Peers written before the address manager (`peers-1`), most recently seen first: read
     /// once into it.
     pub fn load_legacy_peers(&self) -> Result<Vec<StoredPeer>, StoreError> {
-        let r = self.read()?;
-        let t = match r.txn.open_table(PEERS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut out = Vec::new();
-        for item in t.iter()? {
-            let (k, v) = item?;
-            if let Some((seen, addrs)) = decode_peer(v.value()) {
-                out.push((k.value().to_vec(), addrs, seen));
-            }
-        }
+        let mut out: Vec<StoredPeer> = self
+            .byte_rows(PEERS, usize::MAX)?
+            .into_iter()
+            .filter_map(|(k, v)| decode_peer(&v).map(|(seen, addrs)| (k, addrs, seen)))
+            .collect();
         out.sort_by_key(|p| std::cmp::Reverse(p.2));
         Ok(out)
     }

@@ -1716,3 +1716,37 @@ pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
         _ => None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_private;
+
+    #[test]
+    fn private_ranges_are_recognised_and_public_addresses_are_not() {
+        for a in [
+            "/ip4/127.0.0.1/tcp/1",
+            "/ip4/127.10.0.1/tcp/1",
+            "/ip4/10.1.2.3/tcp/1",
+            "/ip4/172.18.0.2/tcp/1",
+            "/ip4/192.168.1.1/tcp/1",
+            "/ip4/100.64.0.1/tcp/1",
+            "/ip4/169.254.1.1/tcp/1",
+            "/ip4/0.0.0.0/tcp/1",
+            "/ip6/::1/tcp/1",
+            "/ip6/fd00::1/tcp/1",
+            "/ip6/fe80::1/tcp/1",
+            "/ip6/::ffff:192.168.0.1/tcp/1",
+        ] {
+            assert!(is_private(&a.parse().unwrap()), "{a}");
+        }
+        for a in [
+            "/ip4/8.8.8.8/tcp/1",
+            "/ip4/100.128.0.1/tcp/1",
+            "/ip4/172.32.0.1/tcp/1",
+            "/ip6/2001:db8::1/tcp/1",
+            "/dns4/example.org/tcp/1",
+        ] {
+            assert!(!is_private(&a.parse().unwrap()), "{a}");
+        }
+    }
+}
