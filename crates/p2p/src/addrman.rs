@@ -40,8 +40,10 @@
 //! # Groups
 //! [`AddrGroup`]: the /16 of an IPv4 address and the /32 of an IPv6 address (the same groups as
 //! the inbound caps, [`crate::ip_limits::Group`]); the host's own 127.0.0.1 and ::1 are one group
-//! per port (several nodes of one operator on one host); DNS names and the memory transport one
-//! group per name or port.
+//! per port (several nodes of one operator on one host); private-network addresses (a LAN, a
+//! Docker network, usually one /16) one group per host: they are kept only from peers on that
+//! network, and grouped by /16 a cluster would allow one outbound peer; DNS names and the memory
+//! transport one group per name or port.
 //!
 //! Pure state: no I/O, no clock (times are arguments), no randomness (the caller passes a random
 //! number to [`AddrMan::select`]). Persistence is by record: [`AddrMan::take_changes`] lists the
@@ -98,6 +100,9 @@ pub enum AddrGroup {
     Net(Group),
     /// 127.0.0.1 or ::1 with this port: a process on our own host.
     Host(u16),
+    /// A private-network address (RFC 1918, RFC 6598, link-local, IPv6 unique or link-local):
+    /// one group per host.
+    Private(IpAddr),
     /// A name or an address without IP (DNS, memory transport): a hash of it.
     Name(u64),
     /// No address.
@@ -116,6 +121,8 @@ impl AddrGroup {
         match first {
             Some(Protocol::Ip4(ip)) if ip == Ipv4Addr::LOCALHOST => AddrGroup::Host(port.unwrap_or(0)),
             Some(Protocol::Ip6(ip)) if ip == Ipv6Addr::LOCALHOST => AddrGroup::Host(port.unwrap_or(0)),
+            Some(Protocol::Ip4(ip)) if private_network(IpAddr::V4(ip)) => AddrGroup::Private(IpAddr::V4(ip)),
+            Some(Protocol::Ip6(ip)) if private_network(IpAddr::V6(ip)) => AddrGroup::Private(IpAddr::V6(ip)),
             Some(Protocol::Ip4(ip)) => AddrGroup::Net(Group::of(IpAddr::V4(ip))),
             Some(Protocol::Ip6(ip)) => AddrGroup::Net(Group::of(IpAddr::V6(ip))),
             Some(other) => {
@@ -134,8 +141,30 @@ impl AddrGroup {
             AddrGroup::Net(Group::V6(o)) => [&[6u8][..], o].concat(),
             AddrGroup::Host(port) => [&[1u8][..], &port.to_le_bytes()].concat(),
             AddrGroup::Name(h) => [&[2u8][..], &h.to_le_bytes()].concat(),
+            AddrGroup::Private(IpAddr::V4(ip)) => [&[3u8][..], &ip.octets()].concat(),
+            AddrGroup::Private(IpAddr::V6(ip)) => [&[5u8][..], &ip.octets()].concat(),
             AddrGroup::Unknown => vec![0],
         }
+    }
+}
+
+/// Whether `ip` is in a private network's range (RFC 1918, RFC 6598, IPv4 and IPv6 link-local,
+/// IPv6 unique local; IPv4-mapped forms too). Loopback is not: 127.0.0.1 and ::1 are the host
+/// (per port), and the rest of 127.0.0.0/8 never leaves a machine, so it is grouped like public
+/// addresses (which is how one machine plays hosts of many networks in the tests).
+pub fn private_network(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private() || v4.is_link_local() || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => private_network(IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments();
+                (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80
+            }
+        },
     }
 }
 
@@ -144,6 +173,7 @@ impl std::fmt::Display for AddrGroup {
         match self {
             AddrGroup::Net(g) => write!(f, "{g}"),
             AddrGroup::Host(port) => write!(f, "this host, port {port}"),
+            AddrGroup::Private(ip) => write!(f, "private host {ip}"),
             AddrGroup::Name(h) => write!(f, "name {h:016x}"),
             AddrGroup::Unknown => f.write_str("unknown"),
         }
@@ -614,6 +644,10 @@ fn group_from_bytes(b: &[u8]) -> Option<AddrGroup> {
         [6, a, b, c, d] => AddrGroup::Net(Group::V6([*a, *b, *c, *d])),
         [1, p0, p1] => AddrGroup::Host(u16::from_le_bytes([*p0, *p1])),
         [2, rest @ ..] if rest.len() == 8 => AddrGroup::Name(u64::from_le_bytes(rest.try_into().ok()?)),
+        [3, a, b, c, d] => AddrGroup::Private(IpAddr::V4(Ipv4Addr::new(*a, *b, *c, *d))),
+        [5, rest @ ..] if rest.len() == 16 => {
+            AddrGroup::Private(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(rest).ok()?)))
+        }
         _ => return None,
     })
 }
@@ -638,14 +672,23 @@ mod tests {
 
     #[test]
     fn groups_are_slash_16_host_ports_and_names() {
-        assert_eq!(group("10.1.2.3"), group("10.1.200.7"));
-        assert_ne!(group("10.1.2.3"), group("10.2.2.3"));
+        assert_eq!(group("20.1.2.3"), group("20.1.200.7"));
+        assert_ne!(group("20.1.2.3"), group("20.2.2.3"));
         assert_eq!(AddrGroup::of(&at("127.0.0.1", 7)), AddrGroup::Host(7));
         assert_ne!(AddrGroup::of(&at("127.0.0.1", 7)), AddrGroup::of(&at("127.0.0.1", 8)));
         let mem: Multiaddr = "/memory/5".parse().unwrap();
         let mem2: Multiaddr = "/memory/6".parse().unwrap();
         assert_ne!(AddrGroup::of(&mem), AddrGroup::of(&mem2));
         assert_eq!(AddrGroup::of(&Multiaddr::empty()), AddrGroup::Unknown);
+        // A private network (a LAN, a Docker network): one group per host.
+        assert_ne!(group("172.18.0.2"), group("172.18.0.3"));
+        assert_ne!(group("10.0.0.1"), group("10.0.0.2"));
+        assert_eq!(group("192.168.1.7"), AddrGroup::Private("192.168.1.7".parse().unwrap()));
+        // The rest of loopback is grouped like public addresses.
+        assert_eq!(group("127.10.0.1"), group("127.10.9.9"));
+        let private = AddrGroup::Private("fd00::1".parse().unwrap());
+        assert_eq!(group_from_bytes(&private.bytes()), Some(private));
+        assert_eq!(group_from_bytes(&group("10.1.2.3").bytes()), Some(group("10.1.2.3")));
     }
 
     #[test]
@@ -681,11 +724,11 @@ mod tests {
         let inbound = peer();
         am.add(inbound, vec![at("30.1.0.1", 1)], group("30.1.0.1"), true, NOW);
         assert!(!am.get(&inbound).unwrap().tried);
-        // Sybils from 64 groups, 100 each, also reached by us (the worst case): the tried peer
+        // Sybils from 64 groups (30.0/16 ..= 30.63/16), 100 each, also reached by us (the worst case): the tried peer
         // reached within the grace keeps its slot.
         for g in 0..64u8 {
             for i in 0..100u8 {
-                let ip = format!("100.{g}.0.{i}");
+                let ip = format!("30.{g}.0.{i}");
                 let p = peer();
                 am.add(p, vec![at(&ip, 1)], group(&ip), true, NOW + 1);
                 am.connected_outbound(p, &at(&ip, 1), NOW + 1);
@@ -694,7 +737,7 @@ mod tests {
         assert!(am.get(&good).is_some_and(|r| r.tried));
         assert!(am.len() <= MAX_ENTRIES);
         // Per group at most TRIED_BUCKETS_PER_GROUP buckets of tried.
-        let per_group = am.tried.iter().flatten().filter(|p| am.get(p).unwrap().group() == group("100.3.0.0")).count();
+        let per_group = am.tried.iter().flatten().filter(|p| am.get(p).unwrap().group() == group("30.3.0.0")).count();
         assert!(per_group <= TRIED_BUCKETS_PER_GROUP as usize * TRIED_BUCKET_SIZE, "{per_group}");
     }
 
